@@ -1,0 +1,93 @@
+# egpu-operator: the verbs a user and CI type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export EGPU_CACHE ?= $(HOME)/.cache/egpu
+DEMO_RUN_DIR := $(CURDIR)/.run/cluster
+TEST_RUN_DIR := $(CURDIR)/.run/test-cluster
+DEMO_SHAPE ?= --blocks 2 --leaves 4 --nodes 16 --gpus 8
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create the virtualenv with the project and its dev tools
+
+binaries: ## Build or fetch the control-plane binaries into $(EGPU_CACHE) (cached)
+	bash hack/build-binaries.sh
+
+cluster-up: venv binaries ## Start the local control plane (etcd, apiserver, KCM, scheduler, kwok)
+	EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py up
+
+cluster-down: ## Stop the local control plane; no process is left behind
+	EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
+
+cluster-status: ## Show the local control plane's processes and health
+	@EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py status
+
+sim-nodes: venv ## Add simulated GPU nodes to the running cluster (DEMO_SHAPE=...)
+	KUBECONFIG=$(DEMO_RUN_DIR)/kubeconfig $(VENV)/bin/egpu sim nodes $(DEMO_SHAPE)
+
+demo: cluster-up ## The main job: cluster + 128 simulated GPU nodes + operator + samples
+	EGPU_RUN_DIR=$(DEMO_RUN_DIR) bash hack/demo.sh
+
+demo-down: ## Stop the demo operator and the cluster
+	-EGPU_RUN_DIR=$(DEMO_RUN_DIR) bash hack/demo.sh stop
+	EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
+
+crds: venv ## Regenerate crds/ and docs/api.md from the pydantic models
+	$(PY) -m egpu.api.crdgen --out crds/
+	$(PY) -m egpu.api.docgen > docs/api.md
+
+crds-check: venv ## Fail when crds/ or docs/api.md drift from the models
+	$(PY) -m egpu.api.crdgen --check crds/
+	$(PY) -m egpu.api.docgen | diff -u docs/api.md - > /dev/null || \
+	  { echo "docs/api.md is stale: run make crds"; exit 1; }
+
+lint: venv ## ruff, mypy (strict on engines/domain/api), import layers, CRD drift
+	$(VENV)/bin/ruff check operator tests hack
+	$(VENV)/bin/ruff format --check operator tests hack
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory crds-check
+
+unit: venv ## Unit tests (pure logic, no cluster)
+	$(PY) -m pytest -m unit -q
+
+integration: venv binaries ## Integration tests against a real, throw-away local control plane
+	EGPU_RUN_DIR=$(TEST_RUN_DIR) bash hack/run-integration.sh
+
+test: ## What CI runs: lint, unit tests, integration tests (cluster up and down)
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+bench-placement: venv ## Placement engine benchmark (15,000 nodes, 120,000 GPUs)
+	$(PY) hack/bench/placement.py
+
+bench-nodes: venv binaries ## Time creating 1,000 simulated GPU nodes; control-plane memory
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-cluster bash hack/bench/nodes.sh
+
+kind-up: ## kind cluster with fake GPU capacity (needs Docker; not on the CI machine)
+	bash hack/kind-up.sh
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name egpu
+
+clean: ## Remove the virtualenv and run state (not the binary cache)
+	-EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
+	-EGPU_RUN_DIR=$(TEST_RUN_DIR) $(PY) hack/localcluster.py down
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
+	crds-check lint unit integration test bench-placement bench-nodes kind-up kind-down clean

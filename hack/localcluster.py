@@ -1,0 +1,566 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane made of processes, with KWOK nodes.
+
+    python hack/localcluster.py up|down|status|env [--fresh]
+
+`up` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+kwok, all bound to 127.0.0.1 on free ports, with generated certificates, RBAC
+and service-account tokens. State lives in $EGPU_RUN_DIR (default .run/cluster
+in the checkout): pki/, etcd/, logs/, kubeconfig and state.json. Binaries come
+from hack/build-binaries.sh (cached under $EGPU_CACHE, outside git).
+
+Standard library only, so it runs before the project's virtualenv exists.
+Every failure tears down what was started: no orphan processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "cluster"))
+CACHE = Path(os.environ.get("EGPU_CACHE", Path.home() / ".cache" / "egpu"))
+BIN_DIR = CACHE / "bin"
+STAGES_DIR = REPO / "operator" / "egpu" / "sim" / "stages"
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
+# Pod IPs handed out by kwok: room for 100,000 pods.
+POD_CIDR = "10.128.0.0/14"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def log(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def read_versions() -> dict[str, str]:
+    versions = {}
+    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key] = value
+    return versions
+
+
+def binary(name: str) -> Path:
+    v = read_versions()
+    version = {
+        "etcd": v["ETCD_VERSION"],
+        "kwok": v["KWOK_VERSION"],
+        "helm": v["HELM_VERSION"],
+    }.get(name, v["KUBERNETES_VERSION"])
+    return BIN_DIR / f"{name}-{version}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- certificates -----------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(pki: Path) -> None:
+    """CA, API server serving cert, client certs per component, SA key pair."""
+    if (pki / "done").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key", cwd=pki)
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=egpu-local-ca",
+        "-out",
+        "ca.crt",
+        cwd=pki,
+    )
+    sans = ",".join(
+        [
+            "IP:127.0.0.1",
+            f"IP:{SERVICE_IP}",
+            "DNS:localhost",
+            "DNS:kubernetes",
+            "DNS:kubernetes.default",
+            "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local",
+        ]
+    )
+    certs = {
+        "apiserver": ("/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth"),
+        "admin": ("/O=system:masters/CN=egpu-admin", "extendedKeyUsage=clientAuth"),
+        "controller-manager": ("/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"),
+        "scheduler": ("/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth"),
+        "kwok": ("/O=system:masters/CN=egpu-kwok", "extendedKeyUsage=clientAuth"),
+    }
+    for name, (subject, ext) in certs.items():
+        (pki / f"{name}.ext").write_text(ext + "\n")
+        openssl(
+            "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=pki
+        )
+        openssl(
+            "req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+            cwd=pki,
+        )
+    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    (pki / "done").write_text("")
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: egpu-local
+  cluster:
+    server: {server}
+    certificate-authority: {pki / "ca.crt"}
+users:
+- name: {user}
+  user:
+    client-certificate: {pki / f"{user}.crt"}
+    client-key: {pki / f"{user}.key"}
+contexts:
+- name: egpu-local
+  context: {{cluster: egpu-local, user: {user}, namespace: default}}
+current-context: egpu-local
+"""
+    )
+
+
+# --- processes --------------------------------------------------------------
+
+
+@dataclass
+class State:
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> State:
+        path = RUN_DIR / "state.json"
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls(ports=data.get("ports", {}), pids=data.get("pids", {}))
+
+    def save(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        (RUN_DIR / "state.json").write_text(
+            json.dumps({"ports": self.ports, "pids": self.pids}, indent=2)
+        )
+
+
+def ours(pid: int) -> bool:
+    """True when pid is alive and is one of this run dir's processes (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return not zombie and str(RUN_DIR) in cmdline
+
+
+def start(state: State, name: str, argv: list[str]) -> None:
+    logs = RUN_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = (logs / f"{name}.log").open("ab")
+    # A new session, so the process outlives `up` and `down` can signal it alone.
+    proc = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=RUN_DIR,
+    )
+    state.pids[name] = proc.pid
+    state.save()
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def stop_all(state: State, grace: float = 5.0) -> list[str]:
+    """Stop one by one in reverse start order (clients before the API server,
+    the API server before etcd, which it would otherwise wait for), each with
+    SIGTERM, then SIGKILL after `grace` seconds. Returns the survivors."""
+    for name in reversed(list(state.pids)):  # adopted processes (the demo operator) first
+        pid = state.pids[name]
+        if not ours(pid):
+            continue
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while ours(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if ours(pid):
+            _signal(pid, signal.SIGKILL)
+            time.sleep(0.2)
+    survivors = [n for n, p in state.pids.items() if ours(p)]
+    state.pids.clear()
+    state.save()
+    return survivors
+
+
+def tail(name: str, lines: int = 25) -> str:
+    path = RUN_DIR / "logs" / f"{name}.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def https_ok(url: str, pki: Path, client: str | None = "admin") -> bool:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    if client:
+        ctx.load_cert_chain(str(pki / f"{client}.crt"), str(pki / f"{client}.key"))
+    else:  # components serve self-signed certs on their health ports
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_for(what: str, check: object, state: State, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        pid = state.pids.get(name)
+        if pid and not ours(pid):
+            raise RuntimeError(f"{name} exited during start-up:\n{tail(name)}")
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}:\n{tail(name)}")
+
+
+# --- the components ---------------------------------------------------------
+
+
+def stages_file() -> Path:
+    """All simulation Stages in one multi-document file for kwok's --config."""
+    ready_ms = os.environ.get("EGPU_SIM_READY_DELAY_MS", "1000")
+    if not ready_ms.isdigit():
+        raise RuntimeError(f"EGPU_SIM_READY_DELAY_MS must be whole milliseconds, not {ready_ms!r}")
+    docs = [
+        p.read_text().strip().replace("__EGPU_READY_DELAY_MS__", ready_ms)
+        for p in sorted(STAGES_DIR.glob("*.yaml"))
+    ]
+    if not docs:
+        raise RuntimeError(f"no KWOK stages found in {STAGES_DIR}")
+    path = RUN_DIR / "kwok-stages.yaml"
+    path.write_text("\n---\n".join(docs) + "\n")
+    return path
+
+
+def launch(state: State) -> None:
+    pki = RUN_DIR / "pki"
+    make_pki(pki)
+    p = state.ports
+    for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"):
+        p[name] = free_port()
+    state.save()
+    server = f"https://127.0.0.1:{p['apiserver']}"
+    for user in ("admin", "controller-manager", "scheduler", "kwok"):
+        write_kubeconfig(RUN_DIR / f"{user}.kubeconfig", server, pki, user)
+    shutil.copy(RUN_DIR / "admin.kubeconfig", RUN_DIR / "kubeconfig")
+
+    etcd_dir = RUN_DIR / "etcd"
+    shutil.rmtree(etcd_dir, ignore_errors=True)
+    start(
+        state,
+        "etcd",
+        [
+            str(binary("etcd")),
+            "--name=egpu",
+            f"--data-dir={etcd_dir}",
+            f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-cluster=egpu=http://127.0.0.1:{p['etcd-peer']}",
+            # A scratch store: durability buys nothing here and fsync costs a lot.
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=8589934592",
+            "--listen-metrics-urls=",
+            "--log-level=warn",
+        ],
+    )
+    wait_for("etcd", lambda: http_ok(f"http://127.0.0.1:{p['etcd']}/health"), state, "etcd", 30)
+
+    start(
+        state,
+        "kube-apiserver",
+        [
+            str(binary("kube-apiserver")),
+            f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p['apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # No client-side or server-side throttling: the tests and benchmarks
+            # measure this project, not the limits of a shared production server.
+            "--max-requests-inflight=0",
+            "--max-mutating-requests-inflight=0",
+            "--enable-priority-and-fairness=false",
+            "--allow-privileged=true",
+            "--event-ttl=1h",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    wait_for(
+        "kube-apiserver /readyz",
+        lambda: https_ok(f"{server}/readyz", pki),
+        state,
+        "kube-apiserver",
+        90,
+    )
+
+    start(
+        state,
+        "kube-controller-manager",
+        [
+            str(binary("kube-controller-manager")),
+            f"--kubeconfig={RUN_DIR / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={RUN_DIR / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={RUN_DIR / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['controller-manager']}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--kube-api-qps=2000",
+            "--kube-api-burst=4000",
+            "--profiling=false",
+            "--v=1",
+        ],
+    )
+    sched_cfg = RUN_DIR / "scheduler-config.yaml"
+    sched_cfg.write_text(
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"
+        "kind: KubeSchedulerConfiguration\n"
+        "clientConnection:\n"
+        f"  kubeconfig: {RUN_DIR / 'scheduler.kubeconfig'}\n"
+        "  qps: 2000\n"
+        "  burst: 4000\n"
+        "leaderElection: {leaderElect: false}\n"
+    )
+    start(
+        state,
+        "kube-scheduler",
+        [
+            str(binary("kube-scheduler")),
+            f"--config={sched_cfg}",
+            f"--authentication-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['scheduler']}",
+            "--v=1",
+        ],
+    )
+    start(
+        state,
+        "kwok",
+        [
+            str(binary("kwok")),
+            f"--kubeconfig={RUN_DIR / 'kwok.kubeconfig'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-label-selector=type=kwok",
+            f"--config={stages_file()}",
+            f"--cidr={POD_CIDR}",
+            "--node-ip=10.255.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{p['kwok']}",
+        ],
+    )
+    wait_for(
+        "kube-controller-manager /healthz",
+        lambda: https_ok(f"https://127.0.0.1:{p['controller-manager']}/healthz", pki, None),
+        state,
+        "kube-controller-manager",
+        60,
+    )
+    wait_for(
+        "kube-scheduler /healthz",
+        lambda: https_ok(f"https://127.0.0.1:{p['scheduler']}/healthz", pki, None),
+        state,
+        "kube-scheduler",
+        60,
+    )
+    wait_for(
+        "kwok /healthz", lambda: http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"), state, "kwok", 30
+    )
+    # Service accounts come from the controller-manager: pods cannot be
+    # created before the default one exists.
+    wait_for(
+        "the default ServiceAccount",
+        lambda: https_ok(f"{server}/api/v1/namespaces/default/serviceaccounts/default", pki),
+        state,
+        "kube-controller-manager",
+        60,
+    )
+
+
+def healthy(state: State) -> bool:
+    return (
+        bool(state.pids)
+        and all(state.pids.get(c) and ours(state.pids[c]) for c in COMPONENTS)
+        and https_ok(f"https://127.0.0.1:{state.ports['apiserver']}/readyz", RUN_DIR / "pki")
+    )
+
+
+def ensure_binaries() -> None:
+    missing = [c for c in COMPONENTS if not binary(c).exists()]
+    if missing:
+        log(f"obtaining binaries: {', '.join(missing)}")
+        subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True)
+
+
+def cmd_up(fresh: bool) -> int:
+    state = State.load()
+    if not fresh and healthy(state):
+        log(f"already running; KUBECONFIG={RUN_DIR / 'kubeconfig'}")
+        print(RUN_DIR / "kubeconfig")
+        return 0
+    if state.pids:
+        stop_all(state)
+    ensure_binaries()
+    t0 = time.monotonic()
+    state = State()
+    try:
+        launch(state)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        log(f"start failed: {exc}")
+        survivors = stop_all(state)
+        if survivors:
+            log(f"could not stop: {survivors}")
+        return 1
+    except BaseException:
+        stop_all(state)
+        raise
+    log(f"control plane ready in {time.monotonic() - t0:.1f}s; logs in {RUN_DIR / 'logs'}")
+    log(f"export KUBECONFIG={RUN_DIR / 'kubeconfig'}")
+    print(RUN_DIR / "kubeconfig")
+    return 0
+
+
+def cmd_down() -> int:
+    state = State.load()
+    survivors = stop_all(state)
+    shutil.rmtree(RUN_DIR / "etcd", ignore_errors=True)
+    if survivors:
+        log(f"processes still alive: {survivors}")
+        return 1
+    log("stopped; no process left")
+    return 0
+
+
+def cmd_status() -> int:
+    state = State.load()
+    if not state.pids:
+        print("stopped")
+        return 1
+    for name in COMPONENTS:
+        pid = state.pids.get(name)
+        alive = bool(pid and ours(pid))
+        print(f"{name:26} pid={pid} {'running' if alive else 'DEAD'}")
+    ok = healthy(state)
+    print(
+        f"apiserver https://127.0.0.1:{state.ports.get('apiserver')} "
+        f"{'ready' if ok else 'NOT READY'}"
+    )
+    print(f"KUBECONFIG={RUN_DIR / 'kubeconfig'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "adopt"])
+    parser.add_argument("--fresh", action="store_true", help="restart even if running")
+    parser.add_argument("--name", help="adopt: the process's name")
+    parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
+    args = parser.parse_args(argv)
+    if args.command == "adopt":
+        if not args.name or not args.pid or not ours(args.pid):
+            parser.error("adopt needs --name and the --pid of a live process of this run dir")
+        state = State.load()
+        state.pids[args.name] = args.pid
+        state.save()
+        return 0
+    if args.command == "up":
+        return cmd_up(args.fresh)
+    if args.command == "down":
+        return cmd_down()
+    if args.command == "status":
+        return cmd_status()
+    print(f"export KUBECONFIG={RUN_DIR / 'kubeconfig'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The `egpu` command line: simulation helpers and, later, planning tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def _sim_nodes(args: argparse.Namespace) -> int:
+    from egpu.sim.nodes import ClusterShape, create_nodes
+
+    shape = ClusterShape(
+        blocks=args.blocks,
+        leaves_per_block=args.leaves,
+        nodes_per_leaf=args.nodes,
+        gpus_per_node=args.gpus,
+        nvlink_group_size=args.nvlink_group_size,
+        gpu_models=tuple(args.models.split(",")),
+        name_prefix=args.prefix,
+    )
+    seconds = create_nodes(shape, kubeconfig=args.kubeconfig, workers=args.workers)
+    print(
+        f"created {shape.node_count} simulated GPU nodes ({shape.gpu_count} GPUs: "
+        f"{shape.blocks} blocks x {shape.leaves_per_block} leaves x {shape.nodes_per_leaf} "
+        f"nodes x {shape.gpus_per_node} GPUs) in {seconds:.1f}s"
+    )
+    return 0
+
+
+def _sim_delete(args: argparse.Namespace) -> int:
+    from egpu.sim.nodes import delete_nodes
+
+    print(f"deleted {delete_nodes(kubeconfig=args.kubeconfig)} simulated nodes")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="egpu", description=__doc__)
+    parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="simulated GPU cluster (KWOK)")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    nodes = sim_sub.add_parser("nodes", help="create simulated GPU nodes")
+    nodes.add_argument("--blocks", type=int, default=2)
+    nodes.add_argument("--leaves", type=int, default=4, help="leaves per block")
+    nodes.add_argument("--nodes", type=int, default=16, help="nodes per leaf")
+    nodes.add_argument("--gpus", type=int, default=8, help="GPUs per node")
+    nodes.add_argument("--nvlink-group-size", type=int, default=4)
+    nodes.add_argument(
+        "--models",
+        default="NVIDIA-H100-80GB-HBM3",
+        help="comma-separated GPU products, one per block round robin",
+    )
+    nodes.add_argument("--prefix", default="gpu", help="node name prefix")
+    nodes.add_argument("--workers", type=int, default=16, help="parallel API requests")
+    nodes.set_defaults(func=_sim_nodes)
+    delete = sim_sub.add_parser("delete-nodes", help="delete every simulated node")
+    delete.set_defaults(func=_sim_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ValueError as exc:
+        print(f"egpu: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

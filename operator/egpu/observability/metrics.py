@@ -1,0 +1,38 @@
+"""Prometheus metrics of the operator: one registry, served on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from egpu import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUILD_INFO = Gauge(
+    "egpu_operator_build_info", "Version of the running operator.", ["version"], registry=REGISTRY
+)
+RECONCILE_TOTAL = Counter(
+    "egpu_reconcile_total",
+    "Reconciliations by kind and outcome.",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "egpu_reconcile_seconds",
+    "Time spent in one reconciliation.",
+    ["kind"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+)
+INVALID_OBJECTS = Gauge(
+    "egpu_invalid_objects",
+    "Objects the operator cannot act on (reported in their status), by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+
+def serve_metrics(port: int, addr: str) -> None:
+    """Serve /metrics from a daemon thread."""
+    BUILD_INFO.labels(version=__version__).set(1)
+    start_http_server(port, addr=addr, registry=REGISTRY)
