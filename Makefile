@@ -47,10 +47,13 @@ demo-down: ## Stop the demo operator and the cluster
 
 crds: venv ## Regenerate crds/ and docs/api.md from the pydantic models
 	$(PY) -m egpu.api.crdgen --out crds/
+	rm -f charts/egpu-operator/crds/*.yaml && cp crds/*.yaml charts/egpu-operator/crds/
 	$(PY) -m egpu.api.docgen > docs/api.md
 
 crds-check: venv ## Fail when crds/ or docs/api.md drift from the models
 	$(PY) -m egpu.api.crdgen --check crds/
+	diff -r crds charts/egpu-operator/crds > /dev/null || \
+	  { echo "charts/egpu-operator/crds differs from crds/: run make crds"; exit 1; }
 	$(PY) -m egpu.api.docgen | diff -u docs/api.md - > /dev/null || \
 	  { echo "docs/api.md is stale: run make crds"; exit 1; }
 
