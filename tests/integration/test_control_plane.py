@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Cluster, wait_until
+
+from harness import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, Cluster
+
+from harness import REPO, Cluster
 
 pytestmark = pytest.mark.integration
 

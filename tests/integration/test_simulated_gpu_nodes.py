@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Cluster, wait_until
 
 from egpu.sim.nodes import ClusterShape, create_nodes
+from harness import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         health=f"http://{args.bind_address}:{args.health_port}/healthz",
         metrics=f"http://{args.bind_address}:{args.metrics_port}/metrics",
     )
-    registry = build_registry()
+    registry = build_registry(args.kubeconfig)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             kopf.operator(
                 registry=registry,
+                memo=kopf.Memo(),
                 clusterwide=not args.namespace,
                 namespaces=args.namespace,
                 standalone=args.peering is None,

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
-from egpu.controllers import settings
+from egpu.controllers import settings, topologies, workloads
+from egpu.controllers.runtime import Runtime
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(kubeconfig: str | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     settings.register(registry)
+
+    @kopf.on.startup(registry=registry)
+    async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
+        runtime = Runtime.create(kubeconfig)
+        await runtime.start()
+        memo.runtime = runtime
+        for module in (workloads,):
+            module.start(runtime)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        if runtime is not None:
+            await runtime.stop()
+
+    topologies.register(registry)
+    workloads.register(registry)
     return registry

@@ -1,0 +1,344 @@
+"""GPUWorkload: member pods created and removed, their state folded into status.
+
+kopf feeds the workload objects into the runtime's cache; one level-based loop
+reconciles every workload whose objects changed (or all of them, now and then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from egpu import API_VERSION, GROUP, VERSION
+from egpu.actuators.events import patch_status, post_event
+from egpu.actuators.manifests import (
+    DOMAIN_ANNOTATION,
+    GPU_IDS_ANNOTATION,
+    RANK_LABEL,
+    WORKLOAD_LABEL,
+    build_member_pod,
+)
+from egpu.actuators.pods import create_pod, delete_pod
+from egpu.api.workload import GPUWorkloadSpec
+from egpu.controllers.runtime import Runtime, Trigger, runtime_of
+from egpu.domain.conditions import same_status, set_condition
+from egpu.engines.members import Member, count_members, plan_members, workload_phase
+from egpu.kube.client import JSON, ApiError, gather_limited
+from egpu.observability.metrics import INVALID_OBJECTS, RECONCILE_SECONDS, RECONCILE_TOTAL
+
+log = logging.getLogger("egpu.controllers.workloads")
+RESYNC_SECONDS = 30.0
+
+
+@dataclass
+class GangVerdict:
+    """The binder's last word on a gang, for the workload's status."""
+
+    scheduled: bool
+    reason: str
+    message: str
+
+
+class WorkloadController:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.trigger = Trigger()
+        self.dirty: set[str] = set()
+        self.verdicts: dict[str, GangVerdict] = {}
+        self._last_event: dict[str, tuple[str, str]] = {}
+        runtime.pods.add_listener(self._on_pod)
+
+    def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self.dirty.update(self.runtime.workloads)
+            self.trigger.kick()
+            return
+        pod = new or old or {}
+        labels = pod.get("metadata", {}).get("labels") or {}
+        if WORKLOAD_LABEL in labels:
+            self.dirty.add(f"{pod['metadata']['namespace']}/{labels[WORKLOAD_LABEL]}")
+            self.trigger.kick()
+
+    def touch(self, key: str) -> None:
+        self.dirty.add(key)
+        self.trigger.kick()
+
+    def set_verdict(self, key: str, verdict: GangVerdict) -> None:
+        if self.verdicts.get(key) != verdict:
+            self.verdicts[key] = verdict
+            self.touch(key)
+
+    async def run(self) -> None:
+        last_full = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.trigger.wait(timeout=RESYNC_SECONDS)
+            if loop.time() - last_full >= RESYNC_SECONDS:
+                self.dirty.update(self.runtime.workloads)
+                last_full = loop.time()
+            keys, self.dirty = self.dirty, set()
+            for key in keys:
+                body = self.runtime.workloads.get(key)
+                if body is None:
+                    self.verdicts.pop(key, None)
+                    continue
+                with RECONCILE_SECONDS.labels("GPUWorkload").time():
+                    try:
+                        outcome = await self.reconcile(body)
+                    except ApiError as exc:
+                        outcome = "error"
+                        log.warning("reconcile of %s failed: %s", key, exc)
+                        self.dirty.add(key)
+                RECONCILE_TOTAL.labels("GPUWorkload", outcome).inc()
+            INVALID_OBJECTS.labels("GPUWorkload").set(
+                sum(
+                    1
+                    for b in self.runtime.workloads.values()
+                    if any(
+                        c.get("type") == "Valid" and c.get("status") == "False"
+                        for c in (b.get("status") or {}).get("conditions") or []
+                    )
+                )
+            )
+
+    def members(self, namespace: str, name: str) -> list[tuple[Member, JSON]]:
+        out = []
+        for pod in self.runtime.pods.store.values():
+            meta = pod["metadata"]
+            if meta.get("namespace") != namespace:
+                continue
+            labels = meta.get("labels") or {}
+            if labels.get(WORKLOAD_LABEL) != name or RANK_LABEL not in labels:
+                continue
+            out.append((member_of(pod), pod))
+        return out
+
+    async def reconcile(self, body: JSON) -> str:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key = f"{namespace}/{name}"
+        generation = meta.get("generation")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status: JSON = dict(body.get("status") or {})
+        conditions = list(status.get("conditions") or [])
+
+        if meta.get("deletionTimestamp"):
+            return "deleting"  # the garbage collector removes the member pods
+        try:
+            spec = GPUWorkloadSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            message = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )[:1024]
+            conditions = set_condition(
+                conditions, "Valid", False, "InvalidSpec", message, generation, now
+            )
+            await self._event(body, "Warning", "InvalidSpec", message)
+            await self._write_status(
+                body,
+                {
+                    **status,
+                    "phase": "Failed",
+                    "conditions": conditions,
+                    "observedGeneration": generation,
+                },
+            )
+            return "invalid"
+        conditions = set_condition(conditions, "Valid", True, "Accepted", "", generation, now)
+
+        problem = self.topology_problem(spec)
+        if problem:
+            reason, message = problem
+            conditions = set_condition(
+                conditions, "TopologyResolved", False, reason, message, generation, now
+            )
+            await self._event(body, "Warning", reason, message)
+        elif spec.topology is not None:
+            conditions = set_condition(
+                conditions,
+                "TopologyResolved",
+                True,
+                "Resolved",
+                f"GPUTopology {spec.topology.topology_name}",
+                generation,
+                now,
+            )
+
+        pairs = self.members(namespace, name)
+        members = [m for m, _ in pairs]
+        if not problem:
+            plan = plan_members(spec.replicas, members)
+            pods = {m.name: p for m, p in pairs}
+            created = await gather_limited(
+                32,
+                *(
+                    create_pod(self.runtime.client, build_member_pod(body, r))
+                    for r in plan.create_ranks
+                ),
+            )
+            for result in created:
+                if isinstance(result, Exception):
+                    raise result
+            await gather_limited(
+                32,
+                *(
+                    delete_pod(self.runtime.client, namespace, n, pods[n]["metadata"].get("uid"))
+                    for n in plan.delete_names
+                ),
+            )
+
+        counts = count_members(members)
+        verdict = self.verdicts.get(key)
+        unschedulable = verdict is not None and not verdict.scheduled
+        if verdict is not None:
+            conditions = set_condition(
+                conditions,
+                "Scheduled",
+                verdict.scheduled,
+                verdict.reason,
+                verdict.message,
+                generation,
+                now,
+            )
+            if not verdict.scheduled:
+                await self._event(body, "Warning", verdict.reason, verdict.message)
+            else:
+                await self._event(body, "Normal", verdict.reason, verdict.message)
+        ready = spec.replicas > 0 and counts.ready == spec.replicas
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            ready,
+            "AllMembersReady" if ready else "MembersNotReady",
+            f"{counts.ready}/{spec.replicas} members ready",
+            generation,
+            now,
+        )
+        phase = "Pending" if problem else workload_phase(spec.replicas, counts, unschedulable)
+        placements = sorted(
+            (
+                {
+                    "pod": m.name,
+                    "rank": m.rank,
+                    "node": m.node,
+                    "gpus": list(m.gpu_ids),
+                    "domain": m.domain,
+                }
+                for m in members
+                if m.node and not m.deleting
+            ),
+            key=lambda p: int(p["rank"]),  # type: ignore[call-overload]
+        )
+        await self._write_status(
+            body,
+            {
+                **status,
+                "phase": phase,
+                "conditions": conditions,
+                "observedGeneration": generation,
+                "replicas": counts.replicas,
+                "readyReplicas": counts.ready,
+                "boundReplicas": counts.bound,
+                "placements": placements,
+                "selector": f"{WORKLOAD_LABEL}={name}",
+            },
+        )
+        return "ok"
+
+    def topology_problem(self, spec: GPUWorkloadSpec) -> tuple[str, str] | None:
+        if spec.topology is None:
+            return None
+        topo = self.runtime.topologies.get(spec.topology.topology_name)
+        if topo is None:
+            return (
+                "TopologyNotFound",
+                f"GPUTopology {spec.topology.topology_name!r} does not exist",
+            )
+        levels = [lv.get("nodeLabel") for lv in (topo.get("spec") or {}).get("levels") or []]
+        for field, level in (
+            ("required", spec.topology.required),
+            ("preferred", spec.topology.preferred),
+        ):
+            if level is not None and level not in levels:
+                return (
+                    "UnknownTopologyLevel",
+                    f"spec.topology.{field}: level {level!r} is not one of GPUTopology "
+                    f"{spec.topology.topology_name!r}'s levels {levels}",
+                )
+        return None
+
+    async def _write_status(self, body: JSON, status: JSON) -> None:
+        if same_status(dict(body.get("status") or {}), status):
+            return
+        meta = body["metadata"]
+        await patch_status(
+            self.runtime.client,
+            API_VERSION,
+            "gpuworkloads",
+            meta["namespace"],
+            meta["name"],
+            status,
+        )
+
+    async def _event(self, body: JSON, kind: str, reason: str, message: str) -> None:
+        """One Event per distinct (reason, message), not one per reconcile."""
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}/{reason}"
+        if self._last_event.get(key) == (reason, message):
+            return
+        self._last_event[key] = (reason, message)
+        await post_event(self.runtime.client, body, kind, reason, message)
+
+
+def member_of(pod: JSON) -> Member:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    ids = annotations.get(GPU_IDS_ANNOTATION) or ""
+    try:
+        domain = json.loads(annotations.get(DOMAIN_ANNOTATION) or "{}")
+    except json.JSONDecodeError:
+        domain = {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return Member(
+        name=meta["name"],
+        rank=int(meta["labels"][RANK_LABEL]),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        phase=status.get("phase", "Pending"),
+        ready=ready,
+        deleting=bool(meta.get("deletionTimestamp")),
+        gpu_ids=tuple(int(x) for x in ids.split(",") if x.strip().isdigit()),
+        domain=domain if isinstance(domain, dict) else {},
+    )
+
+
+CONTROLLER_KEY = "workload_controller"
+
+
+def start(runtime: Runtime) -> WorkloadController:
+    controller = WorkloadController(runtime)
+    setattr(runtime, CONTROLLER_KEY, controller)
+    runtime.spawn("workloads", controller.run)
+    return controller
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.event(GROUP, VERSION, "gpuworkloads", registry=registry)
+    async def on_workload(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime = runtime_of(memo)
+        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+        if type == "DELETED":
+            runtime.workloads.pop(key, None)
+        else:
+            runtime.workloads[key] = dict(body)
+        controller: WorkloadController | None = getattr(runtime, CONTROLLER_KEY, None)
+        if controller is not None:
+            controller.touch(key)

@@ -1,0 +1,158 @@
+"""Test harness: the real control plane and the operator, as pytest fixtures.
+
+`make integration` starts the control plane beforehand (hack/run-integration.sh)
+and stops it afterwards; run alone, `pytest -m integration` starts it here and
+stops what it started. tests/conftest.py exposes the fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "test-cluster"))
+LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": self.kubeconfig}
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        kubectl = str(Path(sys.executable).parent / "kubectl")
+        proc = subprocess.run(
+            [kubectl, *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            env=self.env,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
+            )
+        return proc
+
+
+def _status_ok() -> bool:
+    env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
+    return subprocess.run([*LOCALCLUSTER, "status"], env=env, capture_output=True).returncode == 0
+
+
+def cluster_fixture() -> Iterator[Cluster]:
+    env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
+    started_here = not _status_ok()
+    if started_here:
+        subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    yield Cluster(kubeconfig=str(RUN_DIR / "kubeconfig"))
+    if started_here:
+        subprocess.run([*LOCALCLUSTER, "down"], env=env, check=False)
+
+
+def namespace_fixture(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class OperatorProcess:
+    """The real `egpu-operator` console script, run against the test cluster."""
+
+    def __init__(self, cluster: Cluster, log_path: Path) -> None:
+        import socket
+
+        def port() -> int:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                return int(s.getsockname()[1])
+
+        self.cluster = cluster
+        self.health_port, self.metrics_port = port(), port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = str(Path(sys.executable).parent / "egpu-operator")
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--kubeconfig",
+                self.cluster.kubeconfig,
+                "--bind-address",
+                "127.0.0.1",
+                "--health-port",
+                str(self.health_port),
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.cluster.env,
+        )
+        wait_until(self.healthy, 60, "the operator's /healthz")
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited; log:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as resp:
+            return str(resp.read().decode())
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the operator must survive."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
