@@ -29,11 +29,11 @@ def crds(cluster: Cluster) -> Cluster:
     return cluster
 
 
-@pytest.fixture(scope="session")
-def operator(crds: Cluster) -> Iterator[OperatorProcess]:
-    """The operator running for the whole session (tests that kill it start their own)."""
+@pytest.fixture(scope="module")
+def operator(crds: Cluster, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The operator, running for one test module (modules that kill it start their own)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    proc = OperatorProcess(crds, RUN_DIR / "operator-e2e.log")
+    proc = OperatorProcess(crds, RUN_DIR / f"operator-{request.module.__name__}.log")
     proc.start()
     yield proc
     proc.stop()

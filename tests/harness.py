@@ -83,7 +83,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 class OperatorProcess:
     """The real `egpu-operator` console script, run against the test cluster."""
 
-    def __init__(self, cluster: Cluster, log_path: Path) -> None:
+    def __init__(self, cluster: Cluster, log_path: Path, env: dict[str, str] | None = None) -> None:
         import socket
 
         def port() -> int:
@@ -94,27 +94,28 @@ class OperatorProcess:
         self.cluster = cluster
         self.health_port, self.metrics_port = port(), port()
         self.log_path = log_path
+        self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         exe = str(Path(sys.executable).parent / "egpu-operator")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--kubeconfig",
-                self.cluster.kubeconfig,
-                "--bind-address",
-                "127.0.0.1",
-                "--health-port",
-                str(self.health_port),
-                "--metrics-port",
-                str(self.metrics_port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.cluster.env,
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    exe,
+                    "--kubeconfig",
+                    self.cluster.kubeconfig,
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--health-port",
+                    str(self.health_port),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**self.cluster.env, **self.extra_env},
+            )
         wait_until(self.healthy, 60, "the operator's /healthz")
 
     def healthy(self) -> bool:

@@ -72,11 +72,24 @@ async def clear_assignment(client: KubeClient, namespace: str, name: str) -> Non
             raise
 
 
-async def bind_pod(client: KubeClient, namespace: str, name: str, uid: str, node: str) -> None:
+async def bind_pod(
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    uid: str,
+    node: str,
+    annotations: dict[str, str] | None = None,
+) -> None:
+    """Bind; the Binding's annotations land on the pod in the same write."""
     body = {
         "apiVersion": "v1",
         "kind": "Binding",
-        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "annotations": annotations or {},
+        },
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
     await client.create(path_for("v1", "pods", namespace, name, "binding"), body)

@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--health-port", type=int, default=8081)
     p.add_argument("--metrics-port", type=int, default=8080)
+    p.add_argument(
+        "--topology",
+        default=os.environ.get("EGPU_TOPOLOGY", "default"),
+        help="the GPUTopology that drives placement (default: 'default'; without "
+        "it, gangs are placed by node only)",
+    )
     p.add_argument("--log-level", default=os.environ.get("EGPU_LOG_LEVEL", "INFO"))
     p.add_argument(
         "--peering",
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         health=f"http://{args.bind_address}:{args.health_port}/healthz",
         metrics=f"http://{args.bind_address}:{args.metrics_port}/metrics",
     )
-    registry = build_registry(args.kubeconfig)
+    registry = build_registry(args.kubeconfig, args.topology)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             kopf.operator(

@@ -6,11 +6,13 @@ from typing import Any
 
 import kopf
 
-from egpu.controllers import settings, topologies, workloads
+from egpu.controllers import binder, settings, topologies, workloads
 from egpu.controllers.runtime import Runtime
 
 
-def build_registry(kubeconfig: str | None = None) -> kopf.OperatorRegistry:
+def build_registry(
+    kubeconfig: str | None = None, topology_name: str = "default"
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     settings.register(registry)
 
@@ -19,8 +21,8 @@ def build_registry(kubeconfig: str | None = None) -> kopf.OperatorRegistry:
         runtime = Runtime.create(kubeconfig)
         await runtime.start()
         memo.runtime = runtime
-        for module in (workloads,):
-            module.start(runtime)
+        workloads.start(runtime)
+        binder.start(runtime, topology_name)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:

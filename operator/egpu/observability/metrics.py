@@ -36,3 +36,24 @@ def serve_metrics(port: int, addr: str) -> None:
     """Serve /metrics from a daemon thread."""
     BUILD_INFO.labels(version=__version__).set(1)
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+PODS_BOUND = Counter("egpu_pods_bound_total", "Pods bound by the egpu binder.", registry=REGISTRY)
+BIND_FAILURES = Counter(
+    "egpu_bind_failures_total",
+    "Gangs whose binding failed and was rolled back, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+PLACEMENT_SECONDS = Histogram(
+    "egpu_placement_decision_seconds",
+    "Time the placement engine took for one gang.",
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+PENDING_GANGS = Gauge(
+    "egpu_pending_gangs", "Gangs waiting for placement after the last cycle.", registry=REGISTRY
+)
+FREE_GPUS = Gauge(
+    "egpu_free_gpus", "Healthy, unreserved GPUs on schedulable nodes.", registry=REGISTRY
+)

@@ -42,6 +42,9 @@ class ClusterShape:
     cpu_per_node: str = "128"
     memory_per_node: str = "2048Gi"
     name_prefix: str = "gpu"
+    # Prepended to block and leaf names, so several simulated clusters can
+    # share one API server without sharing topology domains.
+    domain_prefix: str = ""
 
     def __post_init__(self) -> None:
         for field in ("blocks", "leaves_per_block", "nodes_per_leaf", "gpus_per_node"):
@@ -80,8 +83,9 @@ def node_manifests(shape: ClusterShape) -> Iterator[dict[str, Any]]:
         model = shape.gpu_models[b % len(shape.gpu_models)]
         for lf in range(shape.leaves_per_block):
             for n in range(shape.nodes_per_leaf):
-                block, leaf = f"b{b}", f"b{b}-l{lf}"
-                name = f"{shape.name_prefix}-{leaf}-n{n:03d}"
+                block = f"{shape.domain_prefix}b{b}"
+                leaf = f"{block}-l{lf}"
+                name = f"{shape.name_prefix}-b{b}-l{lf}-n{n:03d}"
                 resources = {
                     "cpu": shape.cpu_per_node,
                     "memory": shape.memory_per_node,

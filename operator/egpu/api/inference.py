@@ -1,0 +1,424 @@
+"""GPUInferenceService: model-serving GPU pods that scale with load, down to zero."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from egpu.api.base import ApiModel, Rule, defaulted_object, list_map, rules_extra
+from egpu.api.common import (
+    Condition,
+    GpuModel,
+    PodTemplate,
+    conditions_field,
+    gpu_model_field,
+    gpus_per_pod_field,
+)
+from egpu.api.types import (
+    DURATION_PATTERN,
+    Cron,
+    DnsLabel,
+    Duration,
+    Quantity,
+    TimeOfDay,
+    cel_duration_le,
+    cel_quantity,
+    cel_when_quantities,
+)
+
+MAX_SERVICE_REPLICAS = 10000
+MAX_SCHEDULE_WINDOWS = 24
+
+ScalingMetric = Literal[
+    "Concurrency", "QueueLength", "TokensPerSecond", "GPUUtilization", "LatencySLO"
+]
+
+# The series read from a pod's metrics endpoint when podMetrics.metricName is unset.
+DEFAULT_POD_METRIC_NAMES: dict[str, str] = {
+    "Concurrency": "egpu_inflight_requests",
+    "QueueLength": "egpu_queue_length",
+    "TokensPerSecond": "egpu_generated_tokens_total",
+    "GPUUtilization": "DCGM_FI_DEV_GPU_UTIL",
+    "LatencySLO": "egpu_request_duration_seconds",
+}
+
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+
+
+class LatencySLO(ApiModel):
+    """A latency objective: the chosen percentile of request latency stays under `target`."""
+
+    percentile: float = Field(
+        99.0, ge=50.0, le=99.999, description="Percentile of request latency, e.g. 99 or 99.9."
+    )
+    target: Duration = Field(
+        description="Latency the percentile must stay under, e.g. 500ms.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule=f"!self.matches(r'{DURATION_PATTERN}') || duration(self) > duration('0s')",
+                message="target must be longer than 0s",
+            )
+        ),
+    )
+
+
+class PrometheusSource(ApiModel):
+    """Read the signal with a PromQL query."""
+
+    url: str = Field(
+        max_length=2048,
+        description="Base URL of the Prometheus server, e.g. http://prometheus.monitoring:9090.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule="isURL(self) && url(self).getScheme() in ['http', 'https'] "
+                "&& url(self).getHost() != ''",
+                message="url must be an absolute http or https URL",
+            )
+        ),
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=8192,
+        description="PromQL returning one number: the service-wide value of the metric.",
+    )
+
+
+class PodMetricsSource(ApiModel):
+    """Scrape each ready pod's Prometheus-format endpoint and add the values up."""
+
+    port: int = Field(ge=1, le=65535, description="Container port serving the metrics.")
+    path: str = Field(
+        "/metrics",
+        max_length=1024,
+        pattern=r"^/",
+        description="HTTP path of the metrics endpoint; starts with '/'.",
+    )
+    metric_name: str | None = Field(
+        None,
+        max_length=256,
+        pattern=METRIC_NAME_PATTERN,
+        description="Series to read. Unset: egpu_inflight_requests (Concurrency), "
+        "egpu_queue_length (QueueLength), egpu_generated_tokens_total (TokensPerSecond, "
+        "as a rate), DCGM_FI_DEV_GPU_UTIL (GPUUtilization), egpu_request_duration_seconds "
+        "(LatencySLO, a histogram).",
+    )
+
+
+class MetricSource(ApiModel):
+    """Where the signal comes from: exactly one of prometheus or podMetrics."""
+
+    cel_rules = (
+        Rule(
+            rule="has(self.prometheus) != has(self.podMetrics)",
+            message="set exactly one of prometheus or podMetrics",
+            field_path=".prometheus",
+        ),
+    )
+
+    prometheus: PrometheusSource | None = Field(None, description="A PromQL query.")
+    pod_metrics: PodMetricsSource | None = Field(None, description="The pods' own endpoint.")
+
+
+class ScalingPolicy(ApiModel):
+    """The signal replicas follow, and the value each replica should carry."""
+
+    cel_rules = (
+        Rule(
+            rule="self.metric != 'LatencySLO' || has(self.latencySLO)",
+            message="metric LatencySLO needs latencySLO",
+            field_path=".latencySLO",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            rule="self.metric == 'LatencySLO' || !has(self.latencySLO)",
+            message="latencySLO only applies to metric LatencySLO",
+            field_path=".latencySLO",
+            reason="FieldValueForbidden",
+        ),
+        Rule(
+            rule="self.metric == 'LatencySLO' || has(self.target)",
+            message="target is required for this metric",
+            field_path=".target",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            rule="self.metric != 'LatencySLO' || !has(self.target)",
+            message="metric LatencySLO takes its target from latencySLO.target",
+            field_path=".target",
+            reason="FieldValueForbidden",
+        ),
+        Rule(
+            rule="!has(self.target) || "
+            + cel_when_quantities(
+                ("self.target",), f"{cel_quantity('self.target')}.isGreaterThan(quantity('0'))"
+            ),
+            message="target must be greater than zero",
+            field_path=".target",
+        ),
+        Rule(
+            rule="self.metric != 'GPUUtilization' || !has(self.target) || "
+            + cel_when_quantities(
+                ("self.target",), f"{cel_quantity('self.target')}.compareTo(quantity('100')) <= 0"
+            ),
+            message="a GPUUtilization target is a percentage: at most 100",
+            field_path=".target",
+        ),
+    )
+
+    metric: ScalingMetric = Field(
+        description="Concurrency (in-flight requests), QueueLength, TokensPerSecond, "
+        "GPUUtilization (percent) or LatencySLO."
+    )
+    target: Quantity | None = Field(
+        None,
+        description="Value of the metric each replica should carry, e.g. 8 (concurrency), "
+        "2500 (tokens/s), 70 (GPU percent). Not used with LatencySLO.",
+    )
+    latency_slo: LatencySLO | None = Field(
+        None,
+        alias="latencySLO",
+        description="The objective, when metric is LatencySLO.",
+    )
+    source: MetricSource = Field(description="Where the metric is read from.")
+
+
+class ScaleUp(ApiModel):
+    """How fast replicas may grow."""
+
+    max_rate: float = Field(
+        10.0,
+        ge=1.0,
+        le=1000.0,
+        description="Most a decision may multiply the ready replicas by (10 = tenfold).",
+    )
+    cooldown: Duration = Field(
+        "0s", description="Least time between two scale-up decisions outside panic mode."
+    )
+
+
+class ScaleDown(ApiModel):
+    """How fast replicas may shrink."""
+
+    max_rate: float = Field(
+        2.0,
+        ge=1.0,
+        le=1000.0,
+        description="Most a decision may divide the replicas by (2 = halve).",
+    )
+    stabilization_window: Duration = Field(
+        "5m",
+        description="Scale down only to the highest recommendation seen in this window.",
+    )
+
+
+class ScalingBehavior(ApiModel):
+    """The stable/panic windows of the autoscaler and its rate limits (Knative style)."""
+
+    cel_rules = (
+        Rule(
+            rule=cel_duration_le("self.scrapeInterval", "self.panicWindow"),
+            message="panicWindow must not be shorter than scrapeInterval",
+            field_path=".panicWindow",
+        ),
+        Rule(
+            rule=cel_duration_le("self.panicWindow", "self.stableWindow"),
+            message="stableWindow must not be shorter than panicWindow",
+            field_path=".stableWindow",
+        ),
+        Rule(
+            rule=cel_duration_le("'100ms'", "self.scrapeInterval"),
+            message="scrapeInterval must be at least 100ms",
+            field_path=".scrapeInterval",
+        ),
+        Rule(
+            rule=cel_duration_le("self.stableWindow", "'1h'"),
+            message="stableWindow must be at most 1h",
+            field_path=".stableWindow",
+        ),
+        Rule(
+            rule="!has(self.scaleToZeroAfter) || ("
+            + cel_duration_le("self.stableWindow", "self.scaleToZeroAfter")
+            + ")",
+            message="scaleToZeroAfter must not be shorter than stableWindow",
+            field_path=".scaleToZeroAfter",
+        ),
+    )
+
+    stable_window: Duration = Field("60s", description="Averaging window for normal decisions.")
+    panic_window: Duration = Field("6s", description="Short window that detects a flash crowd.")
+    panic_threshold: float = Field(
+        2.0,
+        gt=1.0,
+        le=100.0,
+        description="Enter panic mode when the panic-window load needs this many times the "
+        "ready replicas (2.0 = 200%); in panic mode replicas never shrink.",
+    )
+    scrape_interval: Duration = Field("2s", description="How often the metric is read.")
+    scale_up: ScaleUp = defaulted_object(ScaleUp, "Limits on growth.")
+    scale_down: ScaleDown = defaulted_object(ScaleDown, "Limits on shrinking.")
+    scale_to_zero_after: Duration | None = Field(
+        None,
+        description="With minReplicas 0: remove the last replica after this long without "
+        "load. Unset: after one stableWindow.",
+    )
+
+
+class WarmPool(ApiModel):
+    """Pods kept started but idle, so new replicas skip the model's cold start."""
+
+    size: int = Field(0, ge=0, le=1000, description="Idle pods to keep ready to serve.")
+
+
+class ScheduleWindow(ApiModel):
+    """A recurring window with a higher floor, ahead of tidal (day/night) load."""
+
+    cel_rules = (
+        Rule(
+            rule="has(self.cron) != (has(self.start) || has(self.end))",
+            message="set either cron (with duration) or start and end",
+            field_path=".cron",
+        ),
+        Rule(
+            rule="has(self.start) == has(self.end)",
+            message="start and end go together",
+            field_path=".end",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            rule="has(self.cron) == has(self.duration)",
+            message="duration is required with cron, and only with cron",
+            field_path=".duration",
+        ),
+        Rule(
+            rule="!has(self.start) || !has(self.end) || self.start != self.end",
+            message="end must differ from start",
+            field_path=".end",
+        ),
+    )
+
+    name: DnsLabel = Field(description="Name of the window, unique in the list.")
+    cron: Cron | None = Field(None, description="When the window opens (UTC cron).")
+    duration: Duration | None = Field(None, description="How long it stays open, with cron.")
+    start: TimeOfDay | None = Field(None, description="Daily opening time, HH:MM UTC (with end).")
+    end: TimeOfDay | None = Field(
+        None, description="Daily closing time, HH:MM UTC; before start: the window spans midnight."
+    )
+    min_replicas: int = Field(
+        ge=0, le=MAX_SERVICE_REPLICAS, description="Replica floor while the window is open."
+    )
+
+
+class GPUInferenceServiceSpec(ApiModel):
+    """The desired serving pods and how they scale."""
+
+    cel_rules = (
+        Rule(
+            rule="self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not be greater than maxReplicas",
+            field_path=".minReplicas",
+        ),
+        Rule(
+            rule="!has(self.replicas) || self.replicas >= self.minReplicas",
+            message="replicas must not be less than minReplicas",
+            field_path=".replicas",
+        ),
+        Rule(
+            rule="!has(self.replicas) || self.replicas <= self.maxReplicas",
+            message="replicas must not be greater than maxReplicas",
+            field_path=".replicas",
+        ),
+        Rule(
+            rule="self.warmPool.size <= self.maxReplicas",
+            message="warmPool.size must not be greater than maxReplicas",
+            field_path=".warmPool.size",
+        ),
+        Rule(
+            rule="!has(self.schedule) || self.schedule.all(w, w.minReplicas <= self.maxReplicas)",
+            message="a schedule window's minReplicas must not be greater than maxReplicas",
+            field_path=".schedule",
+        ),
+        Rule(
+            rule="!has(self.behavior.scaleToZeroAfter) || self.minReplicas == 0",
+            message="scaleToZeroAfter needs minReplicas 0",
+            field_path=".behavior.scaleToZeroAfter",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    template: PodTemplate = Field(description="Template of each pod (core/v1 PodTemplateSpec).")
+    gpus_per_pod: int = gpus_per_pod_field()
+    gpu_model: GpuModel | None = gpu_model_field()
+    min_replicas: int = Field(
+        1, ge=0, le=MAX_SERVICE_REPLICAS, description="Fewest replicas; 0 allows scale to zero."
+    )
+    max_replicas: int = Field(ge=1, le=MAX_SERVICE_REPLICAS, description="Most replicas.")
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SERVICE_REPLICAS,
+        description="Replica count set through the scale subresource (kubectl scale, an "
+        "external autoscaler); when set it overrides the built-in autoscaler. "
+        "Unset: the autoscaler decides.",
+    )
+    scaling: ScalingPolicy = Field(description="The signal the autoscaler follows.")
+    behavior: ScalingBehavior = defaulted_object(
+        ScalingBehavior, "Windows and rate limits of the autoscaler."
+    )
+    warm_pool: WarmPool = defaulted_object(WarmPool, "Idle pods kept ready against cold starts.")
+    schedule: list[ScheduleWindow] | None = Field(
+        None,
+        max_length=MAX_SCHEDULE_WINDOWS,
+        description="Recurring windows that raise the replica floor ahead of known load.",
+        json_schema_extra=list_map("name"),
+    )
+
+
+class ScaleDecision(ApiModel):
+    """The autoscaler's latest decision."""
+
+    time: datetime = Field(description="When it was made (RFC 3339).")
+    replicas: int = Field(ge=0, description="Replicas it asked for.")
+    reason: str = Field(
+        max_length=1024,
+        description="Why, e.g. Stable, Panic, ScaleToZero, Schedule, MaxRate, Cooldown.",
+    )
+    metric_value: Quantity | None = Field(
+        None, description="Service-wide value of the metric it saw."
+    )
+
+
+class GPUInferenceServiceStatus(ApiModel):
+    """What the autoscaler observed and decided."""
+
+    replicas: int = Field(0, ge=0, description="Serving pods that exist.")
+    ready_replicas: int = Field(0, ge=0, description="Serving pods that are Ready.")
+    desired_replicas: int = Field(0, ge=0, description="Replicas the autoscaler wants.")
+    warm_replicas: int = Field(0, ge=0, description="Idle warm-pool pods that are Ready.")
+    last_decision: ScaleDecision | None = Field(None, description="The latest scale decision.")
+    conditions: list[Condition] = conditions_field()
+    observed_generation: int | None = Field(
+        None, ge=0, description="The .metadata.generation the status reflects."
+    )
+    selector: str | None = Field(
+        None,
+        max_length=1024,
+        description="Label selector of the serving pods, for the scale subresource.",
+    )
+
+
+class GPUInferenceService(ApiModel):
+    """Model-serving GPU pods that scale on load, down to zero, with a warm pool."""
+
+    api_version: Literal["egpu.io/v1alpha1"] = Field(
+        "egpu.io/v1alpha1", description="egpu.io/v1alpha1"
+    )
+    kind: Literal["GPUInferenceService"] = Field(
+        "GPUInferenceService", description="GPUInferenceService"
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: GPUInferenceServiceSpec = Field(description="The serving pods and how they scale.")
+    status: GPUInferenceServiceStatus | None = Field(
+        None, description="What the autoscaler observed and decided."
+    )

@@ -1,0 +1,390 @@
+"""GPUWorkload: a set of GPU pods placed together (a training gang, a notebook)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from egpu.api.base import (
+    LIST_ATOMIC,
+    LIST_SET,
+    ApiModel,
+    Rule,
+    defaulted_object,
+    list_map,
+    rules_extra,
+)
+from egpu.api.common import (
+    MAX_GPUS_PER_POD,
+    Condition,
+    GpuModel,
+    PodTemplate,
+    conditions_field,
+    gpu_model_field,
+    gpus_per_pod_field,
+)
+from egpu.api.types import (
+    Duration,
+    LabelKey,
+    ObjectName,
+    Quantity,
+    cel_millis,
+    cel_quantity,
+    cel_when_quantities,
+)
+
+MAX_WORKLOAD_REPLICAS = 4096
+
+GangPolicyName = Literal["AllOrNothing", "None"]
+ResizeMode = Literal["Off", "Recommend", "Auto"]
+RepairPolicyName = Literal["ReplaceMember", "RestartGang", "None"]
+WorkloadPhase = Literal[
+    "Pending", "Placing", "Running", "Degraded", "Repairing", "Succeeded", "Failed"
+]
+
+
+class GangPolicy(ApiModel):
+    """Whether the pods are placed all at once, and how long to wait for room."""
+
+    cel_rules = (
+        Rule(
+            rule="self.policy == 'AllOrNothing' || !has(self.minMembers)",
+            message="minMembers only applies to the AllOrNothing policy",
+            field_path=".minMembers",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    policy: GangPolicyName = Field(
+        "AllOrNothing",
+        description="AllOrNothing: no pod is bound until minMembers pods fit at once. "
+        "None: each pod is placed on its own.",
+    )
+    min_members: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WORKLOAD_REPLICAS,
+        description="Pods that must be placed together before any is bound. Unset: all replicas.",
+    )
+    timeout: Duration = Field(
+        "5m",
+        description="How long a gang may wait for room before the workload is marked "
+        "Failed with reason GangTimeout (e.g. 30s, 5m).",
+    )
+
+
+class TopologyConstraint(ApiModel):
+    """How close together the pods must (or should) sit in the network."""
+
+    cel_rules = (
+        Rule(
+            rule="has(self.required) || has(self.preferred)",
+            message="set required, preferred, or both",
+            field_path=".required",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            rule="!has(self.required) || !has(self.preferred) || self.required != self.preferred",
+            message="preferred must name a narrower level than required, not the same one",
+            field_path=".preferred",
+        ),
+    )
+
+    topology_name: ObjectName = Field(
+        "default",
+        description="The GPUTopology whose levels the keys below name.",
+    )
+    required: LabelKey | None = Field(
+        None,
+        description="All pods must share one domain of this level (a node label key of "
+        "the GPUTopology, e.g. egpu.io/leaf). The workload waits until that is possible.",
+    )
+    preferred: LabelKey | None = Field(
+        None,
+        description="Pack the pods into one domain of this level when possible; must be a "
+        "narrower level than `required` (checked by the operator against the GPUTopology).",
+    )
+
+
+def _bound_rules(
+    step_ok: str,
+    step_message: str,
+    as_int: Callable[[str], str],
+    is_whole: Callable[[str], str],
+) -> tuple[Rule, ...]:
+    """The step is positive, min <= max, min > 0, and both bounds a whole multiple of the step.
+
+    `as_int` turns the quantity at a CEL path into the integer `%` works on; it may only
+    be called where `is_whole` holds. A bad step is reported once, by its own rule.
+    """
+    multiples = tuple(
+        Rule(
+            rule=f"!({step_ok}) || ({is_whole('self.' + bound)}"
+            f"{as_int('self.' + bound)} % {as_int('self.step')} == 0)",
+            message=f"{bound} must be a whole multiple of step",
+            field_path=f".{bound}",
+        )
+        for bound in ("min", "max")
+    )
+    rules = (
+        Rule(rule=step_ok, message=step_message, field_path=".step"),
+        Rule(
+            rule=f"{cel_quantity('self.min')}.compareTo({cel_quantity('self.max')}) <= 0",
+            message="min must not be greater than max",
+            field_path=".min",
+        ),
+        Rule(
+            rule=f"{cel_quantity('self.min')}.isGreaterThan(quantity('0'))",
+            message="min must be greater than zero",
+            field_path=".min",
+        ),
+        *multiples,
+    )
+    paths = ("self.min", "self.max", "self.step")
+    return tuple(replace(r, rule=cel_when_quantities(paths, r.rule)) for r in rules)
+
+
+def _memory_int(path: str) -> str:
+    return f"{cel_quantity(path)}.asInteger()"
+
+
+def _memory_is_whole(path: str) -> str:
+    # asInteger() fails on fractional bytes ("1.5"); such a bound is no multiple either.
+    return f"{cel_quantity(path)}.isInteger() && "
+
+
+class CpuBounds(ApiModel):
+    """CPU request bounds for in-place resize, in steps (e.g. 0.5 vCPU)."""
+
+    cel_rules = _bound_rules(
+        step_ok=f"{cel_millis('self.step')} > 0",
+        step_message="step must be at least 1m",
+        as_int=cel_millis,
+        is_whole=lambda path: "",
+    )
+
+    min: Quantity = Field(description="Smallest CPU request, e.g. 500m or 1.")
+    max: Quantity = Field(description="Largest CPU request, e.g. 16.")
+    step: Quantity = Field("500m", description="Requests change in multiples of this.")
+
+
+class MemoryBounds(ApiModel):
+    """Memory request bounds for in-place resize, in steps (e.g. 1Gi)."""
+
+    cel_rules = _bound_rules(
+        step_ok=f"{_memory_is_whole('self.step')}{_memory_int('self.step')} > 0",
+        step_message="step must be a positive whole number of bytes, e.g. 1Gi",
+        as_int=_memory_int,
+        is_whole=_memory_is_whole,
+    )
+
+    min: Quantity = Field(description="Smallest memory request, e.g. 4Gi.")
+    max: Quantity = Field(description="Largest memory request, e.g. 256Gi.")
+    step: Quantity = Field("1Gi", description="Requests change in multiples of this.")
+
+
+class ResizePolicy(ApiModel):
+    """In-place resize of the pods' CPU and memory requests (no restart)."""
+
+    cel_rules = (
+        Rule(
+            rule="self.mode == 'Off' || has(self.cpu) || has(self.memory)",
+            message="Recommend and Auto need cpu or memory bounds",
+            field_path=".mode",
+        ),
+    )
+
+    mode: ResizeMode = Field(
+        "Off",
+        description="Off: never resize. Recommend: publish the recommendation in status "
+        "only. Auto: resize the running pods in place.",
+    )
+    cpu: CpuBounds | None = Field(None, description="CPU bounds; unset: CPU is not resized.")
+    memory: MemoryBounds | None = Field(
+        None, description="Memory bounds; unset: memory is not resized."
+    )
+
+
+class Checkpoint(ApiModel):
+    """How the workload saves and finds its last checkpoint, so repairs resume from it."""
+
+    cel_rules = (
+        Rule(
+            rule="has(self.annotation) != has(self.command)",
+            message="set exactly one of annotation or command",
+            field_path=".annotation",
+        ),
+    )
+
+    annotation: LabelKey | None = Field(
+        None,
+        description="Pod annotation in which the workload publishes its latest checkpoint; "
+        "the operator copies it onto replacement pods so they resume from it.",
+    )
+    command: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Command the operator runs (exec) in rank 0's first container to write "
+        "a checkpoint before members are moved.",
+        json_schema_extra=LIST_ATOMIC,
+    )
+
+
+class RepairPolicy(ApiModel):
+    """What happens when a member's GPU or node fails."""
+
+    cel_rules = (
+        Rule(
+            rule="self.policy != 'None' || !has(self.checkpoint)",
+            message="a checkpoint needs a repair policy other than None",
+            field_path=".checkpoint",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    policy: RepairPolicyName = Field(
+        "ReplaceMember",
+        description="ReplaceMember: recreate only the failed pods, on healthy GPUs. "
+        "RestartGang: recreate the whole gang. None: only report the fault.",
+    )
+    checkpoint: Checkpoint | None = Field(
+        None, description="Where repaired members resume from; unset: they start afresh."
+    )
+    max_restarts: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="Repairs allowed before the workload is marked Failed.",
+    )
+
+
+def _gpus_immutable() -> dict[str, Any]:
+    return rules_extra(
+        Rule(
+            rule="self == oldSelf",
+            message="gpusPerPod is immutable: placement depends on it; create a new workload",
+        )
+    )
+
+
+class GPUWorkloadSpec(ApiModel):
+    """The desired GPU pods of a GPUWorkload."""
+
+    cel_rules = (
+        Rule(
+            rule="!has(self.minReplicas) || !has(self.maxReplicas) "
+            "|| self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not be greater than maxReplicas",
+            field_path=".minReplicas",
+        ),
+        Rule(
+            rule="!has(self.minReplicas) || self.replicas >= self.minReplicas",
+            message="replicas must not be less than minReplicas",
+            field_path=".replicas",
+        ),
+        Rule(
+            rule="!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
+            message="replicas must not be greater than maxReplicas",
+            field_path=".replicas",
+        ),
+        Rule(
+            rule="!has(self.gang.minMembers) || self.gang.minMembers <= self.replicas",
+            message="gang.minMembers must not be greater than replicas",
+            field_path=".gang.minMembers",
+        ),
+    )
+
+    template: PodTemplate = Field(description="Template of each pod (core/v1 PodTemplateSpec).")
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=MAX_WORKLOAD_REPLICAS,
+        description="Pods wanted now; the scale subresource sets it (kubectl scale).",
+    )
+    min_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WORKLOAD_REPLICAS,
+        description="Fewest pods the workload may run with (elastic). Unset: replicas.",
+    )
+    max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WORKLOAD_REPLICAS,
+        description="Most pods the workload may grow to (elastic). Unset: replicas.",
+    )
+    gpus_per_pod: int = gpus_per_pod_field(_gpus_immutable())
+    gpu_model: GpuModel | None = gpu_model_field()
+    gang: GangPolicy = defaulted_object(GangPolicy, "Gang scheduling of the pods.")
+    topology: TopologyConstraint | None = Field(
+        None, description="Network locality of the pods; unset: anywhere."
+    )
+    resize: ResizePolicy = defaulted_object(ResizePolicy, "In-place resize of CPU and memory.")
+    repair: RepairPolicy = defaulted_object(RepairPolicy, "Self-healing on GPU and node faults.")
+
+
+class Placement(ApiModel):
+    """Where one pod was bound."""
+
+    pod: ObjectName = Field(description="Pod name.")
+    rank: int = Field(ge=0, le=MAX_WORKLOAD_REPLICAS, description="Member index in the gang.")
+    node: ObjectName = Field(description="Node the pod is bound to.")
+    gpus: list[Annotated[int, Field(ge=0, le=MAX_GPUS_PER_POD - 1)]] = Field(
+        default_factory=list,
+        max_length=MAX_GPUS_PER_POD,
+        description="GPU indices on the node assigned to the pod.",
+        json_schema_extra=LIST_SET,
+    )
+    domain: dict[str, str] = Field(
+        default_factory=dict,
+        description="The pod's domain at each topology level: level label key -> value, "
+        "e.g. {egpu.io/block: b0, egpu.io/leaf: b0-l2}.",
+    )
+
+
+class GPUWorkloadStatus(ApiModel):
+    """What the operator observed and did."""
+
+    phase: WorkloadPhase | None = Field(
+        None,
+        description="Pending, Placing, Running, Degraded, Repairing, Succeeded or Failed.",
+    )
+    conditions: list[Condition] = conditions_field()
+    observed_generation: int | None = Field(
+        None, ge=0, description="The .metadata.generation the status reflects."
+    )
+    placements: list[Placement] = Field(
+        default_factory=list,
+        max_length=MAX_WORKLOAD_REPLICAS,
+        description="One entry per bound pod.",
+        json_schema_extra=list_map("pod"),
+    )
+    replicas: int = Field(0, ge=0, description="Pods that exist.")
+    ready_replicas: int = Field(0, ge=0, description="Pods that are Ready.")
+    bound_replicas: int = Field(0, ge=0, description="Pods bound to a node.")
+    restarts: int = Field(0, ge=0, description="Repairs done so far (see repair.maxRestarts).")
+    selector: str | None = Field(
+        None,
+        max_length=1024,
+        description="Label selector of the pods, for the scale subresource.",
+    )
+
+
+class GPUWorkload(ApiModel):
+    """A set of GPU pods placed and bound together, with gang, topology, resize and repair."""
+
+    api_version: Literal["egpu.io/v1alpha1"] = Field(
+        "egpu.io/v1alpha1", description="egpu.io/v1alpha1"
+    )
+    kind: Literal["GPUWorkload"] = Field("GPUWorkload", description="GPUWorkload")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: GPUWorkloadSpec = Field(
+        description="The pods wanted and how they are placed, resized and repaired."
+    )
+    status: GPUWorkloadStatus | None = Field(
+        None, description="What the operator observed and did: phase, placements, counts."
+    )

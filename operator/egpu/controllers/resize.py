@@ -1,0 +1,532 @@
+"""In-place resize of GPUWorkload member pods: usage -> engine -> pods/resize.
+
+One level-based loop. A pass runs on every member pod event (a usage annotation in
+the simulation, a resize completed) and at least every POLL_S (0.5 s):
+
+1. the member pods of workloads whose `spec.resize.mode` is not Off, running;
+2. their usage from the `UsageReader` (all of them every POLL_S, else the pods whose
+   events woke the loop) into a bounded history;
+3. the engine's decision for the pods whose usage or objects changed (all of them
+   every FULL_PASS_S, so windows that expire are noticed);
+4. Auto: the patch through pods/resize. Recommend: an Event `ResizeRecommended` on the
+   workload (GPUWorkloadStatus has no field for it yet). Does not fit the node, or the
+   kubelet says Infeasible: wait, with an Event `ResizeInfeasible` saying why (the
+   only fallback the API offers today; moving the pod needs a policy field).
+
+The usage source: `EGPU_USAGE_SOURCE` = annotations (default; the simulation's
+`egpu.io/sim-usage`), metrics-api (metrics-server), or prometheus (with
+`EGPU_PROMETHEUS_URL`, which alone also selects it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from egpu.actuators.events import post_event
+from egpu.actuators.manifests import RANK_LABEL, WORKLOAD_LABEL
+from egpu.actuators.resize import (
+    INFEASIBLE,
+    ResizeRefusedError,
+    ResizeStatus,
+    apply_resize,
+    read_resize_status,
+)
+from egpu.controllers.runtime import Runtime, Trigger
+from egpu.engines.resize import (
+    PodResizeDecision,
+    Reason,
+    ResizePolicy,
+    ResourceKind,
+    Verdict,
+    build_resize_patch,
+    decide_resize,
+    format_cpu,
+    format_memory,
+)
+from egpu.kube.client import JSON, ApiError, gather_limited
+from egpu.observability.metrics import REGISTRY
+from egpu.state.ledger_sync import pod_demand
+from egpu.state.resize_inputs import (
+    WorkloadResize,
+    holds_node_resources,
+    node_room,
+    pod_resize_input,
+    resizable_now,
+    workload_resize,
+)
+from egpu.state.usage import (
+    AnnotationUsageReader,
+    ContainerRef,
+    MetricsApiUsageReader,
+    PrometheusUsageReader,
+    UsageHistory,
+    UsageReader,
+)
+
+log = logging.getLogger("egpu.controllers.resize")
+
+POLL_S = 0.5
+FULL_PASS_S = 10.0
+APPLY_CONCURRENCY = 32
+_DEFAULTS = ResizePolicy()
+HISTORY_KEEP_S = max(_DEFAULTS.scale_down_stabilization_s, _DEFAULTS.scale_up_lookback_s) + 30
+
+RESIZES_APPLIED = Counter(
+    "egpu_resizes_applied_total",
+    "In-place resizes applied through pods/resize, by direction (up, down, mixed).",
+    ["direction"],
+    registry=REGISTRY,
+)
+RESIZE_FAILURES = Counter(
+    "egpu_resize_failures_total",
+    "Resizes the API server or the operator's own checks refused, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+RESIZE_LATENCY = Histogram(
+    "egpu_resize_latency_seconds",
+    "From a usage change seen by the operator to the resize applied through pods/resize.",
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+RESIZE_WAITING = Gauge(
+    "egpu_resize_waiting_pods",
+    "Member pods whose resize waits, by reason (Deferred, Infeasible, DoesNotFit).",
+    ["reason"],
+    registry=REGISTRY,
+)
+WAITING_REASONS = ("Deferred", INFEASIBLE, "DoesNotFit")
+
+
+def default_reader(runtime: Runtime) -> UsageReader:
+    source = os.environ.get("EGPU_USAGE_SOURCE", "")
+    url = os.environ.get("EGPU_PROMETHEUS_URL", "")
+    if source == "prometheus" or (not source and url):
+        if not url:
+            raise ValueError("EGPU_USAGE_SOURCE=prometheus needs EGPU_PROMETHEUS_URL")
+        return PrometheusUsageReader(url)
+    if source == "metrics-api":
+        return MetricsApiUsageReader(runtime.client)
+    if source in ("", "annotations"):
+        return AnnotationUsageReader(runtime.pods.store)
+    raise ValueError(f"EGPU_USAGE_SOURCE={source!r}: use annotations, metrics-api or prometheus")
+
+
+def direction(decision: PodResizeDecision) -> str:
+    """up, down or mixed, by the change of the pod's requests."""
+    deltas = {decision.cpu_delta_millicores, decision.memory_delta_bytes} - {0}
+    if not deltas:
+        # Only limits moved; the sign of the first changed limit says which way.
+        for rec in decision.changes:
+            for d in (rec.cpu, rec.memory):
+                if d.changed and d.new_limit is not None and d.current_limit is not None:
+                    return "up" if d.new_limit > d.current_limit else "down"
+        return "mixed"
+    if all(d > 0 for d in deltas):
+        return "up"
+    if all(d < 0 for d in deltas):
+        return "down"
+    return "mixed"
+
+
+def target_text(decision: PodResizeDecision) -> str:
+    """`main: cpu 1500m/3, memory 4Gi/8Gi` (request/limit) for the changed containers."""
+
+    def show(kind: ResourceKind, value: int | None) -> str:
+        if value is None:
+            return "-"
+        return format_cpu(value) if kind is ResourceKind.CPU else format_memory(value)
+
+    parts = []
+    for rec in decision.changes:
+        t = rec.target
+        parts.append(
+            f"{rec.container}: cpu {show(ResourceKind.CPU, t.cpu_request)}/"
+            f"{show(ResourceKind.CPU, t.cpu_limit)}, memory "
+            f"{show(ResourceKind.MEMORY, t.memory_request)}/"
+            f"{show(ResourceKind.MEMORY, t.memory_limit)}"
+        )
+    return "; ".join(parts)
+
+
+@dataclass
+class PodTrack:
+    """What the loop remembers of one pod (by uid) between passes."""
+
+    last_resize_at: float | None = None
+    usage_changed_at: float | None = None
+    applied_generation: int = 0  # busy until the cache shows this generation
+
+
+class ResizeController:
+    def __init__(self, runtime: Runtime, reader: UsageReader | None = None) -> None:
+        self.runtime = runtime
+        self.reader = reader or default_reader(runtime)
+        self.history = UsageHistory(keep_s=HISTORY_KEEP_S)
+        self.trigger = Trigger()
+        self.dirty: set[str] = set()
+        self.tracks: dict[str, PodTrack] = {}
+        self.in_flight: set[str] = set()
+        self._policies: dict[str, tuple[Any, WorkloadResize | None]] = {}
+        self._events: dict[tuple[str, str], str] = {}
+        self.not_fitting: set[str] = set()
+        self._demand: dict[tuple[str, Any], tuple[int, int]] = {}
+        self._last_poll = self._last_full = float("-inf")
+        runtime.pods.add_listener(self._on_pod)
+
+    def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self._last_full = float("-inf")
+            self.trigger.kick()
+            return
+        pod = new or old or {}
+        meta = pod.get("metadata") or {}
+        if WORKLOAD_LABEL in (meta.get("labels") or {}):
+            self.dirty.add(f"{meta.get('namespace')}/{meta.get('name')}")
+            self.trigger.kick()
+
+    async def run(self) -> None:
+        while True:
+            await self.trigger.wait(timeout=POLL_S)
+            try:
+                await self.step(time.time())
+            except ApiError as exc:
+                log.warning("resize pass failed: %s", exc)
+
+    # -- reading --------------------------------------------------------------------
+
+    def policy_of(self, key: str) -> WorkloadResize | None:
+        """The workload's resize policy, None when Off, missing or unusable."""
+        body = self.runtime.workloads.get(key)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        generation = body.get("metadata", {}).get("generation")
+        cached = self._policies.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        try:
+            policy: WorkloadResize | None = workload_resize((body.get("spec") or {}).get("resize"))
+        except ValueError as exc:
+            log.warning("GPUWorkload %s: resize policy unusable: %s", key, exc)
+            policy = None
+        if policy is not None and policy.policy.mode == "Off":
+            policy = None
+        self._policies[key] = (generation, policy)
+        return policy
+
+    def members(self) -> list[tuple[str, JSON, str, WorkloadResize]]:
+        """(pod key, pod, workload key, policy) of every member pod to look after."""
+        out = []
+        for key, pod in self.runtime.pods.store.items():
+            meta = pod.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
+                continue
+            wkey = f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}"
+            policy = self.policy_of(wkey)
+            if policy is not None and resizable_now(pod):
+                out.append((key, pod, wkey, policy))
+        return out
+
+    def node_requests(self) -> dict[str, tuple[int, int]]:
+        """requested_by_node, with each pod's demand cached by (uid, generation): its
+        resources only change through a resize, which moves the generation."""
+        out: dict[str, tuple[int, int]] = {}
+        seen: set[tuple[str, Any]] = set()
+        for pod in self.runtime.pods.store.values():
+            if not holds_node_resources(pod):
+                continue
+            meta = pod["metadata"]
+            cache_key = (meta.get("uid", ""), meta.get("generation"))
+            seen.add(cache_key)
+            demand = self._demand.get(cache_key)
+            if demand is None:
+                try:
+                    d = pod_demand(pod)
+                except ValueError:
+                    continue  # a quantity the API server would not have stored
+                demand = self._demand[cache_key] = (d.cpu_millis, d.memory_bytes)
+            node = pod["spec"]["nodeName"]
+            cpu, memory = out.get(node, (0, 0))
+            out[node] = (cpu + demand[0], memory + demand[1])
+        if len(self._demand) > 2 * len(seen) + 1024:
+            self._demand = {k: v for k, v in self._demand.items() if k in seen}
+        return out
+
+    # -- one pass -----------------------------------------------------------------------
+
+    async def step(self, now: float) -> None:
+        members = self.members()
+        dirty, self.dirty = self.dirty, set()
+        poll = now - self._last_poll >= POLL_S
+        full = now - self._last_full >= FULL_PASS_S
+        if poll:
+            self._last_poll = now
+        if full:
+            self._last_full = now
+        asked = members if poll else [m for m in members if m[0] in dirty]
+        refs = [(pod["metadata"]["namespace"], pod["metadata"]["name"]) for _, pod, _, _ in asked]
+        try:
+            samples = await self.reader.read(refs, now)
+        except Exception as exc:  # a flaky metrics source must not stop resizing
+            log.warning("reading usage failed: %r", exc)
+            samples = {}
+        changed = self._record(samples, now)
+        if full:
+            self._forget(members)
+            self._count_waiting(members)
+
+        due = [m for m in members if full or m[0] in dirty or m[0] in changed]
+        due = [m for m in due if m[0] not in self.in_flight]
+        if not due:
+            return
+        requested = self.node_requests()
+        plan: list[tuple[JSON, str, PodResizeDecision]] = []
+        for key, pod, wkey, policy in due:
+            decision = await self._decide(key, pod, wkey, policy, requested, now)
+            if decision is not None:
+                plan.append((pod, wkey, decision))
+        if plan:
+            await gather_limited(
+                APPLY_CONCURRENCY, *(self._apply(pod, wkey, d) for pod, wkey, d in plan)
+            )
+
+    def _record(self, samples: dict[ContainerRef, Any], now: float) -> set[str]:
+        changed: set[str] = set()
+        for ref, sample in samples.items():
+            if self.history.record(ref, sample):
+                changed.add(f"{ref[0]}/{ref[1]}")
+        for key in changed:
+            pod = self.runtime.pods.store.get(key)
+            if pod is not None:
+                self._track(pod).usage_changed_at = now
+        return changed
+
+    def _track(self, pod: JSON) -> PodTrack:
+        return self.tracks.setdefault(pod["metadata"].get("uid", ""), PodTrack())
+
+    def _forget(self, members: list[tuple[str, JSON, str, WorkloadResize]]) -> None:
+        """Drop what the loop keeps about pods that are gone (or no longer resized)."""
+        live_uids = {pod["metadata"].get("uid", "") for _, pod, _, _ in members}
+        self.tracks = {uid: t for uid, t in self.tracks.items() if uid in live_uids}
+        self.history.keep_only(
+            {
+                (pod["metadata"]["namespace"], pod["metadata"]["name"], c["name"])
+                for _, pod, _, _ in members
+                for c in pod["spec"].get("containers") or []
+            }
+        )
+        live_pods = {key for key, *_ in members}
+        self._events = {k: v for k, v in self._events.items() if k[0] in live_pods}
+        self.not_fitting &= live_pods
+
+    def _count_waiting(self, members: list[tuple[str, JSON, str, WorkloadResize]]) -> None:
+        counts = dict.fromkeys(WAITING_REASONS, 0)
+        for key, pod, _, _ in members:
+            status = read_resize_status(pod)
+            if status.pending_reason in counts:
+                counts[status.pending_reason] += 1
+            elif key in self.not_fitting:
+                counts["DoesNotFit"] += 1
+        for reason, count in counts.items():
+            RESIZE_WAITING.labels(reason).set(count)
+
+    async def _decide(
+        self,
+        key: str,
+        pod: JSON,
+        wkey: str,
+        policy: WorkloadResize,
+        requested: dict[str, tuple[int, int]],
+        now: float,
+    ) -> PodResizeDecision | None:
+        """The engine's verdict; returns it when it is to be applied."""
+        meta, node = pod["metadata"], pod["spec"]["nodeName"]
+        track = self._track(pod)
+        status = read_resize_status(pod)
+        await self._report_kubelet(key, pod, wkey, status)
+        ns, name = meta["namespace"], meta["name"]
+        decision = decide_resize(
+            pod_resize_input(
+                pod,
+                policy,
+                node_room(self.runtime.nodes.store.get(node), requested.get(node, (0, 0))),
+                lambda container: self.history.samples((ns, name, container)),
+                last_resize_at=track.last_resize_at,
+                resize_in_progress=status.busy
+                or (meta.get("generation") or 0) < track.applied_generation,
+            ),
+            now,
+        )
+        if decision.verdict is Verdict.DOES_NOT_FIT:
+            self.not_fitting.add(key)
+        elif key in self.not_fitting:
+            self.not_fitting.discard(key)
+            self._forget_events(key, "DoesNotFit")  # a later shortfall is news again
+        if decision.verdict is Verdict.APPLY:
+            cpu, memory = requested.get(node, (0, 0))
+            requested[node] = (
+                cpu + decision.cpu_delta_millicores,
+                memory + decision.memory_delta_bytes,
+            )
+            return decision
+        if decision.reason is not Reason.RESIZE_IN_PROGRESS:
+            track.usage_changed_at = None  # this change led to no resize
+        workload = self.runtime.workloads.get(wkey)
+        if decision.verdict is Verdict.RECOMMEND and workload is not None:
+            await self._event_once(
+                key,
+                "Recommend",
+                target_text(decision),
+                workload,
+                "Normal",
+                "ResizeRecommended",
+                f"pod {name}: {target_text(decision)} (request/limit); {decision.message}",
+            )
+        elif decision.verdict is Verdict.DOES_NOT_FIT and workload is not None:
+            message = (
+                f"pod {name} cannot grow in place on node {node}: {decision.message}; "
+                "waiting for room (resize policy: wait)"
+            )
+            for obj in (workload, pod_object(pod)):
+                await self._event_once(
+                    key,
+                    "DoesNotFit",
+                    target_text(decision),
+                    obj,
+                    "Warning",
+                    "ResizeInfeasible",
+                    message,
+                )
+        return None
+
+    async def _report_kubelet(self, key: str, pod: JSON, wkey: str, status: ResizeStatus) -> None:
+        """An Event on the workload when the kubelet holds a resize back or fails it."""
+        workload = self.runtime.workloads.get(wkey)
+        if workload is None:
+            return
+        name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+        generation = str(status.generation)
+        if status.pending_reason == INFEASIBLE:
+            await self._event_once(
+                key,
+                "Kubelet",
+                f"{INFEASIBLE}/{generation}",
+                workload,
+                "Warning",
+                "ResizeInfeasible",
+                f"pod {name}: node {node} cannot fit the resize ({status.pending_message}); "
+                "waiting, the pod keeps running at its current size (resize policy: wait)",
+            )
+        elif status.pending_reason is not None:
+            await self._event_once(
+                key,
+                "Kubelet",
+                f"{status.pending_reason}/{generation}",
+                workload,
+                "Normal",
+                "ResizeDeferred",
+                f"pod {name}: node {node} defers the resize ({status.pending_message}); "
+                "the kubelet retries when room frees up",
+            )
+        elif status.error_message is not None:
+            await self._event_once(
+                key,
+                "Kubelet",
+                f"Error/{generation}",
+                workload,
+                "Warning",
+                "ResizeFailed",
+                f"pod {name}: the kubelet failed to resize: {status.error_message}",
+            )
+
+    async def _event_once(
+        self,
+        key: str,
+        topic: str,
+        fingerprint: str,
+        obj: JSON,
+        kind: str,
+        reason: str,
+        message: str,
+    ) -> None:
+        """One Event per (pod, topic, object kind) and distinct fingerprint."""
+        slot = (key, f"{topic}/{obj.get('kind')}")
+        if self._events.get(slot) == fingerprint:
+            return
+        self._events[slot] = fingerprint
+        await post_event(self.runtime.client, obj, kind, reason, message)
+
+    def _forget_events(self, key: str, topic: str) -> None:
+        for slot in [s for s in self._events if s[0] == key and s[1].startswith(f"{topic}/")]:
+            del self._events[slot]
+
+    async def _apply(self, pod: JSON, wkey: str, decision: PodResizeDecision) -> None:
+        meta = pod["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        track = self._track(pod)
+        self.in_flight.add(key)
+        try:
+            resized = await apply_resize(self.runtime.client, pod, build_resize_patch(decision))
+        except ResizeRefusedError as exc:
+            RESIZE_FAILURES.labels(exc.reason).inc()
+            await self._refused(key, pod, wkey, decision, exc.reason, exc.message)
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            RESIZE_FAILURES.labels(exc.reason or str(exc.status)).inc()
+            if exc.conflict:
+                self.dirty.add(key)  # changed meanwhile: look again next pass
+                return
+            await self._refused(key, pod, wkey, decision, "ResizeRejected", exc.message)
+        else:
+            applied_at = time.time()
+            track.last_resize_at = applied_at
+            track.applied_generation = int(resized.get("metadata", {}).get("generation") or 0)
+            RESIZES_APPLIED.labels(direction(decision)).inc()
+            if track.usage_changed_at is not None:
+                RESIZE_LATENCY.observe(max(0.0, applied_at - track.usage_changed_at))
+                track.usage_changed_at = None
+            log.info(
+                "resized pod %s in place: %s (%s)", key, target_text(decision), decision.reason
+            )
+        finally:
+            self.in_flight.discard(key)
+
+    async def _refused(
+        self, key: str, pod: JSON, wkey: str, decision: PodResizeDecision, reason: str, message: str
+    ) -> None:
+        log.warning("resize of pod %s refused: %s: %s", key, reason, message)
+        workload = self.runtime.workloads.get(wkey)
+        if workload is not None:
+            await self._event_once(
+                key,
+                "Refused",
+                target_text(decision),
+                workload,
+                "Warning",
+                "ResizeFailed",
+                f"pod {pod['metadata']['name']}: resize to {target_text(decision)} refused: "
+                f"{reason}: {message}",
+            )
+
+
+def pod_object(pod: JSON) -> JSON:
+    """Objects from a LIST carry no kind; an Event's involvedObject needs one."""
+    return {**pod, "apiVersion": "v1", "kind": "Pod"}
+
+
+CONTROLLER_KEY = "resize_controller"
+
+
+def start(runtime: Runtime, reader: UsageReader | None = None) -> ResizeController:
+    controller = ResizeController(runtime, reader)
+    setattr(runtime, CONTROLLER_KEY, controller)
+    runtime.spawn("resize", controller.run)
+    return controller

@@ -1,0 +1,49 @@
+"""What a gang asks for: N pods alike, each with GPUs, CPU and memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GangRequest:
+    """A gang of `pod_count` identical pods.
+
+    `gpu_model` None means any model (a gang may then mix models). `required_level`:
+    every pod in one domain of that level, or nothing. `preferred_level`: a hint only;
+    the engine always looks for the smallest domain first, so it reports whether the
+    hint was met. `min_members` (default: all pods) lets a gang start with fewer pods.
+    """
+
+    gang_id: str
+    pod_count: int
+    gpus_per_pod: int
+    cpu_millis_per_pod: int = 0
+    memory_bytes_per_pod: int = 0
+    gpu_model: str | None = None
+    required_level: str | None = None
+    preferred_level: str | None = None
+    min_members: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.gang_id:
+            raise ValueError("a gang needs an id")
+        if self.pod_count < 1:
+            raise ValueError(f"gang {self.gang_id}: pod_count must be at least 1")
+        if self.gpus_per_pod < 1:
+            raise ValueError(f"gang {self.gang_id}: gpus_per_pod must be at least 1")
+        if self.cpu_millis_per_pod < 0 or self.memory_bytes_per_pod < 0:
+            raise ValueError(f"gang {self.gang_id}: cpu and memory must not be negative")
+        if self.min_members is not None and not 1 <= self.min_members <= self.pod_count:
+            raise ValueError(
+                f"gang {self.gang_id}: min_members must be between 1 and pod_count "
+                f"({self.pod_count}), got {self.min_members}"
+            )
+
+    @property
+    def min_pods(self) -> int:
+        return self.pod_count if self.min_members is None else self.min_members
+
+    @property
+    def total_gpus(self) -> int:
+        return self.pod_count * self.gpus_per_pod

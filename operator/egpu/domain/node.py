@@ -1,0 +1,109 @@
+"""A node as the placement engine sees it: capacity, GPUs, wiring, topology labels.
+
+`Node.used_*` is usage the caller cannot attribute to a reservation or to a foreign
+pod (for example, from a snapshot taken before the engine started). Usage the ledger
+should be able to give back later goes through the ledger instead, never both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from egpu.domain.gpu import Gpu, Interconnect, parse_interconnect, parse_unhealthy_gpus
+from egpu.domain.labels import (
+    GPU_COUNT_LABEL,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    HOSTNAME_LABEL,
+    INTERCONNECT_ANNOTATION,
+    UNHEALTHY_GPUS_ANNOTATION,
+)
+from egpu.domain.quantity import cpu_millis, memory_bytes, whole_count
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    labels: Mapping[str, str]
+    cpu_millis: int
+    memory_bytes: int
+    gpus: tuple[Gpu, ...] = ()
+    interconnect: Interconnect | None = None
+    schedulable: bool = True
+    used_cpu_millis: int = 0
+    used_memory_bytes: int = 0
+    used_gpus: frozenset[int] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a node needs a name")
+        for what in ("cpu_millis", "memory_bytes", "used_cpu_millis", "used_memory_bytes"):
+            if getattr(self, what) < 0:
+                raise ValueError(f"node {self.name}: {what} must not be negative")
+        if tuple(gpu.index for gpu in self.gpus) != tuple(range(len(self.gpus))):
+            raise ValueError(f"node {self.name}: GPUs must be listed by index 0..n-1")
+        if self.interconnect is not None and self.interconnect.gpu_count != len(self.gpus):
+            raise ValueError(
+                f"node {self.name}: interconnect describes {self.interconnect.gpu_count} GPUs, "
+                f"the node has {len(self.gpus)}"
+            )
+        bad = sorted(i for i in self.used_gpus if not 0 <= i < len(self.gpus))
+        if bad:
+            raise ValueError(f"node {self.name}: used GPUs {bad} do not exist")
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+    @property
+    def gpu_model(self) -> str | None:
+        return self.gpus[0].model if self.gpus else None
+
+    @property
+    def hostname(self) -> str:
+        return self.labels.get(HOSTNAME_LABEL, self.name)
+
+    @property
+    def wiring(self) -> Interconnect:
+        return self.interconnect or Interconnect.unknown(len(self.gpus))
+
+    @property
+    def free_gpus(self) -> tuple[int, ...]:
+        """Healthy GPUs no one uses, by index."""
+        return tuple(g.index for g in self.gpus if g.healthy and g.index not in self.used_gpus)
+
+
+def node_from_kubernetes(
+    name: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    allocatable: Mapping[str, str],
+    schedulable: bool = True,
+) -> Node:
+    """Build a Node from a Kubernetes Node's labels, annotations and status.allocatable.
+
+    GPU count comes from allocatable `nvidia.com/gpu` (else the GFD count label), the
+    model from `nvidia.com/gpu.product`. `schedulable` is false for cordoned or not-Ready
+    nodes. Raises ValueError naming the node and the bad field.
+    """
+    try:
+        gpu_text = allocatable.get(GPU_RESOURCE, labels.get(GPU_COUNT_LABEL, "0"))
+        gpu_count = whole_count(gpu_text, "nvidia.com/gpu")
+        unhealthy = parse_unhealthy_gpus(annotations.get(UNHEALTHY_GPUS_ANNOTATION), gpu_count)
+        wiring = parse_interconnect(annotations.get(INTERCONNECT_ANNOTATION), gpu_count)
+        cpu = cpu_millis(allocatable.get("cpu", "0"))
+        memory = memory_bytes(allocatable.get("memory", "0"))
+    except ValueError as exc:
+        raise ValueError(f"node {name}: {exc}") from None
+    model = labels.get(GPU_PRODUCT_LABEL) or None
+    gpus = tuple(Gpu(i, model, i not in unhealthy) for i in range(gpu_count))
+    return Node(
+        name=name,
+        labels=dict(labels),
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        gpus=gpus,
+        interconnect=wiring,
+        schedulable=schedulable,
+    )

@@ -1,0 +1,373 @@
+"""The autoscaling decision: the rules of the sibling modules, composed in a fixed order.
+
+1. demand from the stable and panic windows, plus headroom for growth;
+2. panic (burst on the short window) or stable sizing with the tolerance band;
+3. damping: scale-down stabilisation and rate, scale-up cooldown and rate;
+4. scale to zero after the idle period, or wake from zero on any demand;
+5. floors (minReplicas, schedule, forecast), then the maxReplicas cap;
+6. warm pool (promote first, refill after) and the cluster-capacity cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from egpu.engines.autoscaling import limits, panic, zero
+from egpu.engines.autoscaling.capacity import cap_to_capacity
+from egpu.engines.autoscaling.forecast import forecast_demand
+from egpu.engines.autoscaling.model import (
+    DailyLoadHistory,
+    Decision,
+    Demand,
+    Floors,
+    MetricSample,
+    MetricWindow,
+    Mode,
+    Reason,
+    ReasonCode,
+    Recommendation,
+    ScalerMemory,
+    ScalerState,
+    ScalingPolicy,
+)
+from egpu.engines.autoscaling.schedule import schedule_floor
+from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
+from egpu.engines.autoscaling.warm_pool import plan_pool
+from egpu.engines.autoscaling.windows import (
+    demand_of,
+    growth_rate,
+    last_demand_time,
+    window_average,
+)
+
+
+@dataclass(frozen=True)
+class DemandEstimate:
+    stable: float
+    panic: float
+    growth_per_s: float
+    projected_stable: float
+
+
+def projected_demand(average: float, growth_per_s: float, lead_s: float) -> float:
+    """Headroom: the load expected `lead_s` from the window's centre, when growing.
+
+    Falling load is not projected: shrinking ahead of time is the job of stabilisation.
+    """
+    return average + max(0.0, growth_per_s) * lead_s
+
+
+def estimate_demand(
+    policy: ScalingPolicy, window: MetricWindow, now: float
+) -> DemandEstimate | None:
+    """Window averages, growth, and demand projected past the time a new replica needs.
+
+    A window average describes the load half a window ago, so the lead time is
+    time-to-ready plus half the window. The panic estimate is not projected: during a
+    burst the metric's growth is mostly backlog piling up while replicas start, and
+    projecting it forward would compound the overshoot; panic sizing reacts to the
+    burst itself and never scales down.
+    """
+    samples = window.samples
+    drain_s = max(policy.time_to_ready_s, policy.panic_window_s)
+
+    def demand(sample: MetricSample) -> float | None:
+        return demand_of(sample, policy.metric, drain_s)
+
+    stable = window_average(samples, demand, now, policy.stable_window_s)
+    if stable is None:
+        return None
+    burst = window_average(samples, demand, now, policy.panic_window_s)
+    burst = stable if burst is None else burst
+    growth = growth_rate(samples, demand, now, policy.stable_window_s)
+    ready_in = policy.time_to_ready_s
+    return DemandEstimate(
+        stable=stable,
+        panic=burst,
+        growth_per_s=growth,
+        projected_stable=projected_demand(stable, growth, ready_in + policy.stable_window_s / 2),
+    )
+
+
+def compute_floors(
+    policy: ScalingPolicy, sizer: Sizer, now: float, history: DailyLoadHistory | None
+) -> Floors:
+    forecast_floor = 0
+    if history is not None:
+        expected = forecast_demand(
+            history, now, policy.time_to_ready_s, policy.timezone, policy.forecast
+        )
+        if expected is not None:
+            forecast_floor = sizer.replicas(expected)
+    return Floors(
+        min_replicas=policy.min_replicas,
+        schedule=schedule_floor(policy.schedule, now, policy.timezone),
+        forecast=forecast_floor,
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    replicas: int
+    code: ReasonCode
+    message: str
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _stable_step(
+    policy: ScalingPolicy,
+    sizer: Sizer,
+    est: DemandEstimate,
+    state: ScalerState,
+    now: float,
+    history: tuple[Recommendation, ...],
+) -> tuple[_Step, tuple[Recommendation, ...]]:
+    """Stable-window sizing, tolerance band, then the damping of each direction."""
+    current = state.current_replicas
+    noun = METRIC_NOUN[policy.metric]
+    exact = sizer.exact(est.projected_stable)
+    wanted = ceil_replicas(exact)
+    seen = f"{noun} {_fmt(est.stable)} over {_fmt(policy.stable_window_s)}s"
+    if est.projected_stable > est.stable:
+        seen += f", growing {_fmt(est.growth_per_s)}/s -> {_fmt(est.projected_stable)} expected"
+    if wanted != current and limits.within_tolerance(exact, current, policy.tolerance):
+        step = _Step(
+            current,
+            ReasonCode.TOLERANCE,
+            f"{seen} needs {_fmt(exact)} replicas, within {policy.tolerance:.0%} of {current}",
+        )
+        return step, limits.remember(history, current, now, policy.scale_down_stabilization_s)
+    history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
+    if wanted == current:
+        return _Step(current, ReasonCode.HOLD, f"{seen} needs {current} replicas"), history
+    if wanted < current:
+        return _damp_down(policy, wanted, current, seen, now, history), history
+    return _damp_up(policy, wanted, state, seen, now), history
+
+
+def _damp_down(
+    policy: ScalingPolicy,
+    wanted: int,
+    current: int,
+    seen: str,
+    now: float,
+    history: tuple[Recommendation, ...],
+) -> _Step:
+    window = policy.scale_down_stabilization_s
+    highest = limits.stabilized(history, now, window)
+    target, code = wanted, ReasonCode.SCALE_DOWN
+    message = f"{seen} needs {wanted} replicas"
+    if highest is not None and highest > wanted:
+        target, code = min(highest, current), ReasonCode.STABILIZING
+        message += f"; held at {target}: highest recommendation in the last {_fmt(window)}s"
+    floor = limits.scale_down_limit(current, policy.scale_down_max_rate)
+    if target < floor:
+        target, code = floor, ReasonCode.RATE_LIMITED
+        message += f"; limited to {floor} by scale-down rate {_fmt(policy.scale_down_max_rate)}x"
+    return _Step(target, code, message)
+
+
+def _damp_up(
+    policy: ScalingPolicy, wanted: int, state: ScalerState, seen: str, now: float
+) -> _Step:
+    current = state.current_replicas
+    message = f"{seen} needs {wanted} replicas"
+    last_up = state.memory.last_scale_up_at
+    # Waking from zero is never delayed by the cooldown.
+    if current > 0 and limits.in_cooldown(last_up, now, policy.scale_up_cooldown_s):
+        assert last_up is not None
+        until = last_up + policy.scale_up_cooldown_s
+        return _Step(
+            current, ReasonCode.COOLDOWN, f"{message}; scale-up cooling down until t={_fmt(until)}"
+        )
+    ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
+    if wanted > ceiling:
+        return _Step(
+            ceiling,
+            ReasonCode.RATE_LIMITED,
+            f"{message}; limited to {ceiling} by scale-up rate {_fmt(policy.scale_up_max_rate)}x",
+        )
+    return _Step(wanted, ReasonCode.SCALE_UP, message)
+
+
+def _panic_step(
+    policy: ScalingPolicy,
+    sizer: Sizer,
+    est: DemandEstimate,
+    state: ScalerState,
+    ratio: float,
+    now: float,
+    history: tuple[Recommendation, ...],
+) -> tuple[_Step, tuple[Recommendation, ...]]:
+    current = state.current_replicas
+    wanted = panic.panic_replicas(ceil_replicas(sizer.exact(est.panic)), current)
+    history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
+    ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
+    target = min(wanted, ceiling)
+    noun = METRIC_NOUN[policy.metric]
+    message = (
+        f"panic: observed {noun} {_fmt(est.panic)} is {ratio:.1f}x the capacity of "
+        f"{state.ready_replicas} ready replicas; scaling to {target}"
+    )
+    if ratio < policy.panic_threshold:
+        calm = f"{_fmt(policy.stable_window_s)}s below {policy.panic_threshold:g}x"
+        message += f" (no scale-down until {calm})"
+    if target < wanted:
+        message += f" (rate-limited from {wanted})"
+    return _Step(target, ReasonCode.PANIC, message), history
+
+
+def _zero_step(
+    policy: ScalingPolicy,
+    step: _Step,
+    state: ScalerState,
+    window: MetricWindow,
+    floors: Floors,
+    last_demand_at: float,
+    now: float,
+) -> _Step:
+    """Scale to zero once idle long enough; otherwise keep one; wake on any demand.
+
+    At zero only fresh demand (in the panic window) wakes the service: demand that
+    has already gone, though still in the stable window, is no reason to start one.
+    """
+    current = state.current_replicas
+    idle = zero.idle_for(last_demand_at, now)
+    if current == 0:
+        if not zero.wake_signal(window.samples, now, policy.panic_window_s):
+            return _Step(0, ReasonCode.HOLD, f"scaled to zero; no demand for {_fmt(idle)}s")
+        if step.code is ReasonCode.PANIC:
+            return step
+        target = max(1, step.replicas)
+        return _Step(target, ReasonCode.WAKE, f"demand while scaled to zero: waking {target}")
+    if floors.highest == 0 and zero.idle_long_enough(
+        last_demand_at, now, policy.scale_to_zero_idle_s
+    ):
+        return _Step(
+            0,
+            ReasonCode.SCALE_TO_ZERO,
+            f"no demand for {_fmt(idle)}s (idle period {_fmt(policy.scale_to_zero_idle_s)}s)",
+        )
+    if step.replicas == 0 and floors.highest == 0:
+        left = policy.scale_to_zero_idle_s - idle
+        return _Step(1, ReasonCode.IDLE_WAIT, f"no demand for {_fmt(idle)}s; zero in {_fmt(left)}s")
+    return step
+
+
+def _floor_step(step: _Step, floors: Floors) -> _Step:
+    if step.replicas >= floors.highest:
+        return step
+    if floors.forecast == floors.highest:
+        code, what = ReasonCode.FORECAST_FLOOR, "forecast of the coming peak"
+    elif floors.schedule == floors.highest:
+        code, what = ReasonCode.SCHEDULE_FLOOR, "schedule"
+    else:
+        code, what = ReasonCode.MIN_REPLICAS, "minReplicas"
+    return _Step(floors.highest, code, f"{what} floor {floors.highest}; {step.message}")
+
+
+def _last_demand_at(memory: ScalerMemory, window: MetricWindow, now: float) -> float:
+    seen = [memory.last_demand_at, last_demand_time(window.samples, now)]
+    known = [t for t in seen if t is not None]
+    # A fresh start counts as activity: the idle clock starts at the first decision.
+    return max(known) if known else now
+
+
+def decide(
+    policy: ScalingPolicy,
+    window: MetricWindow,
+    state: ScalerState,
+    now: float,
+    *,
+    free_pod_slots: int | None = None,
+    history: DailyLoadHistory | None = None,
+) -> Decision:
+    """Desired serving and warm replicas for one service at `now`.
+
+    `free_pod_slots`: how many more replica pods the cluster could place now (None =
+    unknown, no cap). `history`: previous days' load for the forecast floor.
+    Pass `Decision.memory` back as `state.memory` next time.
+    """
+    sizer = Sizer(policy, window.service)
+    memory = state.memory
+    current = state.current_replicas
+    floors = compute_floors(policy, sizer, now, history)
+    last_demand_at = _last_demand_at(memory, window, now)
+    recs = memory.recommendations
+    est = estimate_demand(policy, window, now)
+    if est is None:
+        # Without data, never shrink or go to zero: the metrics pipeline may be down.
+        status = panic.next_panic_status(
+            False, now, memory.panic_since, memory.panic_last_triggered_at, policy.stable_window_s
+        )
+        step = _Step(
+            current,
+            ReasonCode.NO_METRICS,
+            f"no samples in the last {_fmt(policy.stable_window_s)}s; holding {current}",
+        )
+        demand = Demand(0.0, 0.0, 0.0, 0.0)
+    else:
+        ratio = panic.panic_ratio(sizer.exact(est.panic), state.ready_replicas)
+        status = panic.next_panic_status(
+            ratio >= policy.panic_threshold,
+            now,
+            memory.panic_since,
+            memory.panic_last_triggered_at,
+            policy.stable_window_s,
+        )
+        if status.active:
+            step, recs = _panic_step(policy, sizer, est, state, ratio, now, recs)
+        else:
+            step, recs = _stable_step(policy, sizer, est, state, now, recs)
+        step = _zero_step(policy, step, state, window, floors, last_demand_at, now)
+        projected = est.panic if status.active else est.projected_stable
+        demand = Demand(est.stable, est.panic, est.growth_per_s, projected)
+
+    step = _floor_step(step, floors)
+    recommended = step.replicas
+    serving = min(recommended, policy.max_replicas)
+    notes: list[str] = []
+    if recommended > policy.max_replicas:
+        notes.append(f"capped at maxReplicas {policy.max_replicas} (wanted {recommended})")
+
+    plan = plan_pool(
+        current, state.warm_replicas, serving, policy.warm_pool_size, policy.max_replicas
+    )
+    outcome = cap_to_capacity(plan, current, state.warm_replicas, free_pod_slots)
+    plan = outcome.plan
+    if outcome.serving_short:
+        notes.append(
+            f"cluster can place only {free_pod_slots} more pods: serving {plan.serving} "
+            f"of {serving} wanted"
+        )
+    if outcome.warm_short:
+        notes.append(f"warm pool short by {outcome.warm_short} for lack of capacity")
+    if plan.promotions:
+        notes.append(f"promoting {plan.promotions} warm replicas")
+
+    message = step.message if not notes else f"{step.message}; " + "; ".join(notes)
+    new_memory = ScalerMemory(
+        last_scale_up_at=now if plan.serving > current else memory.last_scale_up_at,
+        last_scale_down_at=now if plan.serving < current else memory.last_scale_down_at,
+        panic_since=status.since,
+        panic_last_triggered_at=status.last_triggered_at,
+        last_demand_at=last_demand_at,
+        recommendations=recs,
+    )
+    return Decision(
+        serving_replicas=plan.serving,
+        warm_replicas=plan.warm,
+        mode=Mode.PANIC if status.active else Mode.STABLE,
+        reason=Reason(step.code, message),
+        promotions=plan.promotions,
+        demotions=plan.demotions,
+        capacity_limited=outcome.limited,
+        capped_at_max=recommended > policy.max_replicas,
+        recommended_replicas=recommended,
+        demand=demand,
+        floors=floors,
+        memory=new_memory,
+    )

@@ -1,0 +1,225 @@
+"""A small discrete, fluid simulation of one inference service driven by `decide`.
+
+Pure: time advances only through the arguments. Requests are a fluid: each tick
+`offered_rps x dt` arrive, ready replicas complete up to `slots / service_time`
+requests per second each, and the rest waits in one FIFO queue in front of the
+service (the router). Replicas become ready `cold_start_s` after they are asked
+for, or `warm_start_s` after a warm standby is promoted. Meant for unit tests of
+whole-loop behaviour (flash crowds, tidal days) and for the autoscaling benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from egpu.engines.autoscaling.decide import decide
+from egpu.engines.autoscaling.model import (
+    DailyLoadHistory,
+    Decision,
+    MetricKind,
+    MetricSample,
+    MetricWindow,
+    ScalerMemory,
+    ScalerState,
+    ScalingPolicy,
+    ServiceStats,
+)
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """How one replica behaves. `tokens_per_request` only feeds the TokensPerSecond metric."""
+
+    service_time_s: float = 1.0
+    slots_per_replica: int = 8
+    cold_start_s: float = 60.0
+    warm_start_s: float = 2.0
+    tokens_per_request: float = 200.0
+
+    @property
+    def replica_rps(self) -> float:
+        return self.slots_per_replica / self.service_time_s
+
+    def stats(self) -> ServiceStats:
+        return ServiceStats(self.service_time_s, self.replica_rps)
+
+
+@dataclass(frozen=True)
+class SimState:
+    """Ready-at times of serving and warm replicas (ready once <= time), and the queue."""
+
+    time: float
+    serving: tuple[float, ...] = ()
+    warm: tuple[float, ...] = ()
+    queue: float = 0.0
+
+    def ready(self) -> int:
+        return sum(1 for t in self.serving if t <= self.time)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick looked like from outside."""
+
+    time: float
+    offered_rps: float
+    served_rps: float
+    queue: float
+    in_flight: float
+    latency_s: float
+    ready: int
+    serving: int
+    warm: int
+
+
+def step(
+    state: SimState, offered_rps: float, dt: float, model: ServiceModel
+) -> tuple[SimState, Tick]:
+    """Advance the fluid queue by dt with the replicas ready at the start of the tick."""
+    ready = state.ready()
+    capacity_rps = ready * model.replica_rps
+    arrived = max(0.0, offered_rps) * dt
+    served = min(state.queue + arrived, capacity_rps * dt)
+    queue = state.queue + arrived - served
+    served_rps = served / dt
+    # Little's law for the requests in service, plus those queued at the router.
+    in_flight = served_rps * model.service_time_s + queue
+    latency = model.service_time_s + (queue / capacity_rps if capacity_rps > 0 else math.inf)
+    after = replace(state, time=state.time + dt, queue=queue)
+    tick = Tick(
+        time=state.time,
+        offered_rps=offered_rps,
+        served_rps=served_rps,
+        queue=queue,
+        in_flight=in_flight,
+        latency_s=latency,
+        ready=ready,
+        serving=len(state.serving),
+        warm=len(state.warm),
+    )
+    return after, tick
+
+
+def metric_value(tick: Tick, metric: MetricKind, model: ServiceModel) -> float:
+    """The sample a metrics reader would report for this tick."""
+    if metric is MetricKind.QUEUE_LENGTH:
+        return tick.queue
+    if metric is MetricKind.TOKENS_PER_SECOND:
+        return tick.served_rps * model.tokens_per_request
+    if metric is MetricKind.GPU_UTILIZATION:
+        return tick.served_rps * model.service_time_s / model.slots_per_replica
+    return tick.in_flight
+
+
+def apply_decision(state: SimState, decision: Decision, model: ServiceModel) -> SimState:
+    """Make the decision true: promote warm first, start cold pods, trim, refill the pool."""
+    now = state.time
+    serving = sorted(state.serving)
+    warm = sorted(state.warm)
+    want = decision.serving_replicas
+    for _ in range(min(decision.promotions, len(warm), max(0, want - len(serving)))):
+        loaded_at = warm.pop(0)
+        serving.append(max(loaded_at, now) + model.warm_start_s)
+    while len(serving) < want:
+        serving.append(now + model.cold_start_s)
+    serving.sort()
+    demoted = 0
+    while len(serving) > want:
+        gone = serving.pop()  # the newest (least ready) goes first
+        if demoted < decision.demotions and gone <= now:
+            warm.append(gone)
+            demoted += 1
+    while len(warm) < decision.warm_replicas:
+        warm.append(now + model.cold_start_s)
+    warm.sort()
+    del warm[decision.warm_replicas :]
+    return replace(state, serving=tuple(serving), warm=tuple(warm))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    tick_s: float = 1.0
+    decision_interval_s: float = 2.0
+    max_pods: int | None = None  # cluster room for this service's pods; None = unlimited
+
+
+@dataclass
+class SimRun:
+    ticks: list[Tick] = field(default_factory=list)
+    decisions: list[tuple[float, Decision]] = field(default_factory=list)
+
+    def replica_seconds(self, tick_s: float) -> float:
+        """Pods held (serving, starting and warm) x time: the GPU cost."""
+        return sum((t.serving + t.warm) * tick_s for t in self.ticks)
+
+    def slo_attainment(self, latency_target_s: float) -> float:
+        """Share of offered requests whose (fluid) latency met the target."""
+        offered = sum(t.offered_rps for t in self.ticks)
+        if offered == 0:
+            return 1.0
+        met = sum(t.offered_rps for t in self.ticks if t.latency_s <= latency_target_s)
+        return met / offered
+
+
+def run(
+    policy: ScalingPolicy,
+    offered_rps: Sequence[float],
+    model: ServiceModel,
+    config: SimConfig = SimConfig(),
+    *,
+    start: float = 0.0,
+    initial_serving: int = 1,
+    history: DailyLoadHistory | None = None,
+) -> SimRun:
+    """Drive the service through a trace of offered load, one value per tick."""
+    sim = SimState(time=start, serving=(start,) * initial_serving)
+    memory = ScalerMemory()
+    samples: list[MetricSample] = []
+    result = SimRun()
+    next_decision = start
+    keep_s = policy.stable_window_s + config.tick_s
+    for load in offered_rps:
+        sim, tick = step(sim, load, config.tick_s, model)
+        result.ticks.append(tick)
+        samples.append(
+            MetricSample(
+                sim.time, metric_value(tick, policy.metric, model), tick.ready, load, tick.queue
+            )
+        )
+        samples = [s for s in samples if s.timestamp > sim.time - keep_s]
+        if sim.time + 1e-9 < next_decision:
+            continue
+        next_decision = sim.time + config.decision_interval_s
+        state = ScalerState(len(sim.serving), sim.ready(), len(sim.warm), memory)
+        free = None
+        if config.max_pods is not None:
+            free = max(0, config.max_pods - len(sim.serving) - len(sim.warm))
+        decision = decide(
+            policy,
+            MetricWindow(tuple(samples), model.stats()),
+            state,
+            sim.time,
+            free_pod_slots=free,
+            history=history,
+        )
+        memory = decision.memory
+        result.decisions.append((sim.time, decision))
+        sim = apply_decision(sim, decision, model)
+    return result
+
+
+def step_load(base: float, peak: float, at_tick: int, ticks: int) -> list[float]:
+    """A flash crowd: `base` until `at_tick`, then `peak` (reached within one tick)."""
+    return [base if i < at_tick else peak for i in range(ticks)]
+
+
+def first_tick_with_capacity(
+    ticks: Iterable[Tick], needed_rps: float, model: ServiceModel, after: float
+) -> float | None:
+    """Time of the first tick at or after `after` whose ready replicas carry `needed_rps`."""
+    for tick in ticks:
+        if tick.time >= after and tick.ready * model.replica_rps >= needed_rps:
+            return tick.time
+    return None

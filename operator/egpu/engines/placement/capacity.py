@@ -1,0 +1,125 @@
+"""How many pods of a gang's shape fit: per node exactly, per domain as an upper bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from egpu.domain.gang import GangRequest
+from egpu.engines.placement.tree import DomainNode, NodeState, Stats
+
+
+@dataclass(frozen=True, slots=True)
+class PodShape:
+    """One pod of the gang: GPUs, CPU millicores, memory bytes, and the GPU model (None: any)."""
+
+    gpus: int
+    cpu: int
+    mem: int
+    model: str | None
+
+    @classmethod
+    def of(cls, request: GangRequest) -> PodShape:
+        return cls(
+            request.gpus_per_pod,
+            request.cpu_millis_per_pod,
+            request.memory_bytes_per_pod,
+            request.gpu_model,
+        )
+
+    def matches(self, state: NodeState) -> bool:
+        return self.model is None or state.model == self.model
+
+
+def stats_for(domain: DomainNode, model: str | None) -> Stats | None:
+    """Counts for one model, or summed over models when any model will do."""
+    if model is not None:
+        return domain.stats.get(model)
+    if len(domain.stats) < 2:
+        return next(iter(domain.stats.values()), None)
+    found = list(domain.stats.values())
+    total = found[0]
+    for more in found[1:]:
+        total = total.merged_with(more)
+    return total
+
+
+def pods_by_gpus(hist: list[int], gpus: int) -> int:
+    pods = 0
+    for free in range(gpus, len(hist)):
+        pods += hist[free] * (free // gpus)
+    return pods
+
+
+def domain_has_room(stats: Stats | None, shape: PodShape, pods: int) -> bool:
+    """Whether the domain may take `pods` pods: totals first (cheap), then the histogram."""
+    if stats is None or stats.free_gpus < pods * shape.gpus:
+        return False
+    if stats.free_cpu < pods * shape.cpu or stats.free_mem < pods * shape.mem:
+        return False
+    return domain_pods(stats, shape) >= pods
+
+
+def domain_pods(stats: Stats | None, shape: PodShape) -> int:
+    """An upper bound on the pods the domain takes: exact in GPUs, CPU/memory only as totals.
+
+    Exact whenever CPU and memory are not the binding limit on any node; the fill step
+    checks nodes exactly, so an optimistic bound costs a retry, never a wrong answer.
+    """
+    if stats is None:
+        return 0
+    pods = pods_by_gpus(stats.hist, shape.gpus)
+    if shape.cpu:
+        pods = min(pods, stats.free_cpu // shape.cpu)
+    if shape.mem:
+        pods = min(pods, stats.free_mem // shape.mem)
+    return pods
+
+
+def node_pods(state: NodeState, shape: PodShape) -> int:
+    """Exactly how many pods of this shape the node takes now."""
+    if not shape.matches(state):
+        return 0
+    pods = state.free_mask.bit_count() // shape.gpus
+    if shape.cpu:
+        pods = min(pods, state.cpu_free // shape.cpu)
+    if shape.mem:
+        pods = min(pods, state.mem_free // shape.mem)
+    return pods
+
+
+def candidate_nodes(domain: DomainNode, shape: PodShape, min_free: int) -> list[NodeState]:
+    """Schedulable nodes of the model in a lowest-level domain with at least `min_free` GPUs."""
+    models = [shape.model] if shape.model is not None else list(domain.buckets)
+    found: list[NodeState] = []
+    for model in models:
+        buckets = domain.buckets.get(model, [])
+        for free in range(min_free, len(buckets)):
+            found.extend(buckets[free].values())
+    return found
+
+
+def exact_domain_pods(domain: DomainNode, lowest: list[DomainNode], shape: PodShape) -> int:
+    """Exactly how many pods fit under `domain` (given its lowest-level domains).
+
+    Uses the histogram when the pods need no CPU or memory (then it is exact), else
+    visits every node with enough free GPUs: O(nodes), so only the diagnosis and
+    partial-gang paths call it. The loop is written out because it is their hot spot.
+    """
+    if not shape.cpu and not shape.mem:
+        return domain_pods(stats_for(domain, shape.model), shape)
+    gpus, cpu, mem = shape.gpus, shape.cpu, shape.mem
+    total = 0
+    for lowest_domain in lowest:
+        for model, buckets in lowest_domain.buckets.items():
+            if shape.model is not None and model != shape.model:
+                continue
+            for free in range(gpus, len(buckets)):
+                by_gpus = free // gpus
+                for state in buckets[free].values():
+                    pods = by_gpus
+                    if cpu and state.cpu_alloc - state.cpu_used < pods * cpu:
+                        pods = max(0, state.cpu_alloc - state.cpu_used) // cpu
+                    if mem and state.mem_alloc - state.mem_used < pods * mem:
+                        pods = max(0, state.mem_alloc - state.mem_used) // mem
+                    total += pods
+    return total

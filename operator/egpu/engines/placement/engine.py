@@ -1,0 +1,114 @@
+"""The placement decision: a gang request and the ledger in, a Placement or a diagnosis out.
+
+Rules:
+- The gang goes to the smallest domain that holds all of it, looking from the node
+  up (node < lowest level < ... < the whole cluster); among feasible domains of that
+  level, best fit. With `required_level` the search stops at that level; a
+  `preferred_level` needs nothing extra, since the smallest domain is always tried
+  first: the result says whether it was met.
+- Partial gangs (min_members < pod_count): only when all pods do not fit. The gang
+  then gets the most pods that any one allowed domain can take (exactly counted), if
+  that is at least min_members, placed by the same rules.
+- The decision reads the ledger and changes nothing; `ClusterLedger.reserve` applies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from egpu.domain.gang import GangRequest
+from egpu.domain.placement import (
+    Placement,
+    PlacementResult,
+    PodAssignment,
+    Unschedulable,
+    UnschedulableReason,
+)
+from egpu.engines.placement.capacity import PodShape
+from egpu.engines.placement.diagnosis import best_domain, unschedulable
+from egpu.engines.placement.fill import Slot, fill_domain
+from egpu.engines.placement.gpus import indices
+from egpu.engines.placement.ledger import ClusterLedger
+from egpu.engines.placement.search import feasible_domains, one_node
+from egpu.engines.placement.tree import DomainNode, DomainTree
+
+
+def level_depth(tree: DomainTree, level: str) -> int | None:
+    """Depth of a level: 0 is the cluster, the node is lowest_depth + 1."""
+    if level == tree.node_level:
+        return tree.lowest_depth + 1
+    if level in tree.levels:
+        return tree.levels.index(level) + 1
+    return None
+
+
+def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
+    tree = ledger.tree
+    depths: dict[str, int] = {}
+    for level in (request.required_level, request.preferred_level):
+        if level is None:
+            continue
+        depth = level_depth(tree, level)
+        if depth is None:
+            known = [*tree.levels, tree.node_level]
+            return Unschedulable(
+                request.gang_id,
+                UnschedulableReason.INVALID_REQUEST,
+                f"topology level {level!r} is not one of {known}",
+            )
+        depths[level] = depth
+    limit = depths[request.required_level] if request.required_level else 0
+    shape = PodShape.of(request)
+
+    pods = request.pod_count
+    found = _smallest_domain(tree, shape, pods, limit)
+    if found is None and request.min_pods < pods:
+        most = best_domain(tree, limit, shape).pods
+        if most >= request.min_pods:
+            pods = min(most, pods - 1)
+            found = _smallest_domain(tree, shape, pods, limit)
+    if found is None:
+        return unschedulable(tree, request, shape, limit, request.pod_count)
+
+    depth, domain_path, slots = found
+    preferred = request.preferred_level
+    return Placement(
+        gang_id=request.gang_id,
+        assignments=tuple(_assignments(slots, shape)),
+        level=tree.level_name(depth),
+        domain=domain_path,
+        requested_pods=request.pod_count,
+        preferred_met=None if preferred is None else depth >= depths[preferred],
+    )
+
+
+def _smallest_domain(
+    tree: DomainTree, shape: PodShape, pods: int, limit: int
+) -> tuple[int, Mapping[str, str], list[Slot]] | None:
+    slots = one_node(tree, shape, pods)
+    if slots is not None:
+        return tree.lowest_depth + 1, dict(slots[0].state.domain_labels), slots
+    for depth in range(tree.lowest_depth, limit - 1, -1):
+        for domain in feasible_domains(tree, depth, shape, pods):
+            slots = fill_domain(domain, shape, pods, tree.lowest_depth)
+            if len(slots) == pods:
+                return depth, _path_labels(tree, domain), slots
+    return None
+
+
+def _path_labels(tree: DomainTree, domain: DomainNode) -> Mapping[str, str]:
+    return dict(zip(tree.levels, domain.path, strict=False))
+
+
+def _assignments(slots: list[Slot], shape: PodShape) -> list[PodAssignment]:
+    return [
+        PodAssignment(
+            rank=rank,
+            node=slot.state.name,
+            gpu_indices=indices(slot.mask),
+            domain=dict(slot.state.domain_labels),  # plain dicts: callers serialise them
+            cpu_millis=shape.cpu,
+            memory_bytes=shape.mem,
+        )
+        for rank, slot in enumerate(slots)
+    ]

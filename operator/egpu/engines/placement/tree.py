@@ -1,0 +1,300 @@
+"""The ledger's indexes: a tree of topology domains with free-capacity counts.
+
+Every domain (the root, then one per label value at each level) keeps, per GPU
+model, a histogram of its schedulable nodes by free GPU count, plus free GPU, CPU
+and memory totals and the number of wholly free nodes. Lowest-level domains also
+bucket their nodes by free GPU count. A node change touches only the domains on its
+own path: O(levels), never a scan of the cluster.
+
+Internal to the placement package: the ledger mutates it, the engine reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+
+from egpu.domain.node import Node
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, str], ...]:
+    """Sort "n2" before "n10", so ranks follow the names people read."""
+    return tuple((int(part), "") if part.isdigit() else (0, part) for part in _DIGITS.split(text))
+
+
+def unlabelled_value(node_name: str) -> str:
+    """Domain value for a node that lacks a level's label: a domain of its own."""
+    return f"<unlabelled:{node_name}>"
+
+
+class Stats:
+    """Free capacity of the schedulable nodes of one GPU model inside one domain."""
+
+    __slots__ = ("free_cpu", "free_gpus", "free_mem", "hist", "nodes", "whole")
+
+    def __init__(self) -> None:
+        self.hist: list[int] = []
+        self.free_gpus = 0
+        self.free_cpu = 0
+        self.free_mem = 0
+        self.whole = 0
+        self.nodes = 0
+
+    def add(self, free: int, cpu: int, mem: int, whole: bool, sign: int) -> None:
+        hist = self.hist
+        if free >= len(hist):
+            hist.extend([0] * (free + 1 - len(hist)))
+        hist[free] += sign
+        self.free_gpus += sign * free
+        self.free_cpu += sign * cpu
+        self.free_mem += sign * mem
+        self.whole += sign * whole
+        self.nodes += sign
+
+    def merged_with(self, other: Stats) -> Stats:
+        out = Stats()
+        size = max(len(self.hist), len(other.hist))
+        out.hist = [0] * size
+        for src in (self, other):
+            for k, count in enumerate(src.hist):
+                out.hist[k] += count
+        out.free_gpus = self.free_gpus + other.free_gpus
+        out.free_cpu = self.free_cpu + other.free_cpu
+        out.free_mem = self.free_mem + other.free_mem
+        out.whole = self.whole + other.whole
+        out.nodes = self.nodes + other.nodes
+        return out
+
+
+class DomainNode:
+    """One domain of the tree. `depth` 0 is the root (the whole cluster)."""
+
+    __slots__ = (
+        "buckets",
+        "children",
+        "depth",
+        "nodes",
+        "parent",
+        "path",
+        "size",
+        "sort_key",
+        "stats",
+        "value",
+    )
+
+    def __init__(self, depth: int, value: str, path: tuple[str, ...], parent: DomainNode | None):
+        self.depth = depth
+        self.value = value
+        self.path = path
+        self.parent = parent
+        self.sort_key = natural_key(value)
+        self.children: dict[str, DomainNode] = {}
+        self.nodes: dict[str, NodeState] = {}  # lowest level only
+        # lowest level only: model -> [free GPU count] -> nodes (a dict as an ordered set)
+        self.buckets: dict[str, list[dict[str, NodeState]]] = {}
+        self.stats: dict[str, Stats] = {}
+        self.size = 0  # attached nodes under this domain, schedulable or not
+
+
+class NodeState:
+    """The ledger's mutable view of one node. GPU sets are bit masks (bit i = GPU i)."""
+
+    __slots__ = (
+        "all_mask",
+        "baseline_cpu",
+        "baseline_mask",
+        "baseline_mem",
+        "chain",
+        "cpu_alloc",
+        "cpu_used",
+        "domain_labels",
+        "gpu_count",
+        "group_masks",
+        "healthy_mask",
+        "holds",
+        "hostname",
+        "ix_cpu",
+        "ix_free",
+        "ix_mem",
+        "mem_alloc",
+        "mem_used",
+        "model",
+        "name",
+        "numa_masks",
+        "schedulable",
+        "sort_key",
+        "used_mask",
+    )
+
+    def __init__(self, node: Node) -> None:
+        self.name = node.name
+        self.hostname = node.hostname
+        self.model = node.gpu_model or ""
+        self.gpu_count = node.gpu_count
+        self.all_mask = (1 << node.gpu_count) - 1
+        self.healthy_mask = sum(1 << g.index for g in node.gpus if g.healthy)
+        self.baseline_mask = sum(1 << i for i in node.used_gpus)
+        self.used_mask = self.baseline_mask
+        self.baseline_cpu = node.used_cpu_millis
+        self.baseline_mem = node.used_memory_bytes
+        self.cpu_used = node.used_cpu_millis
+        self.mem_used = node.used_memory_bytes
+        self.cpu_alloc = node.cpu_millis
+        self.mem_alloc = node.memory_bytes
+        self.schedulable = node.schedulable
+        wiring = node.wiring
+        self.group_masks = tuple(sum(1 << i for i in group) for group in wiring.nvlink_groups)
+        numa: dict[int, int] = {}
+        for gpu, numa_node in enumerate(wiring.numa):
+            numa[numa_node] = numa.get(numa_node, 0) | (1 << gpu)
+        self.numa_masks = tuple(numa[k] for k in sorted(numa))
+        self.sort_key = natural_key(node.name)
+        self.chain: tuple[DomainNode, ...] = ()
+        self.domain_labels: Mapping[str, str] = MappingProxyType({})
+        self.holds: dict[tuple[str, str, int], int] = {}  # hold key -> GPU mask
+        self.ix_free = -1  # what index() added, so unindex() removes exactly that
+        self.ix_cpu = 0
+        self.ix_mem = 0
+
+    @property
+    def usable_mask(self) -> int:
+        """Healthy GPUs no one holds (ignores the schedulable flag)."""
+        return self.healthy_mask & ~self.used_mask & self.all_mask
+
+    @property
+    def free_mask(self) -> int:
+        """GPUs a new pod may get: usable, on a schedulable node."""
+        return self.usable_mask if self.schedulable else 0
+
+    @property
+    def cpu_free(self) -> int:
+        return max(0, self.cpu_alloc - self.cpu_used)
+
+    @property
+    def mem_free(self) -> int:
+        return max(0, self.mem_alloc - self.mem_used)
+
+
+class DomainTree:
+    def __init__(self, levels: tuple[str, ...], node_level: str) -> None:
+        self.levels = levels
+        self.node_level = node_level
+        self.lowest_depth = len(levels)
+        self.root = DomainNode(0, "", (), None)
+        self.nodes: dict[str, NodeState] = {}
+
+    # -- structure -----------------------------------------------------------------
+
+    def attach(self, state: NodeState, labels: Mapping[str, str]) -> None:
+        domain = self.root
+        chain = [domain]
+        names: dict[str, str] = {}
+        for depth, level in enumerate(self.levels, start=1):
+            value = labels.get(level) or unlabelled_value(state.name)
+            names[level] = value
+            child = domain.children.get(value)
+            if child is None:
+                child = DomainNode(depth, value, (*domain.path, value), domain)
+                domain.children[value] = child
+            domain = child
+            chain.append(domain)
+        names[self.node_level] = state.hostname
+        state.chain = tuple(chain)
+        state.domain_labels = MappingProxyType(names)
+        for d in chain:
+            d.size += 1
+        domain.nodes[state.name] = state
+        self.nodes[state.name] = state
+        self.index(state)
+
+    def reattach(self, state: NodeState) -> None:
+        """Attach a state that was detached before, on its old path."""
+        for d in state.chain:
+            d.size += 1
+        for parent, child in zip(state.chain, state.chain[1:], strict=False):
+            linked = parent.children.setdefault(child.value, child)
+            # Undo runs last-in first-out, so no other domain can have taken this place.
+            assert linked is child, f"domain {child.path} was replaced while detached"
+        state.chain[-1].nodes[state.name] = state
+        self.nodes[state.name] = state
+        self.index(state)
+
+    def detach(self, state: NodeState) -> None:
+        self.unindex(state)
+        del self.nodes[state.name]
+        lowest = state.chain[-1]
+        del lowest.nodes[state.name]
+        for d in state.chain:
+            d.size -= 1
+        # Drop domains left empty, innermost first; the root always stays.
+        for d in reversed(state.chain[1:]):
+            if d.size == 0 and d.parent is not None:
+                d.parent.children.pop(d.value, None)
+
+    # -- counts ----------------------------------------------------------------------
+
+    def index(self, state: NodeState) -> None:
+        if not state.schedulable:
+            state.ix_free = -1
+            return
+        free = state.free_mask.bit_count()
+        cpu, mem = state.cpu_free, state.mem_free
+        whole = state.gpu_count > 0 and free == state.gpu_count
+        model = state.model
+        for d in state.chain:
+            stats = d.stats.get(model)
+            if stats is None:
+                stats = d.stats[model] = Stats()
+            stats.add(free, cpu, mem, whole, 1)
+        buckets = state.chain[-1].buckets.setdefault(model, [])
+        if free >= len(buckets):
+            buckets.extend({} for _ in range(free + 1 - len(buckets)))
+        buckets[free][state.name] = state
+        state.ix_free, state.ix_cpu, state.ix_mem = free, cpu, mem
+
+    def unindex(self, state: NodeState) -> None:
+        free = state.ix_free
+        if free < 0:
+            return
+        whole = state.gpu_count > 0 and free == state.gpu_count
+        model = state.model
+        for d in state.chain:
+            stats = d.stats[model]
+            stats.add(free, state.ix_cpu, state.ix_mem, whole, -1)
+            if stats.nodes == 0:
+                del d.stats[model]
+        del state.chain[-1].buckets[model][free][state.name]
+        state.ix_free = -1
+
+    # -- reading -----------------------------------------------------------------------
+
+    def domains_at(self, depth: int) -> Iterator[DomainNode]:
+        frontier = [self.root]
+        for _ in range(depth):
+            frontier = [c for d in frontier for c in d.children.values()]
+        yield from frontier
+
+    def find(self, path: tuple[str, ...]) -> DomainNode | None:
+        domain: DomainNode | None = self.root
+        for value in path:
+            if domain is None:
+                return None
+            domain = domain.children.get(value)
+        return domain
+
+    def lowest_domains(self, domain: DomainNode) -> Iterator[DomainNode]:
+        frontier = [domain]
+        for _ in range(self.lowest_depth - domain.depth):
+            frontier = [c for d in frontier for c in d.children.values()]
+        yield from frontier
+
+    def level_name(self, depth: int) -> str:
+        """Label of the level at `depth`; depth lowest_depth + 1 is the node."""
+        if depth == 0:
+            return "cluster"
+        if depth <= self.lowest_depth:
+            return self.levels[depth - 1]
+        return self.node_level

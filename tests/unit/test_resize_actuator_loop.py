@@ -1,0 +1,229 @@
+"""One pass of the resize loop against in-memory caches and a recording client: Auto
+applies through pods/resize, Recommend and a node without room only tell, a kubelet's
+Infeasible is reported once, and nothing else is touched."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from egpu.controllers.resize import ResizeController, direction
+from egpu.controllers.runtime import Runtime
+from egpu.engines.resize import GIB, PodResizeDecision, QoSClass, Reason, Verdict
+from egpu.observability.metrics import REGISTRY
+from egpu.sim.usage import usage_annotation
+from egpu.state.usage import USAGE_ANNOTATION, AnnotationUsageReader
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_000_000.0
+MEMORY = {"min": "1Gi", "max": "16Gi", "step": "1Gi"}
+
+
+class FakeInformer:
+    def __init__(self, store: dict[str, Any]) -> None:
+        self.store = store
+        self.listeners: list[Any] = []
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, Any, str]] = []
+        self.events: list[dict[str, Any]] = []
+
+    async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:
+        self.patches.append((path, body, content_type))
+        return {"metadata": {"generation": 2}}
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(body)
+        return body
+
+
+def workload(mode: str = "Auto", name: str = "w") -> dict[str, Any]:
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": name, "namespace": "ns", "uid": "wuid", "generation": 1},
+        "spec": {"resize": {"mode": mode, "memory": MEMORY}},
+    }
+
+
+def member(name: str = "w-0", memory: str = "2Gi", usage: str | None = "2.3Gi") -> dict[str, Any]:
+    resources = {
+        "requests": {"cpu": "1", "memory": memory, "nvidia.com/gpu": "1"},
+        "limits": {"nvidia.com/gpu": "1"},
+    }
+    annotations = {}
+    if usage is not None:
+        annotations[USAGE_ANNOTATION] = usage_annotation({"main": {"cpu": "700m", "memory": usage}})
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "labels": {"egpu.io/workload": "w", "egpu.io/rank": "0"},
+            "annotations": annotations,
+        },
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "resources": resources}]},
+        "status": {
+            "phase": "Running",
+            "qosClass": "Burstable",
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "main", "resources": copy.deepcopy(resources)}],
+        },
+    }
+
+
+def node(cpu: str = "64", memory: str = "512Gi") -> dict[str, Any]:
+    return {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
+
+
+def controller(
+    pods: list[dict[str, Any]], mode: str = "Auto", nodes: dict[str, Any] | None = None
+) -> tuple[ResizeController, RecordingClient]:
+    client = RecordingClient()
+    pod_store = {f"ns/{p['metadata']['name']}": p for p in pods}
+    runtime = Runtime(
+        client=client,  # type: ignore[arg-type]
+        nodes=FakeInformer(nodes if nodes is not None else {"n1": node()}),  # type: ignore[arg-type]
+        pods=FakeInformer(pod_store),  # type: ignore[arg-type]
+    )
+    runtime.workloads["ns/w"] = workload(mode)
+    return ResizeController(runtime, AnnotationUsageReader(pod_store)), client
+
+
+def metric(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def events(client: RecordingClient, reason: str) -> list[dict[str, Any]]:
+    return [e for e in client.events if e["reason"] == reason]
+
+
+def test_auto_applies_one_step_through_the_resize_subresource() -> None:
+    ctl, client = controller([member()])
+    applied = metric("egpu_resizes_applied_total", {"direction": "up"})
+    timed = metric("egpu_resize_latency_seconds_count")
+    asyncio.run(ctl.step(NOW))
+    ((path, body, content_type),) = client.patches
+    assert path == "/api/v1/namespaces/ns/pods/w-0/resize"
+    assert content_type == "application/strategic-merge-patch+json"
+    assert body == {
+        "spec": {"containers": [{"name": "main", "resources": {"requests": {"memory": "3Gi"}}}]}
+    }
+    assert metric("egpu_resizes_applied_total", {"direction": "up"}) == applied + 1
+    assert metric("egpu_resize_latency_seconds_count") == timed + 1
+    assert client.events == [], "an applied resize needs no Event"
+
+
+def test_no_second_patch_until_the_cache_shows_the_first() -> None:
+    ctl, client = controller([member()])
+    asyncio.run(ctl.step(NOW))
+    ctl.dirty.add("ns/w-0")
+    asyncio.run(ctl.step(NOW + 0.1))
+    assert len(client.patches) == 1
+
+
+def test_usage_within_the_band_changes_nothing() -> None:
+    ctl, client = controller([member(usage="1.5Gi")])
+    asyncio.run(ctl.step(NOW))
+    assert client.patches == [] and client.events == []
+
+
+def test_recommend_only_tells_once_per_distinct_recommendation() -> None:
+    ctl, client = controller([member()], mode="Recommend")
+    asyncio.run(ctl.step(NOW))
+    asyncio.run(ctl.step(NOW + 11))  # a full pass looks again: same recommendation
+    assert client.patches == []
+    (event,) = events(client, "ResizeRecommended")
+    assert event["involvedObject"]["kind"] == "GPUWorkload"
+    assert "pod w-0: main: cpu -/-, memory 3Gi/-" in event["message"]
+
+
+def test_a_node_without_room_waits_with_a_clear_event() -> None:
+    tight = {"n1": node(memory="2.5Gi")}
+    ctl, client = controller([member()], nodes=tight)
+    asyncio.run(ctl.step(NOW))
+    assert client.patches == []
+    infeasible = events(client, "ResizeInfeasible")
+    assert {e["involvedObject"]["kind"] for e in infeasible} == {"GPUWorkload", "Pod"}
+    assert all(e["type"] == "Warning" for e in infeasible)
+    assert "cannot grow in place on node n1" in infeasible[0]["message"]
+    assert "node lacks room" in infeasible[0]["message"]
+    assert "waiting for room" in infeasible[0]["message"]
+
+
+def test_a_kubelet_infeasible_resize_is_reported_once_and_not_retried() -> None:
+    pod = member(memory="3Gi")
+    pod["metadata"]["generation"] = 2
+    pod["status"]["observedGeneration"] = 2
+    pod["status"]["conditions"].append(
+        {
+            "type": "PodResizePending",
+            "status": "True",
+            "reason": "Infeasible",
+            "message": "Node didn't have enough capacity: memory",
+        }
+    )
+    ctl, client = controller([pod])
+    asyncio.run(ctl.step(NOW))
+    asyncio.run(ctl.step(NOW + 11))
+    assert client.patches == []
+    (event,) = events(client, "ResizeInfeasible")
+    assert "Node didn't have enough capacity: memory" in event["message"]
+    assert "waiting" in event["message"]
+
+
+def test_mode_off_and_foreign_pods_are_left_alone() -> None:
+    ctl, client = controller([member()], mode="Off")
+    asyncio.run(ctl.step(NOW))
+    stranger = member(name="solo")
+    del stranger["metadata"]["labels"]["egpu.io/workload"]
+    ctl2, client2 = controller([stranger])
+    asyncio.run(ctl2.step(NOW))
+    assert client.patches == client2.patches == []
+
+
+def test_a_failing_usage_source_does_not_stop_the_loop() -> None:
+    class Broken:
+        async def read(self, pods: Any, now: float) -> Any:
+            raise ConnectionError("prometheus down")
+
+    ctl, client = controller([member()])
+    ctl.reader = Broken()
+    asyncio.run(ctl.step(NOW))
+    assert client.patches == []
+
+
+def test_pod_events_wake_the_loop_for_members_only() -> None:
+    ctl, _ = controller([member()])
+    listener = ctl.runtime.pods.listeners[0]  # type: ignore[attr-defined]
+    listener("MODIFIED", None, member(name="w-3"))
+    listener("MODIFIED", None, {"metadata": {"name": "x", "namespace": "ns"}})
+    assert ctl.dirty == {"ns/w-3"}
+
+
+def decision(cpu: int, memory: int) -> PodResizeDecision:
+    return PodResizeDecision(
+        Verdict.APPLY,
+        Reason.FITS_NODE,
+        "",
+        QoSClass.BURSTABLE,
+        cpu_delta_millicores=cpu,
+        memory_delta_bytes=memory,
+    )
+
+
+def test_direction_follows_the_change_of_requests() -> None:
+    assert direction(decision(0, GIB)) == "up"
+    assert direction(decision(-500, 0)) == "down"
+    assert direction(decision(500, -GIB)) == "mixed"
