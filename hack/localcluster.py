@@ -205,6 +205,11 @@ def ours(pid: int) -> bool:
     return not zombie and str(RUN_DIR) in cmdline
 
 
+# The processes this invocation started: their exit is read from the handle,
+# not from /proc, which can lag just after a start.
+STARTED: dict[str, subprocess.Popen[bytes]] = {}
+
+
 def start(state: State, name: str, argv: list[str]) -> None:
     logs = RUN_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -219,6 +224,7 @@ def start(state: State, name: str, argv: list[str]) -> None:
         cwd=RUN_DIR,
     )
     state.pids[name] = proc.pid
+    STARTED[name] = proc
     state.save()
 
 
@@ -282,9 +288,11 @@ def wait_for(what: str, check: object, state: State, name: str, timeout: float) 
     while time.monotonic() < deadline:
         if callable(check) and check():
             return
-        pid = state.pids.get(name)
-        if pid and not ours(pid):
-            raise RuntimeError(f"{name} exited during start-up:\n{tail(name)}")
+        proc = STARTED.get(name)
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited during start-up (code {proc.returncode}):\n{tail(name)}"
+            )
         time.sleep(0.2)
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}:\n{tail(name)}")
 
@@ -306,6 +314,52 @@ def stages_file() -> Path:
     path = RUN_DIR / "kwok-stages.yaml"
     path.write_text("\n---\n".join(docs) + "\n")
     return path
+
+
+def held_back() -> set[str]:
+    """Components not started by `up` (EGPU_HOLD_BACK=kube-scheduler): a benchmark
+    starts them later with `start-scheduler`, so both schedulers see the same backlog."""
+    return {c.strip() for c in os.environ.get("EGPU_HOLD_BACK", "").split(",") if c.strip()}
+
+
+def start_scheduler(state: State, wait: bool = True) -> None:
+    p = state.ports
+    sched_cfg = RUN_DIR / "scheduler-config.yaml"
+    sched_cfg.write_text(
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"
+        "kind: KubeSchedulerConfiguration\n"
+        "clientConnection:\n"
+        f"  kubeconfig: {RUN_DIR / 'scheduler.kubeconfig'}\n"
+        "  qps: 2000\n"
+        "  burst: 4000\n"
+        "leaderElection: {leaderElect: false}\n"
+    )
+    start(
+        state,
+        "kube-scheduler",
+        [
+            str(binary("kube-scheduler")),
+            f"--config={sched_cfg}",
+            f"--authentication-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p['scheduler']}",
+            "--v=1",
+        ],
+    )
+    if wait:
+        wait_scheduler(state)
+
+
+def wait_scheduler(state: State) -> None:
+    p, pki = state.ports, RUN_DIR / "pki"
+    wait_for(
+        "kube-scheduler /healthz",
+        lambda: https_ok(f"https://127.0.0.1:{p['scheduler']}/healthz", pki, None),
+        state,
+        "kube-scheduler",
+        60,
+    )
 
 
 def launch(state: State) -> None:
@@ -400,29 +454,8 @@ def launch(state: State) -> None:
             "--v=1",
         ],
     )
-    sched_cfg = RUN_DIR / "scheduler-config.yaml"
-    sched_cfg.write_text(
-        "apiVersion: kubescheduler.config.k8s.io/v1\n"
-        "kind: KubeSchedulerConfiguration\n"
-        "clientConnection:\n"
-        f"  kubeconfig: {RUN_DIR / 'scheduler.kubeconfig'}\n"
-        "  qps: 2000\n"
-        "  burst: 4000\n"
-        "leaderElection: {leaderElect: false}\n"
-    )
-    start(
-        state,
-        "kube-scheduler",
-        [
-            str(binary("kube-scheduler")),
-            f"--config={sched_cfg}",
-            f"--authentication-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={RUN_DIR / 'scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p['scheduler']}",
-            "--v=1",
-        ],
-    )
+    if "kube-scheduler" not in held_back():
+        start_scheduler(state, wait=False)
     start(
         state,
         "kwok",
@@ -445,13 +478,8 @@ def launch(state: State) -> None:
         "kube-controller-manager",
         60,
     )
-    wait_for(
-        "kube-scheduler /healthz",
-        lambda: https_ok(f"https://127.0.0.1:{p['scheduler']}/healthz", pki, None),
-        state,
-        "kube-scheduler",
-        60,
-    )
+    if "kube-scheduler" not in held_back():
+        wait_scheduler(state)
     wait_for(
         "kwok /healthz", lambda: http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"), state, "kwok", 30
     )
@@ -469,7 +497,8 @@ def launch(state: State) -> None:
 def healthy(state: State) -> bool:
     return (
         bool(state.pids)
-        and all(state.pids.get(c) and ours(state.pids[c]) for c in COMPONENTS)
+        and all(ours(state.pids[c]) for c in COMPONENTS if c in state.pids)
+        and all(c in state.pids for c in COMPONENTS if c not in held_back())
         and https_ok(f"https://127.0.0.1:{state.ports['apiserver']}/readyz", RUN_DIR / "pki")
     )
 
@@ -527,8 +556,10 @@ def cmd_status() -> int:
         return 1
     for name in COMPONENTS:
         pid = state.pids.get(name)
-        alive = bool(pid and ours(pid))
-        print(f"{name:26} pid={pid} {'running' if alive else 'DEAD'}")
+        if pid is None:
+            print(f"{name:26} not started")
+            continue
+        print(f"{name:26} pid={pid} {'running' if ours(pid) else 'DEAD'}")
     ok = healthy(state)
     print(
         f"apiserver https://127.0.0.1:{state.ports.get('apiserver')} "
@@ -540,7 +571,9 @@ def cmd_status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env", "adopt"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "adopt", "start-scheduler"]
+    )
     parser.add_argument("--fresh", action="store_true", help="restart even if running")
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
@@ -556,6 +589,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_up(args.fresh)
     if args.command == "down":
         return cmd_down()
+    if args.command == "start-scheduler":
+        state = State.load()
+        if "kube-scheduler" in state.pids and ours(state.pids["kube-scheduler"]):
+            return 0
+        start_scheduler(state)
+        return 0
     if args.command == "status":
         return cmd_status()
     print(f"export KUBECONFIG={RUN_DIR / 'kubeconfig'}")

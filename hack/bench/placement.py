@@ -24,6 +24,7 @@ The last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import gc
 import heapq
 import json
 import random
@@ -250,6 +251,22 @@ class FirstFitScheduler:
 # -- (a) decision time ---------------------------------------------------------------------
 
 
+class GcWatch:
+    """Time spent in the garbage collector, by generation, while installed."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.ms = 0.0
+        self.full = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self.started) * 1000
+            self.full += info["generation"] == 2
+
+
 def top_up(
     ledger: ClusterLedger, rng: random.Random, gpus_per_node: int, prefix: str, placed: list[str]
 ) -> None:
@@ -290,6 +307,12 @@ def decision_time(
         memory_bytes_per_pod=MEM_PER_GPU * shape.gpus_per_node,
     )
     times: list[float] = []
+    cpu_times: list[float] = []
+    gc_watch = GcWatch()
+    gc_ms: list[float] = []
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()  # what a long-running operator can do once its ledger is built
     reserve_ms: list[float] = []
     levels: dict[str, int] = {}
     refused = 0
@@ -298,9 +321,15 @@ def decision_time(
         for _ in range(2):
             ledger.release_gang(placed.pop(rng.randrange(len(placed))))
         top_up(ledger, rng, shape.gpus_per_node, f"t{trial}-", placed)
+        gc_watch.ms = 0.0
+        gc.callbacks.append(gc_watch)
+        cpu_start = time.process_time()
         start = time.perf_counter()
         decision = place_gang(ledger, big)
         times.append((time.perf_counter() - start) * 1000)
+        cpu_times.append((time.process_time() - cpu_start) * 1000)
+        gc.callbacks.remove(gc_watch)
+        gc_ms.append(gc_watch.ms)
         if not isinstance(decision, Placement):
             refused += 1
             continue
@@ -323,10 +352,19 @@ def decision_time(
         f"max {max(times):.2f} ms; levels {levels}, refused {refused}; "
         f"reserve+release p50 {percentile(reserve_ms, 50):.2f} ms"
     )
+    print(
+        f"    CPU time of the decision p50 {percentile(cpu_times, 50):.2f} ms, p99 "
+        f"{percentile(cpu_times, 99):.2f} ms (wall minus waiting for a core); garbage "
+        f"collector inside decisions: max {max(gc_ms):.2f} ms, {gc_watch.full} full "
+        f"collections{' (gc.freeze() applied)' if args.gc_freeze else ''}"
+    )
     return {
         "p50_ms": round(percentile(times, 50), 3),
         "p99_ms": round(percentile(times, 99), 3),
         "max_ms": round(max(times), 3),
+        "p50_cpu_ms": round(percentile(cpu_times, 50), 3),
+        "p99_cpu_ms": round(percentile(cpu_times, 99), 3),
+        "gc_max_ms": round(max(gc_ms), 3),
         "big_gang_refused": refused,
         "build_ms": round(build_ms, 1),
         "reserve_release_ms": round(percentile(reserve_ms, 50), 3),
@@ -467,6 +505,9 @@ def main(argv: list[str] | None = None) -> None:
         "--warmup", type=float, default=0.4, help="share of the trace that only fills the cluster"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() before the timed decisions"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.blocks, args.leaves, args.nodes = 2, 4, 8

@@ -35,6 +35,23 @@ def _sim_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from egpu.planning import load_workload, plan
+
+    ok, text = plan(load_workload(args.file), args.kubeconfig)
+    print(text)
+    return 0 if ok else 1
+
+
+def _topology(args: argparse.Namespace) -> int:
+    from egpu.planning import topology_report
+
+    print(topology_report(args.kubeconfig, args.topology, args.svg))
+    if args.svg:
+        print(f"wrote {args.svg}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="egpu", description=__doc__)
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG")
@@ -58,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.set_defaults(func=_sim_nodes)
     delete = sim_sub.add_parser("delete-nodes", help="delete every simulated node")
     delete.set_defaults(func=_sim_delete)
+
+    plan = sub.add_parser("plan", help="where a GPUWorkload would go now (creates nothing)")
+    plan.add_argument("-f", "--file", required=True, help="GPUWorkload YAML ('-': stdin)")
+    plan.set_defaults(func=_plan)
+    topo = sub.add_parser("topology", help="the topology with free/used GPUs per domain")
+    topo.add_argument("--topology", default="default", help="GPUTopology name")
+    topo.add_argument("--svg", default=None, help="also write an SVG picture here")
+    topo.set_defaults(func=_topology)
     return parser
 
 

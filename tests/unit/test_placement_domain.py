@@ -7,7 +7,7 @@ import json
 import pytest
 
 from egpu.domain.gang import GangRequest
-from egpu.domain.gpu import Interconnect, parse_interconnect, parse_unhealthy_gpus
+from egpu.domain.gpu import Gpu, Interconnect, parse_interconnect, parse_unhealthy_gpus
 from egpu.domain.node import Node, node_from_kubernetes
 from egpu.domain.quantity import cpu_millis, memory_bytes, parse_quantity, whole_count
 from egpu.domain.topology import Topology
@@ -110,6 +110,8 @@ def test_node_from_the_simulated_cluster() -> None:
     assert node.memory_bytes == 2048 * 2**30
     assert node.wiring.nvlink_groups == ((0, 1, 2, 3), (4, 5, 6, 7))
     assert node.free_gpus == (0, 1, 2, 4, 5, 6, 7)
+    assert node.gpus[3] == Gpu(3, "NVIDIA-H100-80GB-HBM3", healthy=False)
+    assert node.gpus[4].healthy
     assert node.labels["egpu.io/leaf"] == "b0-l0"
 
 
@@ -121,8 +123,8 @@ def test_node_parse_errors_name_the_node() -> None:
 
 
 def test_node_checks_its_own_consistency() -> None:
-    with pytest.raises(ValueError, match="used GPUs \\[2\\] do not exist"):
-        Node("n", {}, 1000, 1000, used_gpus=frozenset({2}))
+    with pytest.raises(ValueError, match=r"used_gpus \[2\] do not exist"):
+        Node("n", {}, 1000, 1000, gpu_count=2, used_gpus=frozenset({2}))
 
 
 def test_topology_levels() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import pytest
 
 from egpu.domain.gang import GangRequest
-from egpu.domain.gpu import Gpu, Interconnect
+from egpu.domain.gpu import Interconnect
 from egpu.domain.node import Node
 from egpu.domain.placement import Placement, Unschedulable, UnschedulableReason
 from egpu.domain.topology import Topology
@@ -34,13 +34,14 @@ def gpu_node(
     mem: int = 512 * GIB,
     schedulable: bool = True,
 ) -> Node:
-    bad = set(unhealthy)
     return Node(
         name=name,
         labels={BLOCK: leaf.split("-")[0], LEAF: leaf, HOST: name},
         cpu_millis=cpu,
         memory_bytes=mem,
-        gpus=tuple(Gpu(i, model, i not in bad) for i in range(gpus)),
+        gpu_count=gpus,
+        gpu_model=model,
+        unhealthy_gpus=frozenset(unhealthy),
         interconnect=Interconnect(
             tuple(tuple(g) for g in groups),
             tuple(numa) if numa is not None else tuple(i * 2 // gpus for i in range(gpus)),
@@ -356,7 +357,7 @@ def test_the_decision_changes_nothing() -> None:
 def test_topology_without_hostname_level_and_missing_labels() -> None:
     nodes = [
         gpu_node("n0"),
-        Node("lone", {}, 64_000, 512 * GIB, tuple(Gpu(i, "H100") for i in range(8))),
+        Node("lone", {}, 64_000, 512 * GIB, gpu_count=8, gpu_model="H100"),
     ]
     ledger = ClusterLedger(Topology((BLOCK, LEAF)), nodes)
     # A node without labels is a domain of its own: no block holds both nodes.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from egpu.domain.gang import GangRequest
-from egpu.domain.gpu import Gpu, Interconnect
+from egpu.domain.gpu import Interconnect
 from egpu.domain.node import Node
 from egpu.domain.placement import Placement, PodAssignment
 from egpu.domain.topology import Topology
@@ -39,13 +39,14 @@ def gpu_node(
     schedulable: bool = True,
     cpu: int = 32_000,
 ) -> Node:
-    bad = set(unhealthy)
     return Node(
         name=name,
         labels={BLOCK: leaf.split("-")[0], LEAF: leaf, HOST: name},
         cpu_millis=cpu,
         memory_bytes=256 * GIB,
-        gpus=tuple(Gpu(i, model, i not in bad) for i in range(8)),
+        gpu_count=8,
+        gpu_model=model,
+        unhealthy_gpus=frozenset(unhealthy),
         interconnect=Interconnect(((0, 1, 2, 3), (4, 5, 6, 7)), (0, 0, 0, 0, 1, 1, 1, 1)),
         schedulable=schedulable,
         used_gpus=frozenset(used),
@@ -194,6 +195,42 @@ def test_foreign_usage_counts_and_comes_back() -> None:
     assert ledger.node_view("b0-l0-n0").free_gpus == (0, 1, 2, 3, 4, 7)
     assert ledger.remove_foreign_usage("ns/p") is True
     assert ledger.remove_foreign_usage("ns/p") is False
+    assert snapshot(ledger) == before
+
+
+def test_adopting_bound_pods_accepts_facts_reserve_would_refuse() -> None:
+    ledger = ClusterLedger(Topology(), small_cluster())
+    ledger.set_schedulable("b0-l0-n0", False)
+    ledger.set_unhealthy_gpus("b0-l0-n1", [0])
+    ledger.add_foreign_usage("ns/other", "b0-l0-n2", gpus=[0, 1])
+    labels = {BLOCK: "b0", LEAF: "b0-l0"}
+    bound = [
+        PodAssignment(0, "b0-l0-n0", (0, 1), labels, cpu_millis=40_000),  # cordoned, CPU over
+        PodAssignment(1, "b0-l0-n1", (0, 1), labels),  # GPU 0 unhealthy
+        PodAssignment(2, "b0-l0-n2", (1, 2), labels),  # GPU 1 also counted by a foreign pod
+    ]
+    with pytest.raises(ReservationError):
+        ledger.reserve_pods("g", bound)
+    ledger.adopt_pods("g", bound)
+    assert [p.rank for p in ledger.gang_pods("g")] == [0, 1, 2]
+    assert ledger.node_view("b0-l0-n0").cpu_free_millis == 0
+    assert ledger.node_view("b0-l0-n1").free_gpus == (2, 3, 4, 5, 6, 7)
+    ledger.remove_foreign_usage("ns/other")
+    assert ledger.node_view("b0-l0-n2").free_gpus == (0, 3, 4, 5, 6, 7)  # GPU 1 still ours
+    ledger.adopt_pods("g", [PodAssignment(2, "b0-l0-n2", (5,), labels)])  # seen again: replaced
+    assert ledger.node_view("b0-l0-n2").free_gpus == (0, 1, 2, 3, 4, 6, 7)
+    assert ledger.verify() == []
+    before = snapshot(ledger)
+    with pytest.raises(ReservationError, match="has no GPU"):
+        ledger.adopt_pods("h", [PodAssignment(0, "b1-l0-n0", (0,), labels),
+                                PodAssignment(1, "b1-l0-n1", (9,), labels)])  # fmt: skip
+    assert snapshot(ledger) == before
+    with pytest.raises(UnknownNodeError):
+        ledger.adopt_pods("h", [PodAssignment(0, "b1-l0-n0", (0,), labels),
+                                PodAssignment(1, "gone", (0,), labels)])  # fmt: skip
+    assert snapshot(ledger) == before
+    with pytest.raises(ValueError, match="no GPU 8"):
+        ledger.add_foreign_usage("ns/p", "b0-l0-n2", gpus=[8])
     assert snapshot(ledger) == before
 
 

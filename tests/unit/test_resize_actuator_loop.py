@@ -206,7 +206,7 @@ def test_a_failing_usage_source_does_not_stop_the_loop() -> None:
 
 def test_pod_events_wake_the_loop_for_members_only() -> None:
     ctl, _ = controller([member()])
-    listener = ctl.runtime.pods.listeners[0]  # type: ignore[attr-defined]
+    listener = ctl.runtime.pods.listeners[0]
     listener("MODIFIED", None, member(name="w-3"))
     listener("MODIFIED", None, {"metadata": {"name": "x", "namespace": "ns"}})
     assert ctl.dirty == {"ns/w-3"}

@@ -77,7 +77,7 @@ def test_annotation_reader_reads_the_pod_cache_and_skips_bad_or_missing() -> Non
 
 
 def test_pod_metrics_become_samples_of_the_wanted_pods() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "metadata": {"name": "a", "namespace": "ns"},
             "timestamp": "2026-01-01T00:00:10Z",

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from egpu.controllers import binder, settings, topologies, workloads
+from egpu.controllers import binder, resize, settings, topologies, workloads
 from egpu.controllers.runtime import Runtime
 
 
@@ -23,6 +23,7 @@ def build_registry(
         memo.runtime = runtime
         workloads.start(runtime)
         binder.start(runtime, topology_name)
+        resize.start(runtime)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:

@@ -24,11 +24,17 @@ from egpu.domain.quantity import cpu_millis, memory_bytes, whole_count
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """One node. GPUs are indexed 0..gpu_count-1, all of one model (as GFD reports them);
+    `gpus` lists them as Gpu values. Kept as a count and sets rather than one object
+    per GPU: a 15,000-node cluster would otherwise hold 120,000 more objects."""
+
     name: str
     labels: Mapping[str, str]
     cpu_millis: int
     memory_bytes: int
-    gpus: tuple[Gpu, ...] = ()
+    gpu_count: int = 0
+    gpu_model: str | None = None
+    unhealthy_gpus: frozenset[int] = field(default_factory=frozenset)
     interconnect: Interconnect | None = None
     schedulable: bool = True
     used_cpu_millis: int = 0
@@ -38,27 +44,30 @@ class Node:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a node needs a name")
-        for what in ("cpu_millis", "memory_bytes", "used_cpu_millis", "used_memory_bytes"):
+        for what in (
+            "cpu_millis",
+            "memory_bytes",
+            "gpu_count",
+            "used_cpu_millis",
+            "used_memory_bytes",
+        ):
             if getattr(self, what) < 0:
                 raise ValueError(f"node {self.name}: {what} must not be negative")
-        if tuple(gpu.index for gpu in self.gpus) != tuple(range(len(self.gpus))):
-            raise ValueError(f"node {self.name}: GPUs must be listed by index 0..n-1")
-        if self.interconnect is not None and self.interconnect.gpu_count != len(self.gpus):
+        if self.interconnect is not None and self.interconnect.gpu_count != self.gpu_count:
             raise ValueError(
                 f"node {self.name}: interconnect describes {self.interconnect.gpu_count} GPUs, "
-                f"the node has {len(self.gpus)}"
+                f"the node has {self.gpu_count}"
             )
-        bad = sorted(i for i in self.used_gpus if not 0 <= i < len(self.gpus))
-        if bad:
-            raise ValueError(f"node {self.name}: used GPUs {bad} do not exist")
+        for what in ("used_gpus", "unhealthy_gpus"):
+            bad = sorted(i for i in getattr(self, what) if not 0 <= i < self.gpu_count)
+            if bad:
+                raise ValueError(f"node {self.name}: {what} {bad} do not exist")
 
     @property
-    def gpu_count(self) -> int:
-        return len(self.gpus)
-
-    @property
-    def gpu_model(self) -> str | None:
-        return self.gpus[0].model if self.gpus else None
+    def gpus(self) -> tuple[Gpu, ...]:
+        return tuple(
+            Gpu(i, self.gpu_model, i not in self.unhealthy_gpus) for i in range(self.gpu_count)
+        )
 
     @property
     def hostname(self) -> str:
@@ -66,12 +75,13 @@ class Node:
 
     @property
     def wiring(self) -> Interconnect:
-        return self.interconnect or Interconnect.unknown(len(self.gpus))
+        return self.interconnect or Interconnect.unknown(self.gpu_count)
 
     @property
     def free_gpus(self) -> tuple[int, ...]:
         """Healthy GPUs no one uses, by index."""
-        return tuple(g.index for g in self.gpus if g.healthy and g.index not in self.used_gpus)
+        gone = self.used_gpus | self.unhealthy_gpus
+        return tuple(i for i in range(self.gpu_count) if i not in gone)
 
 
 def node_from_kubernetes(
@@ -96,14 +106,14 @@ def node_from_kubernetes(
         memory = memory_bytes(allocatable.get("memory", "0"))
     except ValueError as exc:
         raise ValueError(f"node {name}: {exc}") from None
-    model = labels.get(GPU_PRODUCT_LABEL) or None
-    gpus = tuple(Gpu(i, model, i not in unhealthy) for i in range(gpu_count))
     return Node(
         name=name,
         labels=dict(labels),
         cpu_millis=cpu,
         memory_bytes=memory,
-        gpus=gpus,
+        gpu_count=gpu_count,
+        gpu_model=labels.get(GPU_PRODUCT_LABEL) or None,
+        unhealthy_gpus=unhealthy,
         interconnect=wiring,
         schedulable=schedulable,
     )

@@ -266,6 +266,29 @@ class ClusterLedger:
         for key, hold in planned:
             self._hold_add(key, hold)
 
+    def adopt_pods(self, gang_id: str, assignments: Iterable[PodAssignment]) -> None:
+        """Account gang pods that are already bound: facts, not decisions.
+
+        Unlike `reserve_pods`, nothing is refused for a cordoned node, an unhealthy
+        GPU, short CPU/memory or a GPU another hold already counts (it stays used until
+        both let go). A pod held under the same rank is replaced. Raises
+        UnknownNodeError or ReservationError (bad GPU index) before changing anything.
+        """
+        pods = list(assignments)
+        for pod in pods:
+            state = self._state(pod.node)
+            if any(not 0 <= index < state.gpu_count for index in pod.gpu_indices):
+                raise ReservationError(
+                    f"gang {gang_id} pod {pod.rank}: node {pod.node} has no GPU in "
+                    f"{list(pod.gpu_indices)}"
+                )
+        for pod in pods:
+            key: HoldKey = (_GANG, gang_id, pod.rank)
+            if key in self._holds:
+                self._hold_remove(key)
+            mask = sum(1 << index for index in set(pod.gpu_indices))
+            self._hold_add(key, _Hold(pod.node, mask, pod.cpu_millis, pod.memory_bytes))
+
     def release_pod(self, gang_id: str, rank: int) -> bool:
         """Give back one pod's hold; False if it held nothing (releasing twice is fine)."""
         key: HoldKey = (_GANG, gang_id, rank)
@@ -296,24 +319,23 @@ class ClusterLedger:
 
         `gpus` is either the GPU indices the pod holds, or only how many (the device
         plugin chose; we then mark the ones our own picker would take). Facts are never
-        refused: GPUs already held count once, and CPU/memory may exceed allocatable.
-        Returns the GPU indices now marked for this pod.
+        refused: a GPU already held stays used until every holder lets go, and CPU or
+        memory may exceed allocatable. Returns the GPU indices now marked for this pod.
         """
         hold_key: HoldKey = (_FOREIGN, key, 0)
         state = self._state(node)
+        mask = 0
+        if not isinstance(gpus, int):
+            for index in gpus:
+                if not 0 <= index < state.gpu_count:
+                    raise ValueError(f"node {node} has no GPU {index}")
+                mask |= 1 << index
         if hold_key in self._holds:
             self._hold_remove(hold_key)
         if isinstance(gpus, int):
             usable = state.usable_mask
             count = min(gpus, usable.bit_count())
             mask = pick_gpus(usable, state.group_masks, state.numa_masks, count)
-        else:
-            mask = 0
-            for index in gpus:
-                if not 0 <= index < state.gpu_count:
-                    raise ValueError(f"node {node} has no GPU {index}")
-                mask |= 1 << index
-            mask &= ~state.used_mask
         self._hold_add(hold_key, _Hold(node, mask, cpu_millis, memory_bytes))
         return indices(mask)
 
@@ -450,11 +472,15 @@ class ClusterLedger:
             if a != b or _trim(got.hist) != _trim(want.hist):
                 problems.append(f"domain {domain.path} model {model!r}: {a} != {b}")
         if domain.depth == self.tree.lowest_depth:
+            bucketed = 0
             for model, buckets in domain.buckets.items():
                 for free, bucket in enumerate(buckets):
+                    bucketed += len(bucket)
                     for state in bucket.values():
                         if state.model != model or state.free_mask.bit_count() != free:
                             problems.append(f"node {state.name} in the wrong bucket")
+            if bucketed != sum(s.schedulable for s in members):
+                problems.append(f"domain {domain.path}: {bucketed} nodes in buckets")
         for child in domain.children.values():
             problems.extend(self._verify_domain(child))
         return problems

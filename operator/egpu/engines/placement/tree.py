@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from types import MappingProxyType
 
+from egpu.domain.gpu import Interconnect
 from egpu.domain.node import Node
 
 _DIGITS = re.compile(r"(\d+)")
@@ -28,6 +30,16 @@ def natural_key(text: str) -> tuple[tuple[int, str], ...]:
 def unlabelled_value(node_name: str) -> str:
     """Domain value for a node that lacks a level's label: a domain of its own."""
     return f"<unlabelled:{node_name}>"
+
+
+@lru_cache(maxsize=64)
+def wiring_masks(wiring: Interconnect) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """NVLink groups and NUMA nodes as GPU bit masks (cached: nodes share wirings)."""
+    groups = tuple(sum(1 << i for i in group) for group in wiring.nvlink_groups)
+    numa: dict[int, int] = {}
+    for gpu, numa_node in enumerate(wiring.numa):
+        numa[numa_node] = numa.get(numa_node, 0) | (1 << gpu)
+    return groups, tuple(numa[k] for k in sorted(numa))
 
 
 class Stats:
@@ -103,6 +115,7 @@ class NodeState:
     """The ledger's mutable view of one node. GPU sets are bit masks (bit i = GPU i)."""
 
     __slots__ = (
+        "_sort_key",
         "all_mask",
         "baseline_cpu",
         "baseline_mask",
@@ -125,7 +138,6 @@ class NodeState:
         "name",
         "numa_masks",
         "schedulable",
-        "sort_key",
         "used_mask",
     )
 
@@ -135,7 +147,7 @@ class NodeState:
         self.model = node.gpu_model or ""
         self.gpu_count = node.gpu_count
         self.all_mask = (1 << node.gpu_count) - 1
-        self.healthy_mask = sum(1 << g.index for g in node.gpus if g.healthy)
+        self.healthy_mask = self.all_mask & ~sum(1 << i for i in node.unhealthy_gpus)
         self.baseline_mask = sum(1 << i for i in node.used_gpus)
         self.used_mask = self.baseline_mask
         self.baseline_cpu = node.used_cpu_millis
@@ -145,19 +157,22 @@ class NodeState:
         self.cpu_alloc = node.cpu_millis
         self.mem_alloc = node.memory_bytes
         self.schedulable = node.schedulable
-        wiring = node.wiring
-        self.group_masks = tuple(sum(1 << i for i in group) for group in wiring.nvlink_groups)
-        numa: dict[int, int] = {}
-        for gpu, numa_node in enumerate(wiring.numa):
-            numa[numa_node] = numa.get(numa_node, 0) | (1 << gpu)
-        self.numa_masks = tuple(numa[k] for k in sorted(numa))
-        self.sort_key = natural_key(node.name)
+        self.group_masks, self.numa_masks = wiring_masks(node.wiring)
+        self._sort_key: tuple[tuple[int, str], ...] | None = None
         self.chain: tuple[DomainNode, ...] = ()
         self.domain_labels: Mapping[str, str] = MappingProxyType({})
         self.holds: dict[tuple[str, str, int], int] = {}  # hold key -> GPU mask
         self.ix_free = -1  # what index() added, so unindex() removes exactly that
         self.ix_cpu = 0
         self.ix_mem = 0
+
+    @property
+    def sort_key(self) -> tuple[tuple[int, str], ...]:
+        """Natural order of the node name; computed on first use (building 15,000 nodes
+        should not pay for sorting keys that most decisions never read)."""
+        if self._sort_key is None:
+            self._sort_key = natural_key(self.name)
+        return self._sort_key
 
     @property
     def usable_mask(self) -> int:
