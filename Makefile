@@ -78,6 +78,9 @@ test: ## What CI runs: lint, unit tests, integration tests (cluster up and down)
 bench-placement: venv ## Placement engine benchmark (15,000 nodes, 120,000 GPUs)
 	$(PY) hack/bench/placement.py
 
+bench-bind: venv binaries ## Bind 10,000 pods on 1,000 simulated nodes: egpu binder vs kube-scheduler
+	$(PY) hack/bench/bind.py
+
 bench-nodes: venv binaries ## Time creating 1,000 simulated GPU nodes; control-plane memory
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-cluster bash hack/bench/nodes.sh
 
@@ -93,4 +96,4 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
-	crds-check lint unit integration test bench-placement bench-nodes kind-up kind-down clean
+	crds-check lint unit integration test bench-placement bench-bind bench-nodes kind-up kind-down clean

@@ -55,11 +55,21 @@ echo "healthz: $(curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" 2>&1 || echo 
 echo "metrics: http://127.0.0.1:$METRICS_PORT/metrics ($(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -c '^egpu_') egpu_ series)"
 echo "logs:    $EGPU_RUN_DIR/logs/operator.log (JSON)"
 
-if ls examples/*.yaml >/dev/null 2>&1; then
-  say "Sample objects (examples/)"
-  for f in examples/*.yaml; do "$BIN/kubectl" apply -f "$f"; done
-  sleep 3
-fi
+say "What-if: where would the 64-GPU training gang go? (egpu plan, creates nothing)"
+"$BIN/egpu" plan -f examples/training-gang-64.yaml | head -4 || true
+
+say "Sample objects (examples/)"
+"$BIN/kubectl" apply -f examples/topology.yaml
+for f in examples/*.yaml; do "$BIN/kubectl" apply -f "$f"; done
+for _ in $(seq 30); do
+  phase=$("$BIN/kubectl" get gpuworkload llm-pretrain -o jsonpath='{.status.phase}' 2>/dev/null)
+  [ "$phase" = Running ] && break; sleep 1
+done
+echo "llm-pretrain: ${phase:-unknown}"
+"$BIN/kubectl" get pods -l egpu.io/workload=llm-pretrain \
+  -o custom-columns='POD:.metadata.name,RANK:.metadata.labels.egpu\.io/rank,NODE:.spec.nodeName,GPUS:.metadata.annotations.egpu\.io/gpu-ids,READY:.status.conditions[?(@.type=="Ready")].status'
+"$BIN/kubectl" get gpuworkload llm-pretrain \
+  -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
 say "What the cluster looks like"
 "$BIN/kubectl" get nodes -l egpu.io/simulated=true \
@@ -71,6 +81,10 @@ if "$BIN/kubectl" api-resources --api-group=egpu.io 2>/dev/null | grep -q egpu; 
   say "egpu objects (kubectl get egpu -A)"
   "$BIN/kubectl" get egpu -A || true
 fi
+say "Topology with free/used GPUs (egpu topology)"
+"$BIN/egpu" topology --svg "$EGPU_RUN_DIR/topology.svg" | head -12
+echo "picture: $EGPU_RUN_DIR/topology.svg"
+
 say "Done"
 echo "export KUBECONFIG=$KUBECONFIG   # to look around"
 echo "make demo-down                  # to stop everything"

@@ -382,3 +382,39 @@ def test_a_flat_topology_still_places_and_diagnoses(levels: tuple[str, ...]) -> 
     assert isinstance(refused, Unschedulable)
     assert refused.message.endswith("best has 8 (n0)")
     assert [d.level for d in refused.levels] == [HOST]
+
+
+def test_within_keeps_the_rest_of_a_gang_in_its_members_domain() -> None:
+    """The last members of a partly bound gang go where the first ones are, or wait."""
+    from egpu.domain.gang import GangRequest as Request
+    from egpu.domain.node import node_from_kubernetes
+    from egpu.domain.placement import Placement as Placed
+    from egpu.domain.placement import Unschedulable as Refused
+    from egpu.domain.topology import Topology as Topo
+    from egpu.engines.placement import ClusterLedger as Ledger
+    from egpu.engines.placement import place_gang as place
+    from egpu.sim.nodes import ClusterShape, node_manifests
+
+    nodes = [
+        node_from_kubernetes(
+            m["metadata"]["name"],
+            m["metadata"]["labels"],
+            m["metadata"]["annotations"],
+            m["status"]["allocatable"],
+        )
+        for m in node_manifests(ClusterShape(blocks=1, leaves_per_block=2, nodes_per_leaf=2))
+    ]
+    ledger = Ledger(Topo(), nodes)
+    # Both leaves are equally good for two 8-GPU pods; pinned, they go to b0-l1.
+    pinned = place(
+        ledger, Request("g", 2, 8, required_level="egpu.io/leaf", within=("b0", "b0-l1"))
+    )
+    assert isinstance(pinned, Placed)
+    assert {a.domain["egpu.io/leaf"] for a in pinned.assignments} == {"b0-l1"}
+    # A pinned leaf that is too small refuses instead of spilling elsewhere.
+    too_many = place(
+        ledger, Request("g", 3, 8, required_level="egpu.io/leaf", within=("b0", "b0-l0"))
+    )
+    assert isinstance(too_many, Refused)
+    gone = place(ledger, Request("g", 1, 8, within=("b9", "b9-l9")))
+    assert isinstance(gone, Refused) and "no longer exists" in gone.message

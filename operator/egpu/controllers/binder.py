@@ -11,6 +11,7 @@ deleted (their controller makes new ones), so no gang stays half-bound.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -86,10 +87,29 @@ class Gang:
         return (self.first["metadata"].get("labels") or {}).get(WORKLOAD_LABEL)
 
 
-def gang_request(gang: Gang, pods: list[JSON]) -> GangRequest:
+def bound_domain(gang: Gang, levels: tuple[str, ...], required: str | None) -> tuple[str, ...]:
+    """The required-level domain the gang's bound members sit in: its other members
+    must join them there. Empty when nothing is bound or no domain level is required."""
+    if not gang.bound or required not in levels:
+        return ()
+    depth = levels.index(required) + 1
+    for pod in gang.bound:
+        raw = (pod["metadata"].get("annotations") or {}).get(DOMAIN_ANNOTATION) or "{}"
+        try:
+            domain = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        path = tuple(str(domain.get(level, "")) for level in levels[:depth])
+        if all(path):
+            return path
+    return ()
+
+
+def gang_request(gang: Gang, pods: list[JSON], levels: tuple[str, ...] = ()) -> GangRequest:
     """One request for the pods to place; the gang's pods are alike, so take the largest."""
     demands = [pod_demand(p) for p in pods]
     annotations = gang.first["metadata"].get("annotations") or {}
+    required = annotations.get(REQUIRED_LEVEL_ANNOTATION) or None
     missing = len(pods)
     min_members = max(1, min(missing, gang.min_members - len(gang.bound)))
     return GangRequest(
@@ -99,9 +119,10 @@ def gang_request(gang: Gang, pods: list[JSON]) -> GangRequest:
         cpu_millis_per_pod=max(d.cpu_millis for d in demands),
         memory_bytes_per_pod=max(d.memory_bytes for d in demands),
         gpu_model=annotations.get(GPU_MODEL_ANNOTATION) or None,
-        required_level=annotations.get(REQUIRED_LEVEL_ANNOTATION) or None,
+        required_level=required,
         preferred_level=annotations.get(PREFERRED_LEVEL_ANNOTATION) or None,
         min_members=min_members if min_members < missing else None,
+        within=bound_domain(gang, levels, required),
     )
 
 
@@ -234,7 +255,7 @@ class Binder:
         plan = list(resumed)
         if fresh:
             try:
-                request = gang_request(gang, fresh)
+                request = gang_request(gang, fresh, self.sync.ledger.topology.domain_levels)
             except ValueError as exc:
                 self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
                 return None
@@ -395,18 +416,17 @@ class Binder:
         self._explained.pop(gang.gang_id, None)
         controller = self._controller()
         if controller is not None and gang.workload:
-            domains = sorted({json.dumps(dict(a.domain), sort_keys=True) for _, a in plan})
-            where = json.loads(domains[0]) if len(domains) == 1 else None
-            message = f"{len(plan) + len(gang.bound)} pods bound"
-            if where is None and plan:
-                common = {
+            common = (
+                {
                     k: v
                     for k, v in plan[0][1].domain.items()
                     if all(a.domain.get(k) == v for _, a in plan)
                 }
-                message += f" within {common or 'the cluster'}"
-            else:
-                message += f" on {where}"
+                if plan
+                else {}
+            )
+            where = ", ".join(f"{k}={v}" for k, v in common.items()) or "the whole cluster"
+            message = f"{len(plan) + len(gang.bound)} pods bound within {where}"
             controller.set_verdict(
                 f"{gang.namespace}/{gang.workload}",
                 GangVerdict(scheduled=True, reason="GangBound", message=message),
@@ -420,5 +440,8 @@ def start(runtime: Runtime, topology_name: str = "default") -> Binder:
     binder = Binder(runtime, topology_name)
     setattr(runtime, BINDER_KEY, binder)
     binder.rebuild()
+    # The ledger of a large cluster is hundreds of thousands of long-lived
+    # objects: keep them out of the collector's full passes (pauses of 100s of ms).
+    gc.freeze()
     runtime.spawn("binder", binder.run)
     return binder

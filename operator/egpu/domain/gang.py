@@ -24,6 +24,9 @@ class GangRequest:
     required_level: str | None = None
     preferred_level: str | None = None
     min_members: int | None = None
+    # Place only inside this domain (its path, outermost level value first): the
+    # rest of a gang whose first members are already bound under a required level.
+    within: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.gang_id:

@@ -178,7 +178,11 @@ class LedgerSync:
                 return
             gang = gang_id_of(new)
             try:
-                self.ledger.reserve_pods(gang, [assignment])
+                if (new.get("spec") or {}).get("nodeName"):
+                    # Bound: a fact, held even on a cordoned node or a failed GPU.
+                    self.ledger.adopt_pods(gang, [assignment])
+                else:  # planned, not bound yet: a reservation that must still fit
+                    self.ledger.reserve_pods(gang, [assignment])
             except (ReservationError, UnknownNodeError, ValueError) as exc:
                 log.warning("cannot account pod %s on %s: %s", key, assignment.node, exc)
                 return

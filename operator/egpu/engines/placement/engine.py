@@ -59,10 +59,20 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
         depths[level] = depth
     limit = depths[request.required_level] if request.required_level else 0
     shape = PodShape.of(request)
+    root: DomainNode | None = None
+    if request.within:
+        root = tree.find(tuple(request.within))
+        if root is None:
+            return Unschedulable(
+                request.gang_id,
+                UnschedulableReason.NO_MATCHING_NODES,
+                f"the gang's domain {list(request.within)} no longer exists",
+            )
+        limit = max(limit, root.depth)
 
     pods = request.pod_count
-    found = _smallest_domain(tree, shape, pods, limit)
-    if found is None and request.min_pods < pods:
+    found = _smallest_domain(tree, shape, pods, limit, root)
+    if found is None and request.min_pods < pods and root is None:
         most = best_domain(tree, limit, shape).pods
         if most >= request.min_pods:
             pods = min(most, pods - 1)
@@ -83,13 +93,13 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
 
 
 def _smallest_domain(
-    tree: DomainTree, shape: PodShape, pods: int, limit: int
+    tree: DomainTree, shape: PodShape, pods: int, limit: int, root: DomainNode | None = None
 ) -> tuple[int, Mapping[str, str], list[Slot]] | None:
-    slots = one_node(tree, shape, pods)
+    slots = one_node(tree, shape, pods, root)
     if slots is not None:
         return tree.lowest_depth + 1, dict(slots[0].state.domain_labels), slots
     for depth in range(tree.lowest_depth, limit - 1, -1):
-        for domain in feasible_domains(tree, depth, shape, pods):
+        for domain in feasible_domains(tree, depth, shape, pods, root):
             slots = fill_domain(domain, shape, pods, tree.lowest_depth)
             if len(slots) == pods:
                 return depth, _path_labels(tree, domain), slots

@@ -22,14 +22,20 @@ def _room(domain: DomainNode, shape: PodShape, pods: int) -> tuple[int, int] | N
     return domain_pods(stats, shape), stats.free_gpus
 
 
-def one_node(tree: DomainTree, shape: PodShape, pods: int) -> list[Slot] | None:
-    """All pods on one node: the node with the fewest free GPUs that takes them all."""
-    stats = stats_for(tree.root, shape.model)
+def one_node(
+    tree: DomainTree, shape: PodShape, pods: int, root: DomainNode | None = None
+) -> list[Slot] | None:
+    """All pods on one node: the node with the fewest free GPUs that takes them all.
+
+    `root` limits the search to one domain's subtree (default: the whole cluster).
+    """
+    top = tree.root if root is None else root
+    stats = stats_for(top, shape.model)
     if stats is None:
         return None
     for free in range(pods * shape.gpus, len(stats.hist)):
         if stats.hist[free]:
-            slots = _descend(tree, tree.root, shape, free, pods)
+            slots = _descend(tree, top, shape, free, pods)
             if slots is not None:
                 return slots
     return None
@@ -54,14 +60,20 @@ def _descend(
     return None
 
 
-def feasible_domains(tree: DomainTree, depth: int, shape: PodShape, pods: int) -> list[DomainNode]:
-    """Domains at `depth` whose counts say they can hold `pods`, best fit first."""
-    root = _room(tree.root, shape, pods)
-    if root is None:
+def feasible_domains(
+    tree: DomainTree, depth: int, shape: PodShape, pods: int, root: DomainNode | None = None
+) -> list[DomainNode]:
+    """Domains at `depth` (inside `root`, default the cluster) that can hold `pods`,
+    best fit first."""
+    top = tree.root if root is None else root
+    if depth < top.depth:
+        return []
+    room_at_top = _room(top, shape, pods)
+    if room_at_top is None:
         return []
     # (domain, room, free GPUs, parent's room, parent's free GPUs)
-    frontier = [(tree.root, *root, 0, 0)]
-    for _ in range(depth):
+    frontier = [(top, *room_at_top, 0, 0)]
+    for _ in range(depth - top.depth):
         deeper = []
         for parent, parent_room, parent_free, _, _ in frontier:
             for child in parent.children.values():
