@@ -58,6 +58,8 @@ from egpu.state.ledger_sync import (
 log = logging.getLogger("egpu.binder")
 HOSTNAME_ONLY = Topology(levels=("kubernetes.io/hostname",))
 IDLE_CYCLE_SECONDS = 5.0
+PARK_MIN_SECONDS = 1.0
+PARK_MAX_SECONDS = 60.0
 INVALID = UnschedulableReason.INVALID_REQUEST
 
 
@@ -126,6 +128,21 @@ def gang_request(gang: Gang, pods: list[JSON], levels: tuple[str, ...] = ()) -> 
     )
 
 
+def shape_key(r: GangRequest) -> tuple[object, ...]:
+    """Everything but the gang's name: two asks with one key get one answer."""
+    return (
+        r.pod_count,
+        r.gpus_per_pod,
+        r.cpu_millis_per_pod,
+        r.memory_bytes_per_pod,
+        r.gpu_model,
+        r.required_level,
+        r.preferred_level,
+        r.min_members,
+        r.within,
+    )
+
+
 def binding_annotations(a: PodAssignment) -> dict[str, str]:
     return {
         GPU_IDS_ANNOTATION: ",".join(str(g) for g in a.gpu_indices),
@@ -142,6 +159,11 @@ class Binder:
         self.in_flight: set[str] = set()  # gangs being bound right now
         self.bind_delay = float(os.environ.get("EGPU_BIND_DELAY_MS", "0")) / 1000
         self._explained: dict[str, str] = {}
+        # Unschedulable gangs are parked until capacity comes back (a node changes,
+        # a pod goes) or their backoff ends: thousands of waiting gangs must not
+        # cost thousands of decisions per cycle.
+        self.capacity_epoch = 0
+        self.parked: dict[str, tuple[int, float, float]] = {}  # gang -> epoch, retry at, backoff
         runtime.nodes.add_listener(self._on_node)
         runtime.pods.add_listener(self._on_pod)
 
@@ -168,6 +190,7 @@ class Binder:
         )
 
     def _on_node(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        self.capacity_epoch += 1
         if event == "RESYNC":
             self.rebuild()
         else:
@@ -186,6 +209,8 @@ class Binder:
             "Succeeded",
             "Failed",
         )
+        if finished or event == "DELETED":
+            self.capacity_epoch += 1
         if pending_ours or finished or event == "DELETED":
             self.trigger.kick()
 
@@ -226,13 +251,15 @@ class Binder:
     async def cycle(self) -> None:
         jobs = []
         waiting = 0
+        # Within a cycle the ledger only fills up: an ask that failed stays failed.
+        failed_shapes: dict[tuple[object, ...], Unschedulable] = {}
         for gang in self.gangs():
             if gang.gang_id in self.in_flight:
                 continue
             if len(gang.pending) + len(gang.bound) < gang.size:
                 waiting += 1  # members still being created: all or nothing
                 continue
-            plan = self.decide(gang)
+            plan = self.decide(gang, failed_shapes)
             if plan is None:
                 waiting += 1
                 continue
@@ -243,7 +270,21 @@ class Binder:
         if jobs:
             await gather_limited(64, *jobs)
 
-    def decide(self, gang: Gang) -> list[tuple[JSON, PodAssignment]] | None:
+    def still_parked(self, gang_id: str) -> bool:
+        parked = self.parked.get(gang_id)
+        if parked is None:
+            return False
+        epoch, retry_at, _ = parked
+        return epoch == self.capacity_epoch and time.monotonic() < retry_at
+
+    def park(self, gang_id: str) -> None:
+        _, _, backoff = self.parked.get(gang_id, (0, 0.0, PARK_MIN_SECONDS / 2))
+        backoff = min(backoff * 2, PARK_MAX_SECONDS)
+        self.parked[gang_id] = (self.capacity_epoch, time.monotonic() + backoff, backoff)
+
+    def decide(
+        self, gang: Gang, failed_shapes: dict[tuple[object, ...], Unschedulable] | None = None
+    ) -> list[tuple[JSON, PodAssignment]] | None:
         """Reserve the gang's pods in the ledger; None (and a verdict) when it cannot."""
         # Pods the binder planned before a restart: their hold is in the ledger already.
         resumed = [
@@ -254,17 +295,29 @@ class Binder:
         fresh = [p for p in gang.pending if pod_key(p) not in self.sync.held]
         plan = list(resumed)
         if fresh:
+            if self.still_parked(gang.gang_id):
+                return None
             try:
                 request = gang_request(gang, fresh, self.sync.ledger.topology.domain_levels)
             except ValueError as exc:
                 self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
+                self.park(gang.gang_id)
                 return None
-            started = time.perf_counter()
-            result = place_gang(self.sync.ledger, request)
-            PLACEMENT_SECONDS.observe(time.perf_counter() - started)
+            shape = shape_key(request)
+            known = failed_shapes.get(shape) if failed_shapes is not None else None
+            if known is not None:  # the same ask failed earlier in this cycle
+                result: Placement | Unschedulable = known
+            else:
+                started = time.perf_counter()
+                result = place_gang(self.sync.ledger, request)
+                PLACEMENT_SECONDS.observe(time.perf_counter() - started)
             if isinstance(result, Unschedulable):
+                if failed_shapes is not None:
+                    failed_shapes[shape] = result
                 self.explain(gang, result)
+                self.park(gang.gang_id)
                 return None
+            self.parked.pop(gang.gang_id, None)
             plan += self.reserve(gang, fresh, result)
         if len(plan) + len(gang.bound) < gang.min_members:
             return None
@@ -367,6 +420,7 @@ class Binder:
 
     async def roll_back(self, gang: Gang, plan: list[tuple[JSON, PodAssignment]]) -> None:
         client = self.runtime.client
+        self.capacity_epoch += 1
         self.sync.ledger.release_gang(gang.gang_id)
         for pod, _ in plan:
             self.sync.held.pop(pod_key(pod), None)
