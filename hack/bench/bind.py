@@ -125,6 +125,14 @@ async def quality(client: KubeClient, namespace: str, nodes: int) -> dict[str, i
 
 async def delete_namespace(client: KubeClient, namespace: str, timeout: float = 600) -> float:
     started = time.monotonic()
+    # Pods on simulated nodes have no kubelet to confirm a graceful delete: remove
+    # them at once, then the namespace.
+    await client.request(
+        "DELETE",
+        f"/api/v1/namespaces/{namespace}/pods",
+        params={"gracePeriodSeconds": 0},
+        timeout=600,
+    )
     await client.delete(f"/api/v1/namespaces/{namespace}")
     while time.monotonic() - started < timeout:
         try:
