@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from egpu.sim.nodes import ClusterShape, create_nodes
+from egpu.sim.nodes import ClusterShape, create_nodes, interconnect
 from harness import RUN_DIR, Cluster, OperatorProcess, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -224,3 +224,37 @@ def test_operator_killed_mid_gang_leaves_no_half_bound_gang(
         gpu_cluster.kubectl("delete", "gpuworkload", "crash", "-n", namespace)
     finally:
         again.stop()
+
+
+def test_a_node_with_unreadable_gpu_info_is_reported_not_fatal(
+    gpu_cluster: Cluster, running_operator: OperatorProcess
+) -> None:
+    node = "e2e-b0-l1-n007"
+    gpu_cluster.kubectl(
+        "annotate", "--overwrite", "node", node, "egpu.io/gpu-interconnect={not json"
+    )
+    try:
+
+        def warned() -> bool:
+            out = gpu_cluster.kubectl(
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector",
+                f"involvedObject.name={node}",
+                "-o",
+                "json",
+            ).stdout
+            return any(
+                e["reason"] == "InvalidGPUNodeInfo" and e["type"] == "Warning"
+                for e in json.loads(out)["items"]
+            )
+
+        wait_until(warned, 30, "a Warning Event on the node")
+        assert running_operator.healthy()
+    finally:
+        original = json.dumps(interconnect(SHAPE), separators=(",", ":"))
+        gpu_cluster.kubectl(
+            "annotate", "--overwrite", "node", node, f"egpu.io/gpu-interconnect={original}"
+        )

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from egpu.actuators.events import post_event
 from egpu.actuators.manifests import (
     DOMAIN_ANNOTATION,
     GANG_MIN_ANNOTATION,
@@ -159,6 +160,7 @@ class Binder:
         self.in_flight: set[str] = set()  # gangs being bound right now
         self.bind_delay = float(os.environ.get("EGPU_BIND_DELAY_MS", "0")) / 1000
         self._explained: dict[str, str] = {}
+        self._bad_reported: dict[str, str] = {}
         # Unschedulable gangs are parked until capacity comes back (a node changes,
         # a pod goes) or their backoff ends: thousands of waiting gangs must not
         # cost thousands of decisions per cycle.
@@ -196,6 +198,36 @@ class Binder:
         else:
             self.sync.node_changed(old, new)
         self.trigger.kick()
+        self.report_bad_nodes()
+
+    def report_bad_nodes(self) -> None:
+        """A node whose GPU labels or annotations cannot be read is left out of
+        placement; say so once, on the node, where its owner will look."""
+        for name, problem in self.sync.bad_nodes.items():
+            if self._bad_reported.get(name) == problem:
+                continue
+            self._bad_reported[name] = problem
+            node = self.runtime.nodes.store.get(name)
+            if node is None:
+                continue
+            log.warning("node %s left out of GPU placement: %s", name, problem)
+            body = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "uid": node["metadata"].get("uid")},
+            }
+            self.runtime.spawn_once(
+                post_event(
+                    self.runtime.client,
+                    body,
+                    "Warning",
+                    "InvalidGPUNodeInfo",
+                    f"egpu-scheduler cannot place GPU pods here: {problem}",
+                )
+            )
+        for name in list(self._bad_reported):
+            if name not in self.sync.bad_nodes:
+                del self._bad_reported[name]
 
     def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
         if event == "RESYNC":

@@ -43,6 +43,7 @@ class Runtime:
     workloads: dict[str, JSON] = field(default_factory=dict)
     topologies: dict[str, JSON] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: set[asyncio.Future[None]] = field(default_factory=set)
 
     @classmethod
     def create(cls, kubeconfig: str | None = None) -> Runtime:
@@ -66,6 +67,12 @@ class Runtime:
                     await asyncio.sleep(1)
 
         self.tasks.append(asyncio.create_task(guarded(), name=name))
+
+    def spawn_once(self, work: Awaitable[None]) -> None:
+        """Fire and forget (an Event, say); kept referenced until done."""
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self, timeout: float = 60) -> None:
         self.spawn("informer-nodes", self.nodes.run)
