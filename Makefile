@@ -81,6 +81,9 @@ bench-placement: venv ## Placement engine benchmark (15,000 nodes, 120,000 GPUs)
 bench-bind: venv binaries ## Bind 10,000 pods on 1,000 simulated nodes: egpu binder vs kube-scheduler
 	$(PY) hack/bench/bind.py
 
+bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-resize $(PY) hack/bench/resize.py
+
 bench-nodes: venv binaries ## Time creating 1,000 simulated GPU nodes; control-plane memory
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-cluster bash hack/bench/nodes.sh
 
@@ -96,4 +99,4 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
-	crds-check lint unit integration test bench-placement bench-bind bench-nodes kind-up kind-down clean
+	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-nodes kind-up kind-down clean

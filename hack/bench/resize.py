@@ -8,13 +8,19 @@ A fresh control plane (its own run directory) gets 100 simulated nodes of 16 GPU
 and GPUWorkloads with `resize.mode: Auto` whose 1,000 single-GPU member pods request
 2Gi of memory and "use" 1.5Gi (`egpu.io/sim-usage`). Once all run and the operator
 is idle, each step raises every pod's memory use by about 0.8Gi, which is one 1 GiB
-step of growth. Per pod, the clock starts when the API server has acknowledged the
-usage change (from then on any watcher sees it) and stops when the bench's own watch
-sees the pod's spec resized (pods/resize accepted): p50/p99 of that is `p50_s` /
-`p99_s`. `completed_*` also counts the simulated kubelet (KWOK, 300 ms delay)
-reporting the new size in the pod's status. `restarts` is container restarts plus
-pods replaced (both must stay 0). The bench, the operator and the control plane
-share the machine. Last line: one JSON object.
+step of growth, with 32 usage patches in flight (a 1,000-pod flood).
+
+Per pod, the clock starts when the API server has acknowledged the usage change and
+stops when the bench's watch (its own thread) sees the pod's spec resized
+(pods/resize accepted): `p50_s` / `p99_s`. Also reported:
+- `from_seen_*`: from the bench's watch seeing the new usage to it seeing the resize
+  (leaves out the API server's watch delivery, `watch_lag_*`);
+- `operator_*`: the operator's own histogram, from the pass that saw the change to the
+  resize patch answered (interpolated within buckets);
+- `completed_*`: until the simulated kubelet (KWOK, 300 ms delay) reports the new size
+  in the pod's status.
+`restarts` is container restarts plus pods replaced (both must stay 0). The bench, the
+operator and the control plane share the machine. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +45,7 @@ sys.path.insert(0, str(REPO / "operator"))
 from egpu.kube.client import ApiError, Credentials, KubeClient, gather_limited  # noqa: E402
 from egpu.sim.nodes import ClusterShape, create_nodes  # noqa: E402
 from egpu.sim.usage import usage_patch  # noqa: E402
+from egpu.state.usage import USAGE_ANNOTATION  # noqa: E402
 
 RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "bench-resize"))
 ENV = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
@@ -151,17 +159,53 @@ def operator_metric(port: int, name: str) -> float:
     )
 
 
-class SpecWatch:
-    """Watches the member pods; records when each one's spec and status first show a
-    wanted memory request."""
+def operator_quantiles(port: int, name: str) -> tuple[float, float]:
+    """p50 and p99 of an operator histogram, interpolated inside its buckets."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
 
-    def __init__(self, client: KubeClient) -> None:
-        self.client = client
+    def quantile(q: float) -> float:
+        low_bound, low_count = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= q * total:
+                if bound == float("inf") or count == low_count:
+                    return low_bound
+                return low_bound + (bound - low_bound) * (q * total - low_count) / (
+                    count - low_count
+                )
+            low_bound, low_count = bound, count
+        return float("nan")
+
+    return quantile(0.5), quantile(0.99)
+
+
+class SpecWatch:
+    """Watches the member pods from its own thread and event loop (so the bench's patch
+    flood does not delay what it sees); records when each pod first shows the new usage,
+    the wanted memory request in its spec, and in its status."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        self.kubeconfig = kubeconfig
         self.want = ""
         self.applied: dict[str, float] = {}
         self.completed: dict[str, float] = {}
+        self.usage_text = ""
+        self.usage_seen: dict[str, float] = {}
         self.resizes = 0
+        self.expected = 0
+        self.all_completed = threading.Event()
         self._last_spec: dict[str, str | None] = {}
+
+    def expect(self, want: str, pods: int, usage_text: str) -> None:
+        self.want, self.expected, self.usage_text = want, pods, usage_text
+        self.applied, self.completed, self.usage_seen = {}, {}, {}
+        self.all_completed.clear()
 
     def seed(self, items: list[dict[str, Any]]) -> None:
         for pod in items:
@@ -173,29 +217,46 @@ class SpecWatch:
         if spec != self._last_spec.get(name):
             self._last_spec[name] = spec
             self.resizes += 1
+        annotations = pod["metadata"].get("annotations") or {}
+        if annotations.get(USAGE_ANNOTATION) == self.usage_text:
+            self.usage_seen.setdefault(name, at)
         if spec == self.want:
             self.applied.setdefault(name, at)
         if reported == self.want:
             self.completed.setdefault(name, at)
+            if len(self.completed) >= self.expected:
+                self.all_completed.set()
 
-    async def run(self, resource_version: str) -> None:
+    def start(self, resource_version: str) -> None:
+        def watch() -> None:
+            try:
+                asyncio.run(self._watch(resource_version))
+            except Exception:
+                if not self.stopped:  # a watch cut by the cluster going down is expected
+                    raise
+
+        self.stopped = False
+        threading.Thread(target=watch, daemon=True).start()
+
+    async def _watch(self, resource_version: str) -> None:
         path = f"/api/v1/namespaces/{NAMESPACE}/pods"
         rv = resource_version
-        while True:
-            try:
-                async for event in self.client.watch(path, rv, labelSelector=SELECTOR):
-                    at = time.monotonic()
-                    obj = event.get("object") or {}
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        self.see(obj, at)
-            except ApiError as exc:
-                if exc.status != 410:
-                    raise
-                items, rv = await self.client.list_all(path, labelSelector=SELECTOR)
-                now = time.monotonic()
-                for pod in items:
-                    self.see(pod, now)
+        async with KubeClient(Credentials.load(self.kubeconfig)) as client:
+            while True:
+                try:
+                    async for event in client.watch(path, rv, labelSelector=SELECTOR):
+                        at = time.monotonic()
+                        obj = event.get("object") or {}
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self.see(obj, at)
+                except ApiError as exc:
+                    if exc.status != 410:
+                        raise
+                    items, rv = await client.list_all(path, labelSelector=SELECTOR)
+                    now = time.monotonic()
+                    for pod in items:
+                        self.see(pod, now)
 
 
 def quantiles(values: list[float]) -> tuple[float, float]:
@@ -212,14 +273,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         name_prefix="bench", cpu_per_node="256", memory_per_node="4096Gi",
     )  # fmt: skip
     create_nodes(shape, kubeconfig=kubeconfig, workers=16)
-    subprocess.run(
-        [KUBECTL, "apply", "--server-side", "-f", str(REPO / "crds")],
-        env={**ENV, "KUBECONFIG": kubeconfig}, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    subprocess.run(
-        [KUBECTL, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
-        env={**ENV, "KUBECONFIG": kubeconfig}, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    for argv in (
+        ["apply", "--server-side", "-f", str(REPO / "crds")],
+        ["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
+    ):
+        await asyncio.to_thread(
+            subprocess.run,
+            [KUBECTL, *argv],
+            env={**ENV, "KUBECONFIG": kubeconfig},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     metrics_port = free_port()
     client = KubeClient(Credentials.load(kubeconfig))
     async with client:
@@ -253,45 +317,48 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in items}
             await asyncio.sleep(3)  # let the operator's first passes settle
 
-            watch = SpecWatch(client)
+            watch = SpecWatch(kubeconfig)
             watch.seed(items)
             _, rv = await client.list_all(
                 f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=SELECTOR
             )
-            watcher = asyncio.create_task(watch.run(rv))
+            watch.start(rv)
             applied: list[float] = []
             completed: list[float] = []
+            watch_lag: list[float] = []
+            from_seen: list[float] = []
             for step in range(1, args.steps + 1):
                 want = f"{START_MEMORY_GIB + step}Gi"
-                watch.want, watch.applied, watch.completed = want, {}, {}
-                visible: dict[str, float] = {}
-
-                async def raise_use(name: str, memory_gib: float) -> None:
-                    await client.patch(
-                        f"/api/v1/namespaces/{NAMESPACE}/pods/{name}",
-                        usage_patch(use(memory_gib)),
-                    )
-                    visible[name] = time.monotonic()
-
                 # Use at 0.8 x (old size + 1 GiB) minus a little: one 1 GiB step.
                 target_use = (START_MEMORY_GIB + step) * 0.8 - 0.1
+                patch = usage_patch(use(target_use))
+                watch.expect(want, len(uids), patch["metadata"]["annotations"][USAGE_ANNOTATION])
+                visible: dict[str, float] = {}
+
+                async def raise_use(
+                    name: str, patch: dict[str, Any] = patch, visible: dict[str, float] = visible
+                ) -> None:
+                    await client.patch(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}", patch)
+                    visible[name] = time.monotonic()
+
                 started = time.monotonic()
-                results = await gather_limited(
-                    args.concurrency, *(raise_use(n, target_use) for n in uids)
-                )
+                results = await gather_limited(args.concurrency, *(raise_use(n) for n in uids))
                 failures = [r for r in results if isinstance(r, BaseException)]
                 if failures:
                     raise RuntimeError(f"{len(failures)} usage patches failed: {failures[0]}")
-                deadline = time.monotonic() + args.timeout
-                while len(watch.completed) < len(uids) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.2)
-                if len(watch.completed) < len(uids):
+                if not await asyncio.to_thread(watch.all_completed.wait, args.timeout):
                     raise RuntimeError(
                         f"step {step}: only {len(watch.applied)} applied, "
                         f"{len(watch.completed)} completed of {len(uids)}"
                     )
                 step_applied = [watch.applied[n] - visible[n] for n in uids]
                 step_completed = [watch.completed[n] - visible[n] for n in uids]
+                watch_lag += [
+                    watch.usage_seen[n] - visible[n] for n in uids if n in watch.usage_seen
+                ]
+                from_seen += [
+                    watch.applied[n] - watch.usage_seen[n] for n in uids if n in watch.usage_seen
+                ]
                 applied += step_applied
                 completed += step_completed
                 p50, p99 = quantiles(step_applied)
@@ -303,8 +370,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
                 await asyncio.sleep(2)
-            watcher.cancel()
 
+            watch.stopped = True
             final, _ = await client.list_all(
                 f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=SELECTOR
             )
@@ -317,11 +384,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for s in (p.get("status") or {}).get("containerStatuses") or []
             )
             operator_applied = operator_metric(metrics_port, "egpu_resizes_applied_total")
+            inside = operator_quantiles(metrics_port, "egpu_resize_latency_seconds")
         finally:
             operator.terminate()
             operator.wait(timeout=30)
     p50, p99 = quantiles(applied)
     c50, c99 = quantiles(completed)
+    w50, w99 = quantiles(watch_lag)
+    s50, s99 = quantiles(from_seen)
     return {
         "pods": len(uids),
         "steps": args.steps,
@@ -330,6 +400,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_s": round(max(applied), 3),
         "completed_p50_s": round(c50, 3),
         "completed_p99_s": round(c99, 3),
+        "from_seen_p50_s": round(s50, 3),
+        "from_seen_p99_s": round(s99, 3),
+        "watch_lag_p50_s": round(w50, 3),
+        "watch_lag_p99_s": round(w99, 3),
+        "operator_p50_s": round(inside[0], 3),
+        "operator_p99_s": round(inside[1], 3),
         "resizes": watch.resizes,
         "operator_resizes_applied": int(operator_applied),
         "restarts": container_restarts + replaced,

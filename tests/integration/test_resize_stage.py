@@ -114,9 +114,8 @@ def test_resize_completes_in_place_like_a_kubelet(
     resize(cluster, namespace, "grow", "3Gi", "6Gi")
 
     def done() -> bool:
-        return (
-            main_status(get(cluster, namespace, "grow"))["resources"]["requests"]["memory"] == "3Gi"
-        )
+        reported = main_status(get(cluster, namespace, "grow"))["resources"]["requests"]
+        return bool(reported["memory"] == "3Gi")
 
     wait_until(done, 15, "the simulated kubelet to complete the resize")
     after = get(cluster, namespace, "grow")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from egpu.controllers.resize import ResizeController, direction
+from egpu.controllers.resize import REVISIT_S, ResizeController, direction
 from egpu.controllers.runtime import Runtime
 from egpu.engines.resize import GIB, PodResizeDecision, QoSClass, Reason, Verdict
 from egpu.observability.metrics import REGISTRY
@@ -101,6 +101,16 @@ def controller(
     return ResizeController(runtime, AnnotationUsageReader(pod_store)), client
 
 
+def run_pass(ctl: ResizeController, now: float) -> None:
+    """One pass, and the API calls it started."""
+
+    async def go() -> None:
+        await ctl.step(now)
+        await ctl.drain()
+
+    asyncio.run(go())
+
+
 def metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
@@ -113,7 +123,7 @@ def test_auto_applies_one_step_through_the_resize_subresource() -> None:
     ctl, client = controller([member()])
     applied = metric("egpu_resizes_applied_total", {"direction": "up"})
     timed = metric("egpu_resize_latency_seconds_count")
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     ((path, body, content_type),) = client.patches
     assert path == "/api/v1/namespaces/ns/pods/w-0/resize"
     assert content_type == "application/strategic-merge-patch+json"
@@ -127,22 +137,22 @@ def test_auto_applies_one_step_through_the_resize_subresource() -> None:
 
 def test_no_second_patch_until_the_cache_shows_the_first() -> None:
     ctl, client = controller([member()])
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     ctl.dirty.add("ns/w-0")
-    asyncio.run(ctl.step(NOW + 0.1))
+    run_pass(ctl, NOW + 0.1)
     assert len(client.patches) == 1
 
 
 def test_usage_within_the_band_changes_nothing() -> None:
     ctl, client = controller([member(usage="1.5Gi")])
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     assert client.patches == [] and client.events == []
 
 
 def test_recommend_only_tells_once_per_distinct_recommendation() -> None:
     ctl, client = controller([member()], mode="Recommend")
-    asyncio.run(ctl.step(NOW))
-    asyncio.run(ctl.step(NOW + 11))  # a full pass looks again: same recommendation
+    run_pass(ctl, NOW)
+    run_pass(ctl, NOW + REVISIT_S)  # looked at again: the same recommendation
     assert client.patches == []
     (event,) = events(client, "ResizeRecommended")
     assert event["involvedObject"]["kind"] == "GPUWorkload"
@@ -152,7 +162,7 @@ def test_recommend_only_tells_once_per_distinct_recommendation() -> None:
 def test_a_node_without_room_waits_with_a_clear_event() -> None:
     tight = {"n1": node(memory="2.5Gi")}
     ctl, client = controller([member()], nodes=tight)
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     assert client.patches == []
     infeasible = events(client, "ResizeInfeasible")
     assert {e["involvedObject"]["kind"] for e in infeasible} == {"GPUWorkload", "Pod"}
@@ -160,6 +170,18 @@ def test_a_node_without_room_waits_with_a_clear_event() -> None:
     assert "cannot grow in place on node n1" in infeasible[0]["message"]
     assert "node lacks room" in infeasible[0]["message"]
     assert "waiting for room" in infeasible[0]["message"]
+
+
+def test_room_that_appears_later_is_used_when_the_pod_is_looked_at_again() -> None:
+    nodes = {"n1": node(memory="2.5Gi")}
+    ctl, client = controller([member()], nodes=nodes)
+    run_pass(ctl, NOW)
+    assert client.patches == []
+    nodes["n1"] = node()  # room frees up; no event of the pod says so
+    run_pass(ctl, NOW + 1)
+    assert client.patches == [], "nothing new about the pod yet"
+    run_pass(ctl, NOW + REVISIT_S)
+    assert len(client.patches) == 1
 
 
 def test_a_kubelet_infeasible_resize_is_reported_once_and_not_retried() -> None:
@@ -175,8 +197,8 @@ def test_a_kubelet_infeasible_resize_is_reported_once_and_not_retried() -> None:
         }
     )
     ctl, client = controller([pod])
-    asyncio.run(ctl.step(NOW))
-    asyncio.run(ctl.step(NOW + 11))
+    run_pass(ctl, NOW)
+    run_pass(ctl, NOW + REVISIT_S)
     assert client.patches == []
     (event,) = events(client, "ResizeInfeasible")
     assert "Node didn't have enough capacity: memory" in event["message"]
@@ -185,11 +207,11 @@ def test_a_kubelet_infeasible_resize_is_reported_once_and_not_retried() -> None:
 
 def test_mode_off_and_foreign_pods_are_left_alone() -> None:
     ctl, client = controller([member()], mode="Off")
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     stranger = member(name="solo")
     del stranger["metadata"]["labels"]["egpu.io/workload"]
     ctl2, client2 = controller([stranger])
-    asyncio.run(ctl2.step(NOW))
+    run_pass(ctl2, NOW)
     assert client.patches == client2.patches == []
 
 
@@ -200,7 +222,7 @@ def test_a_failing_usage_source_does_not_stop_the_loop() -> None:
 
     ctl, client = controller([member()])
     ctl.reader = Broken()
-    asyncio.run(ctl.step(NOW))
+    run_pass(ctl, NOW)
     assert client.patches == []
 
 

@@ -69,6 +69,19 @@ def _cpu_memory(resources: Any) -> tuple[int | None, ...]:
     return (r.cpu_request, r.cpu_limit, r.memory_request, r.memory_limit)
 
 
+def _same_cpu_memory(spec: Any, reported: Any) -> bool:
+    """By value ("1000m" is "1"); equal text, the common case, needs no parsing."""
+    return spec == reported or _cpu_memory(spec) == _cpu_memory(reported)
+
+
+def pending_reason(pod: JSON) -> str | None:
+    """The reason of a true PodResizePending condition, if any (cheap: no parsing)."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == RESIZE_PENDING and condition.get("status") == "True":
+            return str(condition.get("reason") or DEFERRED)
+    return None
+
+
 def read_resize_status(pod: JSON) -> ResizeStatus:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     pending_reason, pending_message, in_progress, error = None, "", False, None
@@ -86,7 +99,7 @@ def read_resize_status(pod: JSON) -> ResizeStatus:
     actuated = all(
         c.get("name") not in reported
         or reported[c.get("name")] is None
-        or _cpu_memory(c.get("resources")) == _cpu_memory(reported[c.get("name")])
+        or _same_cpu_memory(c.get("resources"), reported[c.get("name")])
         for c in (pod.get("spec") or {}).get("containers") or []
     )
     return ResizeStatus(
@@ -112,7 +125,10 @@ class ResizeRefusedError(Exception):
 def resized_containers(pod: JSON, patch: JSON) -> list[JSON]:
     """The pod's containers with the patch's resources merged in by name and key, as
     the API server's strategic merge would do it."""
-    containers = copy.deepcopy((pod.get("spec") or {}).get("containers") or [])
+    containers = [
+        {**c, "resources": copy.deepcopy(c.get("resources") or {})}
+        for c in (pod.get("spec") or {}).get("containers") or []
+    ]
     by_name = {c.get("name"): c for c in containers}
     for change in (patch.get("spec") or {}).get("containers") or []:
         target = by_name[change["name"]]

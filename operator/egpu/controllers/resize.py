@@ -6,8 +6,9 @@ the simulation, a resize completed) and at least every POLL_S (0.5 s):
 1. the member pods of workloads whose `spec.resize.mode` is not Off, running;
 2. their usage from the `UsageReader` (all of them every POLL_S, else the pods whose
    events woke the loop) into a bounded history;
-3. the engine's decision for the pods whose usage or objects changed (all of them
-   every FULL_PASS_S, so windows that expire are noticed);
+3. the engine's decision for the pods whose usage or objects changed, and for a few of
+   the others (the oldest-decided, REVISIT_BATCH a pass), so each is looked at again
+   about every REVISIT_S as windows expire and room frees up;
 4. Auto: the patch through pods/resize. Recommend: an Event `ResizeRecommended` on the
    workload (GPUWorkloadStatus has no field for it yet). Does not fit the node, or the
    kubelet says Infeasible: wait, with an Event `ResizeInfeasible` saying why (the
@@ -20,12 +21,15 @@ The usage source: `EGPU_USAGE_SOURCE` = annotations (default; the simulation's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
 
 from egpu.actuators.events import post_event
@@ -35,6 +39,7 @@ from egpu.actuators.resize import (
     ResizeRefusedError,
     ResizeStatus,
     apply_resize,
+    pending_reason,
     read_resize_status,
 )
 from egpu.controllers.runtime import Runtime, Trigger
@@ -49,12 +54,11 @@ from egpu.engines.resize import (
     format_cpu,
     format_memory,
 )
-from egpu.kube.client import JSON, ApiError, gather_limited
+from egpu.kube.client import JSON, ApiError
 from egpu.observability.metrics import REGISTRY
-from egpu.state.ledger_sync import pod_demand
 from egpu.state.resize_inputs import (
+    NodeRequests,
     WorkloadResize,
-    holds_node_resources,
     node_room,
     pod_resize_input,
     resizable_now,
@@ -72,8 +76,11 @@ from egpu.state.usage import (
 log = logging.getLogger("egpu.controllers.resize")
 
 POLL_S = 0.5
-FULL_PASS_S = 10.0
-APPLY_CONCURRENCY = 32
+FULL_PASS_S = 10.0  # housekeeping: forget pods that are gone, count the waiting ones
+REVISIT_S = 15.0  # every pod is decided again at least this often
+REVISIT_BATCH = 64
+YIELD_EVERY = 64
+APPLY_CONCURRENCY = 48  # of the client's 64 connections: room for the caches and the others
 _DEFAULTS = ResizePolicy()
 HISTORY_KEEP_S = max(_DEFAULTS.scale_down_stabilization_s, _DEFAULTS.scale_up_lookback_s) + 30
 
@@ -93,7 +100,7 @@ RESIZE_LATENCY = Histogram(
     "egpu_resize_latency_seconds",
     "From a usage change seen by the operator to the resize applied through pods/resize.",
     registry=REGISTRY,
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
 )
 RESIZE_WAITING = Gauge(
     "egpu_resize_waiting_pods",
@@ -162,6 +169,11 @@ class PodTrack:
     last_resize_at: float | None = None
     usage_changed_at: float | None = None
     applied_generation: int = 0  # busy until the cache shows this generation
+    decided_at: float = float("-inf")
+
+
+Member = tuple[str, JSON, str, WorkloadResize]
+"""(pod key, pod, workload key, the workload's resize policy)."""
 
 
 class ResizeController:
@@ -173,22 +185,66 @@ class ResizeController:
         self.dirty: set[str] = set()
         self.tracks: dict[str, PodTrack] = {}
         self.in_flight: set[str] = set()
+        self.not_fitting: set[str] = set()
+        # Kept current by pod events, so a pass costs little more than its changes.
+        self.candidates: dict[str, tuple[JSON, str]] = {}  # running members: (pod, workload)
+        self.requests = NodeRequests()
         self._policies: dict[str, tuple[Any, WorkloadResize | None]] = {}
         self._events: dict[tuple[str, str], str] = {}
-        self.not_fitting: set[str] = set()
-        self._demand: dict[tuple[str, Any], tuple[int, int]] = {}
         self._last_poll = self._last_full = float("-inf")
+        self._gate = asyncio.Semaphore(APPLY_CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reindex()
         runtime.pods.add_listener(self._on_pod)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run API calls beside the loop: a pass never waits on a slow API server, so a
+        usage change that arrives meanwhile is decided at once."""
+
+        async def gated() -> None:
+            async with self._gate:
+                await work
+
+        task = asyncio.create_task(gated())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the API calls under way (tests; shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- the pod cache's events -----------------------------------------------------------
+
+    def _reindex(self) -> None:
+        store = self.runtime.pods.store
+        self.requests.rebuild(store.items())
+        self.candidates = {}
+        for key, pod in store.items():
+            self._index(key, pod)
+
+    def _index(self, key: str, pod: JSON | None) -> bool:
+        """Track the pod as a candidate; True when it is a member of some workload."""
+        self.candidates.pop(key, None)
+        meta = (pod or {}).get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
+            return False
+        if pod is not None and resizable_now(pod):
+            self.candidates[key] = (pod, f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}")
+        return True
 
     def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
         if event == "RESYNC":
+            self._reindex()
             self._last_full = float("-inf")
             self.trigger.kick()
             return
-        pod = new or old or {}
-        meta = pod.get("metadata") or {}
-        if WORKLOAD_LABEL in (meta.get("labels") or {}):
-            self.dirty.add(f"{meta.get('namespace')}/{meta.get('name')}")
+        meta = (new or old or {}).get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        self.requests.update(key, new)
+        if self._index(key, new):
+            self.dirty.add(key)
             self.trigger.kick()
 
     async def run(self) -> None:
@@ -220,43 +276,14 @@ class ResizeController:
         self._policies[key] = (generation, policy)
         return policy
 
-    def members(self) -> list[tuple[str, JSON, str, WorkloadResize]]:
-        """(pod key, pod, workload key, policy) of every member pod to look after."""
+    def members(self) -> list[Member]:
+        """Every running member pod of a workload whose resize mode is not Off."""
+        policies = {wkey: self.policy_of(wkey) for wkey in self.runtime.workloads}
         out = []
-        for key, pod in self.runtime.pods.store.items():
-            meta = pod.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
-                continue
-            wkey = f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}"
-            policy = self.policy_of(wkey)
-            if policy is not None and resizable_now(pod):
+        for key, (pod, wkey) in self.candidates.items():
+            policy = policies.get(wkey)
+            if policy is not None:
                 out.append((key, pod, wkey, policy))
-        return out
-
-    def node_requests(self) -> dict[str, tuple[int, int]]:
-        """requested_by_node, with each pod's demand cached by (uid, generation): its
-        resources only change through a resize, which moves the generation."""
-        out: dict[str, tuple[int, int]] = {}
-        seen: set[tuple[str, Any]] = set()
-        for pod in self.runtime.pods.store.values():
-            if not holds_node_resources(pod):
-                continue
-            meta = pod["metadata"]
-            cache_key = (meta.get("uid", ""), meta.get("generation"))
-            seen.add(cache_key)
-            demand = self._demand.get(cache_key)
-            if demand is None:
-                try:
-                    d = pod_demand(pod)
-                except ValueError:
-                    continue  # a quantity the API server would not have stored
-                demand = self._demand[cache_key] = (d.cpu_millis, d.memory_bytes)
-            node = pod["spec"]["nodeName"]
-            cpu, memory = out.get(node, (0, 0))
-            out[node] = (cpu + demand[0], memory + demand[1])
-        if len(self._demand) > 2 * len(seen) + 1024:
-            self._demand = {k: v for k, v in self._demand.items() if k in seen}
         return out
 
     # -- one pass -----------------------------------------------------------------------
@@ -282,20 +309,25 @@ class ResizeController:
             self._forget(members)
             self._count_waiting(members)
 
-        due = [m for m in members if full or m[0] in dirty or m[0] in changed]
-        due = [m for m in due if m[0] not in self.in_flight]
-        if not due:
-            return
-        requested = self.node_requests()
-        plan: list[tuple[JSON, str, PodResizeDecision]] = []
-        for key, pod, wkey, policy in due:
-            decision = await self._decide(key, pod, wkey, policy, requested, now)
+        due = [m for m in members if m[0] not in self.in_flight]
+        fresh = [m for m in due if m[0] in dirty or m[0] in changed]
+        # Windows expire with time alone: look at every pod again now and then, a few
+        # per pass (the oldest first), so no pass holds the loop for long.
+        fresh_keys = {m[0] for m in fresh}
+        stale = [
+            m
+            for m in due
+            if m[0] not in fresh_keys and now - self._track(m[1]).decided_at >= REVISIT_S
+        ]
+        stale.sort(key=lambda m: self._track(m[1]).decided_at)
+        requested = dict(self.requests.totals)  # this pass adds what it decides
+        for count, (key, pod, wkey, policy) in enumerate([*fresh, *stale[:REVISIT_BATCH]], 1):
+            decision = self._decide(key, pod, wkey, policy, requested, now)
             if decision is not None:
-                plan.append((pod, wkey, decision))
-        if plan:
-            await gather_limited(
-                APPLY_CONCURRENCY, *(self._apply(pod, wkey, d) for pod, wkey, d in plan)
-            )
+                self.in_flight.add(key)  # until the patch is answered
+                self._spawn(self._apply(pod, wkey, decision))
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the caches and the patches in flight move
 
     def _record(self, samples: dict[ContainerRef, Any], now: float) -> set[str]:
         changed: set[str] = set()
@@ -311,7 +343,7 @@ class ResizeController:
     def _track(self, pod: JSON) -> PodTrack:
         return self.tracks.setdefault(pod["metadata"].get("uid", ""), PodTrack())
 
-    def _forget(self, members: list[tuple[str, JSON, str, WorkloadResize]]) -> None:
+    def _forget(self, members: list[Member]) -> None:
         """Drop what the loop keeps about pods that are gone (or no longer resized)."""
         live_uids = {pod["metadata"].get("uid", "") for _, pod, _, _ in members}
         self.tracks = {uid: t for uid, t in self.tracks.items() if uid in live_uids}
@@ -326,18 +358,18 @@ class ResizeController:
         self._events = {k: v for k, v in self._events.items() if k[0] in live_pods}
         self.not_fitting &= live_pods
 
-    def _count_waiting(self, members: list[tuple[str, JSON, str, WorkloadResize]]) -> None:
+    def _count_waiting(self, members: list[Member]) -> None:
         counts = dict.fromkeys(WAITING_REASONS, 0)
         for key, pod, _, _ in members:
-            status = read_resize_status(pod)
-            if status.pending_reason in counts:
-                counts[status.pending_reason] += 1
+            reason = pending_reason(pod)
+            if reason in counts:
+                counts[reason] += 1
             elif key in self.not_fitting:
                 counts["DoesNotFit"] += 1
         for reason, count in counts.items():
             RESIZE_WAITING.labels(reason).set(count)
 
-    async def _decide(
+    def _decide(
         self,
         key: str,
         pod: JSON,
@@ -349,8 +381,9 @@ class ResizeController:
         """The engine's verdict; returns it when it is to be applied."""
         meta, node = pod["metadata"], pod["spec"]["nodeName"]
         track = self._track(pod)
+        track.decided_at = now
         status = read_resize_status(pod)
-        await self._report_kubelet(key, pod, wkey, status)
+        self._report_kubelet(key, pod, wkey, status)
         ns, name = meta["namespace"], meta["name"]
         decision = decide_resize(
             pod_resize_input(
@@ -380,7 +413,7 @@ class ResizeController:
             track.usage_changed_at = None  # this change led to no resize
         workload = self.runtime.workloads.get(wkey)
         if decision.verdict is Verdict.RECOMMEND and workload is not None:
-            await self._event_once(
+            self._event_once(
                 key,
                 "Recommend",
                 target_text(decision),
@@ -395,7 +428,7 @@ class ResizeController:
                 "waiting for room (resize policy: wait)"
             )
             for obj in (workload, pod_object(pod)):
-                await self._event_once(
+                self._event_once(
                     key,
                     "DoesNotFit",
                     target_text(decision),
@@ -406,7 +439,7 @@ class ResizeController:
                 )
         return None
 
-    async def _report_kubelet(self, key: str, pod: JSON, wkey: str, status: ResizeStatus) -> None:
+    def _report_kubelet(self, key: str, pod: JSON, wkey: str, status: ResizeStatus) -> None:
         """An Event on the workload when the kubelet holds a resize back or fails it."""
         workload = self.runtime.workloads.get(wkey)
         if workload is None:
@@ -414,7 +447,7 @@ class ResizeController:
         name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
         generation = str(status.generation)
         if status.pending_reason == INFEASIBLE:
-            await self._event_once(
+            self._event_once(
                 key,
                 "Kubelet",
                 f"{INFEASIBLE}/{generation}",
@@ -425,7 +458,7 @@ class ResizeController:
                 "waiting, the pod keeps running at its current size (resize policy: wait)",
             )
         elif status.pending_reason is not None:
-            await self._event_once(
+            self._event_once(
                 key,
                 "Kubelet",
                 f"{status.pending_reason}/{generation}",
@@ -436,7 +469,7 @@ class ResizeController:
                 "the kubelet retries when room frees up",
             )
         elif status.error_message is not None:
-            await self._event_once(
+            self._event_once(
                 key,
                 "Kubelet",
                 f"Error/{generation}",
@@ -446,7 +479,7 @@ class ResizeController:
                 f"pod {name}: the kubelet failed to resize: {status.error_message}",
             )
 
-    async def _event_once(
+    def _event_once(
         self,
         key: str,
         topic: str,
@@ -461,7 +494,7 @@ class ResizeController:
         if self._events.get(slot) == fingerprint:
             return
         self._events[slot] = fingerprint
-        await post_event(self.runtime.client, obj, kind, reason, message)
+        self._spawn(post_event(self.runtime.client, obj, kind, reason, message))
 
     def _forget_events(self, key: str, topic: str) -> None:
         for slot in [s for s in self._events if s[0] == key and s[1].startswith(f"{topic}/")]:
@@ -471,12 +504,11 @@ class ResizeController:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         track = self._track(pod)
-        self.in_flight.add(key)
         try:
             resized = await apply_resize(self.runtime.client, pod, build_resize_patch(decision))
         except ResizeRefusedError as exc:
             RESIZE_FAILURES.labels(exc.reason).inc()
-            await self._refused(key, pod, wkey, decision, exc.reason, exc.message)
+            self._refused(key, pod, wkey, decision, exc.reason, exc.message)
         except ApiError as exc:
             if exc.not_found:
                 return
@@ -484,7 +516,11 @@ class ResizeController:
             if exc.conflict:
                 self.dirty.add(key)  # changed meanwhile: look again next pass
                 return
-            await self._refused(key, pod, wkey, decision, "ResizeRejected", exc.message)
+            self._refused(key, pod, wkey, decision, "ResizeRejected", exc.message)
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            RESIZE_FAILURES.labels("Unreachable").inc()
+            log.warning("resize of pod %s not sent: %r; retrying next pass", key, exc)
+            self.dirty.add(key)
         else:
             applied_at = time.time()
             track.last_resize_at = applied_at
@@ -499,13 +535,13 @@ class ResizeController:
         finally:
             self.in_flight.discard(key)
 
-    async def _refused(
+    def _refused(
         self, key: str, pod: JSON, wkey: str, decision: PodResizeDecision, reason: str, message: str
     ) -> None:
         log.warning("resize of pod %s refused: %s: %s", key, reason, message)
         workload = self.runtime.workloads.get(wkey)
         if workload is not None:
-            await self._event_once(
+            self._event_once(
                 key,
                 "Refused",
                 target_text(decision),

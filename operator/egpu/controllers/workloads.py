@@ -53,18 +53,40 @@ class WorkloadController:
         self.dirty: set[str] = set()
         self.verdicts: dict[str, GangVerdict] = {}
         self._last_event: dict[str, tuple[str, str]] = {}
+        self.by_workload: dict[str, dict[str, JSON]] = {}
+        for pod in runtime.pods.store.values():  # the cache is synced before we start
+            self._index(pod, present=True)
         runtime.pods.add_listener(self._on_pod)
 
     def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
         if event == "RESYNC":
+            self.by_workload.clear()
+            for pod in self.runtime.pods.store.values():
+                self._index(pod, present=True)
             self.dirty.update(self.runtime.workloads)
             self.trigger.kick()
             return
         pod = new or old or {}
-        labels = pod.get("metadata", {}).get("labels") or {}
-        if WORKLOAD_LABEL in labels:
-            self.dirty.add(f"{pod['metadata']['namespace']}/{labels[WORKLOAD_LABEL]}")
+        key = self._index(pod, present=new is not None)
+        if key is not None:
+            self.dirty.add(key)
             self.trigger.kick()
+
+    def _index(self, pod: JSON, present: bool) -> str | None:
+        """Member pods by workload, so a reconcile never scans every pod."""
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
+            return None
+        key = f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}"
+        members = self.by_workload.setdefault(key, {})
+        if present:
+            members[meta["name"]] = pod
+        else:
+            members.pop(meta["name"], None)
+            if not members:
+                del self.by_workload[key]
+        return key
 
     def touch(self, key: str) -> None:
         self.dirty.add(key)
@@ -109,16 +131,8 @@ class WorkloadController:
             )
 
     def members(self, namespace: str, name: str) -> list[tuple[Member, JSON]]:
-        out = []
-        for pod in self.runtime.pods.store.values():
-            meta = pod["metadata"]
-            if meta.get("namespace") != namespace:
-                continue
-            labels = meta.get("labels") or {}
-            if labels.get(WORKLOAD_LABEL) != name or RANK_LABEL not in labels:
-                continue
-            out.append((member_of(pod), pod))
-        return out
+        pods = self.by_workload.get(f"{namespace}/{name}", {})
+        return [(member_of(pod), pod) for pod in pods.values()]
 
     async def reconcile(self, body: JSON) -> str:
         meta = body["metadata"]

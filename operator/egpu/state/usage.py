@@ -20,6 +20,7 @@ metrics-server or Prometheus.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections import deque
@@ -65,6 +66,12 @@ class ContainerUsage:
 def parse_usage_annotation(text: str) -> dict[str, ContainerUsage]:
     """`{"main": {"cpu": "1500m", "memory": "3Gi"}}` -> per container use.
     Raises ValueError on anything else, naming what is wrong."""
+    return dict(_parse_usage_cached(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_usage_cached(text: str) -> tuple[tuple[str, ContainerUsage], ...]:
+    """Polled every half second for every pod, mostly unchanged: parse each text once."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -85,7 +92,7 @@ def parse_usage_annotation(text: str) -> dict[str, ContainerUsage]:
             memory_bytes=float(parse_quantity(use.get("memory", 0))),
             throttled=None if throttled is None else float(throttled),
         )
-    return out
+    return tuple(out.items())
 
 
 class AnnotationUsageReader:
