@@ -84,6 +84,9 @@ bench-bind: venv binaries ## Bind 10,000 pods on 1,000 simulated nodes: egpu bin
 bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-resize $(PY) hack/bench/resize.py
 
+bench-autoscale: venv binaries ## Autoscaling: egpu vs stock HPA + prometheus-adapter on flash/tidal/ramp traces
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
+
 bench-nodes: venv binaries ## Time creating 1,000 simulated GPU nodes; control-plane memory
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-cluster bash hack/bench/nodes.sh
 
@@ -99,4 +102,5 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
-	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-nodes kind-up kind-down clean
+	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
+	bench-nodes kind-up kind-down clean

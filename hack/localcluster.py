@@ -149,6 +149,26 @@ def make_pki(pki: Path) -> None:
     (pki / "done").write_text("")
 
 
+def make_front_proxy_pki(pki: Path) -> None:
+    """A second CA and the client cert the API server's aggregator presents to
+    extension API servers (prometheus-adapter, metrics-server): the front proxy."""
+    if (pki / "front-proxy-done").exists():
+        return
+    (pki / "front-proxy-client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for command in (
+        "ecparam -name prime256v1 -genkey -noout -out front-proxy-ca.key",
+        "req -x509 -new -key front-proxy-ca.key -days 3650 -subj /CN=egpu-front-proxy-ca"
+        " -out front-proxy-ca.crt",
+        "ecparam -name prime256v1 -genkey -noout -out front-proxy-client.key",
+        "req -new -key front-proxy-client.key -subj /CN=front-proxy-client"
+        " -out front-proxy-client.csr",
+        "x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key"
+        " -CAcreateserial -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt",
+    ):
+        openssl(*command.split(), cwd=pki)
+    (pki / "front-proxy-done").write_text("")
+
+
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     path.write_text(
         f"""apiVersion: v1
@@ -365,6 +385,7 @@ def wait_scheduler(state: State) -> None:
 def launch(state: State) -> None:
     pki = RUN_DIR / "pki"
     make_pki(pki)
+    make_front_proxy_pki(pki)
     p = state.ports
     for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok"):
         p[name] = free_port()
@@ -421,6 +442,15 @@ def launch(state: State) -> None:
             "--enable-priority-and-fairness=false",
             "--allow-privileged=true",
             "--event-ttl=1h",
+            # The aggregation layer: extension API servers (custom metrics for the HPA)
+            # trust requests that carry the front proxy's client cert.
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--profiling=false",
             "--v=1",
         ],

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 # Reasons the API server accepts on a rule; it defaults to FieldValueInvalid.
@@ -95,3 +95,14 @@ def list_map(*keys: str) -> dict[str, Any]:
 
 LIST_SET: dict[str, Any] = {"x-kubernetes-list-type": "set"}
 LIST_ATOMIC: dict[str, Any] = {"x-kubernetes-list-type": "atomic"}
+
+
+def validation_message(exc: ValidationError | ValueError, prefix: str = "spec") -> str:
+    """One line per bad field, in the wire's camelCase, for status conditions and Events."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)[:1024]
+    parts = []
+    for error in exc.errors():
+        path = ".".join(to_camel(p) if isinstance(p, str) else f"[{p}]" for p in error["loc"])
+        parts.append(f"{prefix}.{path}: {error['msg']}".replace(".[", "["))
+    return "; ".join(parts)[:1024]

@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from egpu.api.base import ApiModel, Rule, defaulted_object, list_map, rules_extra
+from egpu.api.base import (
+    LIST_ATOMIC,
+    ApiModel,
+    Rule,
+    defaulted_object,
+    list_map,
+    rules_extra,
+)
 from egpu.api.common import (
     Condition,
     GpuModel,
@@ -62,6 +69,19 @@ class LatencySLO(ApiModel):
             )
         ),
     )
+    service_time: Duration | None = Field(
+        None,
+        description="Mean time one request occupies a replica without queueing, from a "
+        "profile (e.g. 800ms). Unset: measured from the pods' "
+        "egpu_request_service_seconds summary (podMetrics source only).",
+    )
+    concurrency_per_replica: int = Field(
+        1,
+        ge=1,
+        le=4096,
+        description="Requests one replica serves at once (batch slots); with serviceTime "
+        "it gives the replica's throughput for the queueing model.",
+    )
 
 
 class PrometheusSource(ApiModel):
@@ -81,7 +101,16 @@ class PrometheusSource(ApiModel):
     query: str = Field(
         min_length=1,
         max_length=8192,
-        description="PromQL returning one number: the service-wide value of the metric.",
+        description="PromQL returning one number: the service-wide value of the metric "
+        "(for LatencySLO: the arrival rate, requests per second).",
+    )
+    queued_query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=8192,
+        description="PromQL returning the requests waiting for a replica (router and "
+        "replica queues). Optional: the backlog a LatencySLO sizing drains, and a signal "
+        "that wakes a service scaled to zero.",
     )
 
 
@@ -387,6 +416,39 @@ class ScaleDecision(ApiModel):
     metric_value: Quantity | None = Field(
         None, description="Service-wide value of the metric it saw."
     )
+    message: str | None = Field(
+        None, max_length=1024, description="The rule that settled it, with the numbers."
+    )
+
+
+class ScalerRecommendation(ApiModel):
+    """One recommendation the scale-down stabilisation still remembers."""
+
+    time: datetime = Field(description="When it was made.")
+    replicas: int = Field(ge=0, description="Replicas it recommended.")
+
+
+class ScalerStatus(ApiModel):
+    """What the autoscaler must remember across decisions and operator restarts."""
+
+    last_scale_up_time: datetime | None = Field(None, description="Last scale-up.")
+    last_scale_down_time: datetime | None = Field(None, description="Last scale-down.")
+    panic_since: datetime | None = Field(None, description="Start of the current panic.")
+    panic_last_triggered_time: datetime | None = Field(
+        None, description="Last time the panic threshold was crossed."
+    )
+    last_demand_time: datetime | None = Field(
+        None, description="Last time any demand was seen (the scale-to-zero idle clock)."
+    )
+    recommendations: list[ScalerRecommendation] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Recommendations inside the scale-down stabilisation window.",
+        json_schema_extra=LIST_ATOMIC,
+    )
+    time_to_ready_seconds: float | None = Field(
+        None, ge=0, description="Measured time from pod creation to Ready (cold start)."
+    )
 
 
 class GPUInferenceServiceStatus(ApiModel):
@@ -405,6 +467,9 @@ class GPUInferenceServiceStatus(ApiModel):
         None,
         max_length=1024,
         description="Label selector of the serving pods, for the scale subresource.",
+    )
+    scaler: ScalerStatus | None = Field(
+        None, description="The autoscaler's memory (stabilisation, panic, idle clock)."
     )
 
 

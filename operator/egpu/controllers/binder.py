@@ -480,6 +480,17 @@ class Binder:
         if errors:
             raise errors[0]
 
+    # -- questions from other controllers ------------------------------------------------
+
+    def explanation(self, gang_id: str) -> str | None:
+        """Why the gang (a lone pod: "namespace/pod") is not placed, if it is not."""
+        return self._explained.get(gang_id)
+
+    def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
+        """How many more pods of this many GPUs (GPUs only) the cluster could take now."""
+        histogram = self.sync.ledger.domain_stats((), model).free_histogram
+        return sum(count * (free // gpus_per_pod) for free, count in enumerate(histogram))
+
     # -- explaining ----------------------------------------------------------------------
 
     def _controller(self) -> WorkloadController | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from egpu.controllers import binder, resize, settings, topologies, workloads
+from egpu.controllers import binder, inference, resize, settings, topologies, workloads
 from egpu.controllers.runtime import Runtime
 
 
@@ -24,6 +24,7 @@ def build_registry(
         workloads.start(runtime)
         binder.start(runtime, topology_name)
         resize.start(runtime)
+        inference.start(runtime)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_runtime(memo: kopf.Memo, **_: Any) -> None:
@@ -33,4 +34,5 @@ def build_registry(
 
     topologies.register(registry)
     workloads.register(registry)
+    inference.register(registry)
     return registry

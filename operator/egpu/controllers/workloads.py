@@ -26,6 +26,7 @@ from egpu.actuators.manifests import (
     build_member_pod,
 )
 from egpu.actuators.pods import create_pod, delete_pod
+from egpu.api.base import validation_message
 from egpu.api.workload import GPUWorkloadSpec
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
@@ -148,9 +149,7 @@ class WorkloadController:
         try:
             spec = GPUWorkloadSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            message = "; ".join(
-                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )[:1024]
+            message = validation_message(exc)
             conditions = set_condition(
                 conditions, "Valid", False, "InvalidSpec", message, generation, now
             )

@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Autoscaling benchmark: this operator's autoscaler against the stock HPA, same traces,
+same run, on the local control plane.
+
+    .venv/bin/python hack/bench/autoscale.py [--cold-start 10] [--quick] [--keep]
+
+Per trace (flash crowd: x20 within one second; tidal: a day compressed into ten
+minutes; ramp) two GPUInferenceServices take the same offered load from one traffic
+simulator (`egpu.sim.traffic`):
+
+- `egpu-<trace>`: sized by this operator (LatencySLO: p99 under 2 s from the arrival
+  rate and the queue, read from Prometheus; panic window 6 s, stable window 30 s,
+  scale-down stabilisation 60 s, one warm pod), reacting to load only;
+- `sched-tidal` (tidal only): the same, plus a schedule window declaring the evening
+  peak (minutes 7 to 9 of the ten-minute day, floor 12), as a user who knows the
+  daily pattern would; the trace starts on a minute boundary so HH:MM windows fit;
+- `hpa-<trace>`: sized by the stock HorizontalPodAutoscaler of kube-controller-manager
+  through the service's scale subresource, fed by prometheus-adapter (built from its Go
+  module) with the per-pod concurrency the simulator exports (target 3 of the 4 slots
+  per replica), default behaviour (15 s sync, 5 min scale-down stabilisation).
+
+The API server reaches the adapter through an APIService whose Service is of type
+ExternalName `localhost` (the aggregator dials https://localhost:<port>: there is no
+kube-proxy here) and the front-proxy flags hack/localcluster.py sets.
+
+Every replica serves 4 requests at once, 1 s each; pods turn Ready `--cold-start`
+seconds after they are bound. Reported per trace and autoscaler: SLO attainment (share
+of requests within 2 s), GPU-hours held (serving, warm and starting pods), seconds from
+the load jump to enough ready capacity; for each trace also the oracle's GPU-hours
+(exactly enough replicas at every second, no cold start). Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "operator"))
+
+from egpu.sim.nodes import ClusterShape, create_nodes  # noqa: E402
+from egpu.sim.traces import Trace, flash_crowd, ramp, tidal_day  # noqa: E402
+
+RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "bench-autoscale"))
+ENV = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
+LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+OPERATOR = str(Path(sys.executable).parent / "egpu-operator")
+PROMETHEUS = REPO / "hack" / "prometheus.sh"
+SERVICE_TIME_S = 1.0
+SLOTS = 4
+LATENCY_TARGET_S = 2.0
+HPA_TARGET = 3  # in-flight requests per pod: 75% of the slots
+MAX_REPLICAS = 40
+METRICS_NAMESPACE = "egpu-metrics"
+APISERVICE = "v1beta1.custom.metrics.k8s.io"
+SHAPE = ClusterShape(
+    blocks=1, leaves_per_block=4, nodes_per_leaf=8, gpus_per_node=8, name_prefix="bench-as"
+)
+
+ADAPTER_RULES = """rules:
+- seriesQuery: 'egpu_inflight_requests{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^egpu_inflight_requests$", as: "egpu_inflight_requests"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench-autoscale] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(
+        [KUBECTL, *args],
+        input=input,
+        text=True,
+        capture_output=True,
+        env={**ENV, "KUBECONFIG": str(RUN_DIR / "kubeconfig")},
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}")
+    return proc.stdout
+
+
+def traces(quick: bool) -> dict[str, Trace]:
+    if quick:  # a fast check of the machinery, not the reported numbers
+        return {
+            "flash": flash_crowd(base=3, factor=20, at_s=30, hold_s=60, tail_s=60),
+            "tidal": tidal_day(night=2, peak=48, day_s=180),
+            "ramp": ramp(base=3, peak=60, at_s=30, ramp_s=60, hold_s=30),
+        }
+    return {
+        "flash": flash_crowd(base=3, factor=20, at_s=60, hold_s=150, tail_s=240),
+        "tidal": tidal_day(night=2, peak=48, day_s=600),
+        "ramp": ramp(base=3, peak=60, at_s=60, ramp_s=180, hold_s=120),
+    }
+
+
+def trace_spec(trace: Trace) -> dict[str, Any]:
+    return {
+        "kind": "points",
+        "name": trace.name,
+        "points": [list(p) for p in trace.points],
+        "jumps": [[j.at_s, j.to_rps] for j in trace.jumps],
+    }
+
+
+def oracle_gpu_hours(trace: Trace) -> float:
+    """Exactly enough replicas every second (at least one), ready at once."""
+    replica_rps = SLOTS / SERVICE_TIME_S
+    seconds = math.ceil(trace.duration_s)
+    total = sum(
+        max(1, math.ceil(trace.mean_rate(t, t + 1) / replica_rps - 1e-9)) for t in range(seconds)
+    )
+    return total / 3600.0
+
+
+def template(cold_start_s: float) -> dict[str, Any]:
+    return {
+        "metadata": {"annotations": {"egpu.io/sim-ready-after": f"{cold_start_s:g}s"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "server",
+                    "image": "registry.local/egpu/sim:latest",
+                    "ports": [{"containerPort": 8080}],
+                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
+                }
+            ]
+        },
+    }
+
+
+def egpu_service(namespace: str, name: str, prometheus: str, cold_start_s: float) -> dict[str, Any]:
+    match = f'namespace="{namespace}",service="{name}"'
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUInferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "gpusPerPod": 1,
+            "minReplicas": 1,
+            "maxReplicas": MAX_REPLICAS,
+            "scaling": {
+                "metric": "LatencySLO",
+                "latencySLO": {
+                    "percentile": 99,
+                    "target": f"{LATENCY_TARGET_S:g}s",
+                    "serviceTime": f"{SERVICE_TIME_S:g}s",
+                    "concurrencyPerReplica": SLOTS,
+                },
+                "source": {
+                    "prometheus": {
+                        "url": prometheus,
+                        "query": f"sum(egpu_router_arrival_rate{{{match}}})",
+                        "queuedQuery": 'sum({__name__=~"egpu_queue_length|'
+                        f'egpu_router_queue_length",{match}}})',
+                    }
+                },
+            },
+            "behavior": {
+                "stableWindow": "30s",
+                "panicWindow": "6s",
+                "scrapeInterval": "1s",
+                "scaleDown": {"stabilizationWindow": "60s"},
+            },
+            "warmPool": {"size": 1},
+            "template": template(cold_start_s),
+        },
+    }
+
+
+def hpa_service(namespace: str, name: str, cold_start_s: float) -> dict[str, Any]:
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUInferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "gpusPerPod": 1,
+            "minReplicas": 1,
+            "maxReplicas": MAX_REPLICAS,
+            "replicas": 1,
+            # Never read: spec.replicas (the HPA's) overrides the built-in autoscaler.
+            "scaling": {
+                "metric": "Concurrency",
+                "target": HPA_TARGET,
+                "source": {"podMetrics": {"port": 8080}},
+            },
+            "template": template(cold_start_s),
+        },
+    }
+
+
+# The evening peak of `tidal_day` (centre 0.82 of the day): a floor over 0.7-0.9 of it.
+EVENING = (0.7, 0.9)
+EVENING_FLOOR = 12  # 48 requests/s over 4 per replica
+
+
+def evening_schedule(start_at: float, day_s: float) -> dict[str, Any]:
+    def hhmm(t: float) -> str:
+        return time.strftime("%H:%M", time.gmtime(t))
+
+    first, last = (start_at + f * day_s for f in EVENING)
+    return {
+        "spec": {
+            "schedule": [
+                {
+                    "name": "evening",
+                    "start": hhmm(first),
+                    "end": hhmm(last),
+                    "minReplicas": EVENING_FLOOR,
+                }
+            ]
+        }
+    }
+
+
+def hpa(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "egpu.io/v1alpha1",
+                "kind": "GPUInferenceService",
+                "name": name,
+            },
+            "minReplicas": 1,
+            "maxReplicas": MAX_REPLICAS,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "egpu_inflight_requests"},
+                        "target": {"type": "AverageValue", "averageValue": str(HPA_TARGET)},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def metrics_api(adapter_port: int) -> str:
+    docs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": METRICS_NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "prometheus-adapter", "namespace": METRICS_NAMESPACE},
+            # No kube-proxy: the aggregator dials an ExternalName's host directly.
+            "spec": {"type": "ExternalName", "externalName": "localhost"},
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": APISERVICE},
+            "spec": {
+                "group": "custom.metrics.k8s.io",
+                "version": "v1beta1",
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+                "insecureSkipTLSVerify": True,
+                "service": {
+                    "namespace": METRICS_NAMESPACE,
+                    "name": "prometheus-adapter",
+                    "port": adapter_port,
+                },
+            },
+        },
+    ]
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+class Processes:
+    """What the bench started, stopped in reverse order (by pid, never by name)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        out = (RUN_DIR / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env or ENV, start_new_session=True
+        )
+        self.procs.append((name, proc))
+
+    def alive(self, name: str) -> bool:
+        return any(n == name and p.poll() is None for n, p in self.procs)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+def wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not there yet
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def apiservice_available() -> bool:
+    path = "jsonpath={.status.conditions[?(@.type=='Available')].status}"
+    return kubectl("get", "apiservice", APISERVICE, "-o", path) == "True"
+
+
+def ready(namespace: str, name: str) -> str:
+    path = "jsonpath={.status.readyReplicas}"
+    return kubectl("get", "gpuinferenceservice", name, "-n", namespace, "-o", path)
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def summarize(results: dict[str, Any], trace_set: dict[str, Trace]) -> dict[str, Any]:
+    by_name = {s["name"]: s for s in results["services"]}
+    out: dict[str, Any] = {}
+    for name, trace in trace_set.items():
+        row: dict[str, Any] = {}
+        for who, service in (("egpu", f"egpu-{name}"), ("hpa", f"hpa-{name}")):
+            row.update(figures(who, by_name[service]))
+        if f"sched-{name}" in by_name:
+            row.update(figures("egpu_schedule", by_name[f"sched-{name}"]))
+        row["oracle_gpu_hours"] = round(oracle_gpu_hours(trace), 4)
+        out[name] = row
+    return out
+
+
+def figures(who: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{who}_slo_pct": round(result["slo_pct"], 2),
+        f"{who}_gpu_hours": round(result["gpu_hours"], 4),
+        f"{who}_capacity_lag_s": result["capacity_lag_s"],
+        f"{who}_under_capacity_s": result["under_capacity_s"],
+        f"{who}_peak_pods": result["peak_pods"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cold-start", type=float, default=10.0, help="seconds to Ready")
+    parser.add_argument("--quick", action="store_true", help="short traces (not for reporting)")
+    parser.add_argument("--keep", action="store_true", help="leave the control plane up")
+    args = parser.parse_args()
+    trace_set = traces(args.quick)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+
+    log("control plane")
+    subprocess.run([*LOCALCLUSTER, "up"], env=ENV, check=True, stdout=subprocess.DEVNULL)
+    kubeconfig = str(RUN_DIR / "kubeconfig")
+    env = {**ENV, "KUBECONFIG": kubeconfig}
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    create_nodes(SHAPE, kubeconfig=kubeconfig)
+    log("prometheus-adapter (built from its Go module, cached)")
+    adapter = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-prometheus-adapter.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+    sim_port, prom_port, adapter_port = free_port(), free_port(), free_port()
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    procs = Processes()
+    results_path = RUN_DIR / "traffic-results.json"
+    try:
+        subprocess.run(
+            [
+                "bash",
+                str(PROMETHEUS),
+                "start",
+                str(RUN_DIR / "prometheus"),
+                str(prom_port),
+                f"127.0.0.1:{sim_port}",
+            ],
+            check=True,
+        )
+        (RUN_DIR / "adapter-rules.yaml").write_text(ADAPTER_RULES)
+        procs.start(
+            "prometheus-adapter",
+            [
+                adapter,
+                f"--prometheus-url={prometheus}/",
+                "--metrics-relist-interval=10s",
+                f"--config={RUN_DIR / 'adapter-rules.yaml'}",
+                f"--secure-port={adapter_port}",
+                "--bind-address=127.0.0.1",
+                f"--cert-dir={RUN_DIR / 'adapter-certs'}",
+                f"--lister-kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+            ],
+        )
+        kubectl("apply", "-f", "-", input=metrics_api(adapter_port))
+        health_port, metrics_port = free_port(), free_port()
+        procs.start(
+            "operator",
+            [
+                OPERATOR,
+                "--kubeconfig",
+                kubeconfig,
+                "--bind-address",
+                "127.0.0.1",
+                "--health-port",
+                str(health_port),
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            env=env,
+        )
+        wait(lambda: healthy(health_port), 90, "the operator")
+        wait(apiservice_available, 60, "the custom metrics APIService")
+
+        services = []
+        for name in trace_set:
+            namespace = f"bench-{name}"
+            kubectl("create", "namespace", namespace, check=False)
+            names = [f"egpu-{name}", f"hpa-{name}"]
+            objects = [
+                egpu_service(namespace, f"egpu-{name}", prometheus, args.cold_start),
+                hpa_service(namespace, f"hpa-{name}", args.cold_start),
+                hpa(namespace, f"hpa-{name}"),
+            ]
+            if name == "tidal" and not args.quick:  # a quick day is too short for HH:MM
+                names.append(f"sched-{name}")
+                objects.append(
+                    egpu_service(namespace, f"sched-{name}", prometheus, args.cold_start)
+                )
+            kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
+            for svc in names:
+                services.append(
+                    {
+                        "namespace": namespace,
+                        "name": svc,
+                        "service_time_s": SERVICE_TIME_S,
+                        "slots": SLOTS,
+                        "latency_target_s": LATENCY_TARGET_S,
+                        "trace": trace_spec(trace_set[name]),
+                    }
+                )
+        for svc_spec in services:
+            ns, svc = svc_spec["namespace"], svc_spec["name"]
+            wait(lambda ns=ns, svc=svc: ready(ns, svc) == "1", 120, f"{svc} at one ready replica")
+        duration = max(t.duration_s for t in trace_set.values())
+        # A minute boundary: the declared evening window is whole minutes (HH:MM).
+        start_at = math.ceil((time.time() + 10) / 60) * 60
+        day_s = trace_set["tidal"].duration_s
+        if not args.quick:
+            kubectl(
+                "patch",
+                "gpuinferenceservice",
+                "sched-tidal",
+                "-n",
+                "bench-tidal",
+                "--type=merge",
+                "-p",
+                json.dumps(evening_schedule(start_at, day_s)),
+            )
+        config = {"start_at": start_at, "tick_s": 0.25, "services": services}
+        (RUN_DIR / "traffic.json").write_text(json.dumps(config))
+        log(f"traces running for {duration:.0f}s (cold start {args.cold_start:g}s)")
+        procs.start(
+            "traffic",
+            [
+                sys.executable,
+                "-m",
+                "egpu.sim.traffic",
+                "--config",
+                str(RUN_DIR / "traffic.json"),
+                "--out",
+                str(results_path),
+                "--port",
+                str(sim_port),
+                "--kubeconfig",
+                kubeconfig,
+            ],
+            env={**env, "PYTHONPATH": str(REPO / "operator")},
+        )
+        deadline = time.monotonic() + duration + 120
+        while procs.alive("traffic") and time.monotonic() < deadline:
+            time.sleep(2)
+        if procs.alive("traffic"):
+            raise RuntimeError("the traffic simulator did not finish")
+        results = json.loads(results_path.read_text())
+        hpa_events = kubectl("get", "events", "-A", "--field-selector", "reason=SuccessfulRescale")
+        if "hpa-" not in hpa_events:
+            raise RuntimeError("the HPA never rescaled: the baseline did not run")
+    finally:
+        procs.stop()
+        subprocess.run(["bash", str(PROMETHEUS), "stop", str(RUN_DIR / "prometheus")], check=False)
+        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
+        if not args.keep:
+            subprocess.run([*LOCALCLUSTER, "down"], env=ENV, check=False)
+
+    summary = summarize(results, trace_set)
+    header = f"{'trace':6} {'':13} {'SLO %':>7} {'GPU-h':>7} {'oracle':>7} {'lag s':>6} {'peak':>5}"
+    print(header)
+    for name, row in summary.items():
+        for who in ("egpu", "egpu_schedule", "hpa"):
+            if f"{who}_slo_pct" not in row:
+                continue
+            lag = row[f"{who}_capacity_lag_s"]
+            lag_text = "-" if not lag or lag[0] is None else f"{lag[0]:.1f}"
+            print(
+                f"{name:6} {who:13} {row[f'{who}_slo_pct']:7.2f} {row[f'{who}_gpu_hours']:7.4f} "
+                f"{row['oracle_gpu_hours']:7.4f} {lag_text:>6} {row[f'{who}_peak_pods']:5d}"
+            )
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Offered-load traces for the traffic simulator: flash crowd, tidal day, ramp.
+
+A trace is piecewise linear in (seconds since start, requests per second) and holds
+its last value after the last point. `jumps` name the moments a load step starts
+and the rate it reaches, so a benchmark can time "load jump -> enough capacity".
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Jump:
+    at_s: float
+    to_rps: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    points: tuple[tuple[float, float], ...]
+    jumps: tuple[Jump, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError("a trace needs at least one point")
+        times = [t for t, _ in self.points]
+        if times != sorted(times):
+            raise ValueError("trace points must be in time order")
+        if any(rps < 0 for _, rps in self.points):
+            raise ValueError("offered load must be >= 0")
+
+    @property
+    def duration_s(self) -> float:
+        return self.points[-1][0]
+
+    def rate(self, t: float) -> float:
+        times = [p[0] for p in self.points]
+        i = bisect.bisect_right(times, t)
+        if i == 0:
+            return self.points[0][1]
+        if i == len(self.points):
+            return self.points[-1][1]
+        (t0, r0), (t1, r1) = self.points[i - 1], self.points[i]
+        if t1 == t0:
+            return r1
+        return r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+
+    def mean_rate(self, t0: float, t1: float, steps: int = 8) -> float:
+        """Average over [t0, t1): what arrives in one simulator tick."""
+        if t1 <= t0:
+            return self.rate(t0)
+        width = (t1 - t0) / steps
+        return sum(self.rate(t0 + (i + 0.5) * width) for i in range(steps)) / steps
+
+
+def flash_crowd(
+    base: float,
+    factor: float = 20.0,
+    at_s: float = 30.0,
+    rise_s: float = 1.0,
+    hold_s: float = 60.0,
+    tail_s: float = 60.0,
+) -> Trace:
+    """`base`, then `factor` x base within `rise_s` (x20 within one second), held, then back."""
+    peak = base * factor
+    end_rise = at_s + rise_s
+    end_hold = end_rise + hold_s
+    points = (
+        (0.0, base),
+        (at_s, base),
+        (end_rise, peak),
+        (end_hold, peak),
+        (end_hold + rise_s, base),
+        (end_hold + rise_s + tail_s, base),
+    )
+    return Trace("flash", points, (Jump(at_s, peak),))
+
+
+def tidal_day(
+    night: float, peak: float, day_s: float = 600.0, samples: int = 96, days: int = 1
+) -> Trace:
+    """A day compressed into `day_s` seconds: a night trough, a morning rise, a midday
+    plateau and an evening peak, from two smooth humps over a floor."""
+
+    def shape(x: float) -> float:
+        morning = math.exp(-(((x - 0.45) / 0.12) ** 2))
+        evening = math.exp(-(((x - 0.82) / 0.07) ** 2))
+        return min(1.0, 0.75 * morning + 1.0 * evening)
+
+    points = []
+    for d in range(days):
+        for i in range(samples):
+            x = i / samples
+            points.append((d * day_s + x * day_s, night + (peak - night) * shape(x)))
+    points.append((days * day_s, night + (peak - night) * shape(0.0)))
+    return Trace("tidal", tuple(points))
+
+
+def ramp(
+    base: float, peak: float, at_s: float = 30.0, ramp_s: float = 120.0, hold_s: float = 60.0
+) -> Trace:
+    """A steady climb from `base` to `peak` over `ramp_s`, then held.
+
+    Its one "jump" is the moment the load reaches the peak: capacity ready by then
+    kept up (lag 0), anything later is how far the autoscaler fell behind.
+    """
+    points = (
+        (0.0, base),
+        (at_s, base),
+        (at_s + ramp_s, peak),
+        (at_s + ramp_s + hold_s, peak),
+    )
+    return Trace("ramp", points, (Jump(at_s + ramp_s, peak),))
+
+
+def steps(levels: Sequence[tuple[float, float]], name: str = "steps") -> Trace:
+    """Step changes: (from this second, this rate) pairs; every rise is a jump."""
+    points: list[tuple[float, float]] = []
+    jumps: list[Jump] = []
+    previous: float | None = None
+    for at_s, rps in levels:
+        if previous is not None:
+            points.append((at_s, previous))
+            if rps > previous:
+                jumps.append(Jump(at_s, rps))
+        points.append((at_s, rps))
+        previous = rps
+    return Trace(name, tuple(points), tuple(jumps))
+
+
+def trace_from_spec(spec: Mapping[str, Any]) -> Trace:
+    """A trace from JSON: {"kind": "flash"|"tidal"|"ramp"|"steps"|"points", ...params}."""
+    params = {k: v for k, v in spec.items() if k != "kind"}
+    kind = spec.get("kind")
+    if kind == "flash":
+        return flash_crowd(**params)
+    if kind == "tidal":
+        return tidal_day(**params)
+    if kind == "ramp":
+        return ramp(**params)
+    if kind == "steps":
+        return steps(
+            [(float(t), float(r)) for t, r in params["levels"]], params.get("name", "steps")
+        )
+    if kind == "points":
+        jumps = tuple(Jump(float(t), float(r)) for t, r in params.get("jumps", []))
+        points = tuple((float(t), float(r)) for t, r in params["points"])
+        return Trace(params.get("name", "points"), points, jumps)
+    raise ValueError(f"unknown trace kind {kind!r}")

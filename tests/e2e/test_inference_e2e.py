@@ -1,0 +1,480 @@
+"""GPUInferenceService on the local control plane, with a real Prometheus server.
+
+The traffic simulator (`egpu.sim.traffic`) offers load to the service's Ready pods
+and exports per-pod and router series; hack/prometheus.sh runs the Debian package's
+Prometheus, scraping it every second; the operator reads Prometheus. Windows are
+seconds long so the whole module runs in about two minutes.
+
+Prometheus is required: when it cannot be installed or started these tests FAIL with
+the reason (they do not skip).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from egpu.sim.nodes import ClusterShape, create_nodes
+from harness import REPO, RUN_DIR, Cluster, OperatorProcess, wait_until
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "NVIDIA-A10G"  # only these test nodes have it: other tests' nodes stay out of the way
+SHAPE = ClusterShape(
+    blocks=1,
+    leaves_per_block=1,
+    nodes_per_leaf=3,
+    gpus_per_node=8,
+    gpu_models=(MODEL,),
+    name_prefix="inf-e2e",
+    domain_prefix="inf-e2e-",
+)
+SMALL_MODEL = "NVIDIA-T4"  # one node with two GPUs: room for two pods, not three
+SMALL = ClusterShape(
+    blocks=1,
+    leaves_per_block=1,
+    nodes_per_leaf=1,
+    gpus_per_node=2,
+    nvlink_group_size=2,
+    gpu_models=(SMALL_MODEL,),
+    name_prefix="inf-e2e-small",
+    domain_prefix="inf-e2e-small-",
+)
+PROMETHEUS = REPO / "hack" / "prometheus.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    cluster: Cluster
+    prometheus_url: str
+    sim_port: int
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster(operator: OperatorProcess) -> Cluster:
+    cluster = operator.cluster
+    create_nodes(SHAPE, kubeconfig=cluster.kubeconfig)
+    create_nodes(SMALL, kubeconfig=cluster.kubeconfig)
+
+    def ready() -> int:
+        out = cluster.kubectl("get", "nodes", "--no-headers").stdout
+        return sum(
+            1 for line in out.splitlines() if line.startswith("inf-e2e") and " Ready " in line
+        )
+
+    wait_until(lambda: ready() == SHAPE.node_count + SMALL.node_count, 60, "the test nodes")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def stack(gpu_cluster: Cluster) -> Iterator[Stack]:
+    """A real Prometheus scraping the simulator's port (the simulator starts per test)."""
+    workdir = RUN_DIR / "inference-e2e"
+    workdir.mkdir(parents=True, exist_ok=True)
+    sim_port, prom_port = free_port(), free_port()
+    proc = subprocess.run(
+        [
+            "bash",
+            str(PROMETHEUS),
+            "start",
+            str(workdir / "prometheus"),
+            str(prom_port),
+            f"127.0.0.1:{sim_port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            "a real Prometheus is required for the autoscaling e2e tests and could not be "
+            f"installed or started by hack/prometheus.sh:\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    yield Stack(gpu_cluster, f"http://127.0.0.1:{prom_port}", sim_port, workdir)
+    subprocess.run(["bash", str(PROMETHEUS), "stop", str(workdir / "prometheus")], check=False)
+
+
+class Traffic:
+    """The simulator as a subprocess, on a trace that starts at a known wall time."""
+
+    def __init__(self, stack: Stack, namespace: str, name: str, levels: list[list[float]]) -> None:
+        self.start_at = time.time() + 2.0
+        self.out = stack.workdir / f"{namespace}-{name}.json"
+        config = {
+            "start_at": self.start_at,
+            "tick_s": 0.25,
+            "services": [
+                {
+                    "namespace": namespace,
+                    "name": name,
+                    "service_time_s": 1.0,
+                    "slots": 4,
+                    "latency_target_s": 2.0,
+                    "trace": {"kind": "steps", "levels": levels},
+                }
+            ],
+        }
+        path = stack.workdir / f"{namespace}-{name}-sim.json"
+        path.write_text(json.dumps(config))
+        self.log = (stack.workdir / f"{namespace}-{name}-sim.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "egpu.sim.traffic",
+                "--config",
+                str(path),
+                "--out",
+                str(self.out),
+                "--port",
+                str(stack.sim_port),
+                "--kubeconfig",
+                stack.cluster.kubeconfig,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def at(self, t: float) -> float:
+        """Wall time of trace second t."""
+        return self.start_at + t
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it (it writes its results on SIGTERM) and read the results."""
+        self.close()
+        return dict(json.loads(self.out.read_text())["services"][0])
+
+
+def service(
+    name: str,
+    stack: Stack,
+    namespace: str,
+    *,
+    min_replicas: int,
+    behavior: dict[str, Any],
+    warm: int = 0,
+) -> str:
+    selector = f'namespace="{namespace}",service="{name}"'
+    return json.dumps(
+        {
+            "apiVersion": "egpu.io/v1alpha1",
+            "kind": "GPUInferenceService",
+            "metadata": {"name": name},
+            "spec": {
+                "gpusPerPod": 1,
+                "gpuModel": MODEL,
+                "minReplicas": min_replicas,
+                "maxReplicas": 12,
+                "scaling": {
+                    "metric": "Concurrency",
+                    "target": 3,
+                    "source": {
+                        "prometheus": {
+                            "url": stack.prometheus_url,
+                            "query": f"sum(egpu_inflight_requests{{{selector}}})",
+                            "queuedQuery": f"sum(egpu_router_queue_length{{{selector}}})",
+                        }
+                    },
+                },
+                "behavior": behavior,
+                "warmPool": {"size": warm},
+                "template": {
+                    "metadata": {"annotations": {"egpu.io/sim-ready-after": "2s"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": "registry.local/egpu/sim:latest",
+                                "ports": [{"containerPort": 8080}],
+                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+    )
+
+
+def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "gpuinferenceservice", name, "-n", namespace, "-o", "json").stdout
+    return dict(json.loads(out).get("status") or {})
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def serving_pods(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        f"egpu.io/inference-service={name},egpu.io/role=serving",
+        "-o",
+        "json",
+    ).stdout
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def record(
+    cluster: Cluster, namespace: str, name: str, until: float
+) -> list[tuple[float, dict[str, Any]]]:
+    """The status, sampled until wall time `until`."""
+    seen = []
+    while time.time() < until:
+        seen.append((time.time(), status(cluster, namespace, name)))
+        time.sleep(0.2)
+    return seen
+
+
+PANIC_WINDOW_S = 2.0
+STABILIZATION_S = 6.0
+# Between the load and a decision: one Prometheus scrape (1s), one operator scrape
+# (0.5s), the status write and this test's poll.
+PIPELINE_SLACK_S = 2.5
+
+
+def test_flash_crowd_scales_up_in_the_panic_window_and_down_after_stabilisation(
+    stack: Stack, namespace: str
+) -> None:
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "8s",
+        "panicWindow": f"{PANIC_WINDOW_S:g}s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": f"{STABILIZATION_S:g}s"},
+    }
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=service("chat", stack, namespace, min_replicas=1, behavior=behavior),
+    )
+    # x20 at t=16 (2 -> 40 requests/s: 40 in flight need 14 replicas at 3 each), back at t=32.
+    traffic = Traffic(stack, namespace, "chat", [[0, 2], [16, 40], [32, 2], [56, 2]])
+    try:
+        wait_until(
+            lambda: status(cluster, namespace, "chat").get("readyReplicas") == 1,
+            traffic.at(14) - time.time(),
+            "one ready replica at base load",
+        )
+        before = record(cluster, namespace, "chat", traffic.at(15.5))
+        # Base load needs one replica (two while the start-up ramp is still remembered).
+        base = before[-1][1]["desiredReplicas"]
+        assert base <= 2, before[-1][1].get("lastDecision")
+        seen = record(cluster, namespace, "chat", traffic.at(54))
+        result = traffic.stop()
+    finally:
+        traffic.close()
+
+    jump, drop = traffic.at(16), traffic.at(32)
+    first_up = next(t for t, st in seen if t >= jump and st.get("desiredReplicas", 0) > base)
+    panic = [
+        st["lastDecision"] for _, st in seen if st.get("lastDecision", {}).get("reason") == "Panic"
+    ]
+    assert panic, "no Panic decision on a x20 flash crowd"
+    assert first_up - jump <= PANIC_WINDOW_S + PIPELINE_SLACK_S, (
+        f"scaled up {first_up - jump:.1f}s after the jump"
+    )
+    peak = max(st.get("desiredReplicas", 0) for t, st in seen if t < drop)
+    assert peak >= 10, f"peak {peak}: 40 requests/s need 10 replicas of 4"
+    # Back down: not before the stabilisation window after the load fell, then to base.
+    falls = [
+        t
+        for (t0, a), (t, b) in itertools.pairwise(seen)
+        if t0 >= drop and b.get("desiredReplicas", 0) < a.get("desiredReplicas", 0)
+    ]
+    assert falls, "never scaled down after the crowd left"
+    assert falls[0] - drop >= STABILIZATION_S - 0.5, f"scaled down {falls[0] - drop:.1f}s after"
+    assert seen[-1][1]["desiredReplicas"] <= 2, seen[-1][1].get("lastDecision")
+    # The simulator saw the capacity arrive: ready replicas carried the crowd within seconds.
+    (lag,) = result["capacity_lag_s"]
+    assert lag is not None and lag < 15, result["capacity_lag_s"]
+    events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"PanicScaledUp", "ScaledDown"} <= reasons, reasons
+
+
+def test_scale_to_zero_after_idle_and_wake_on_the_first_request(
+    stack: Stack, namespace: str
+) -> None:
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "4s",
+        "panicWindow": "1s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": "3s"},
+        "scaleToZeroAfter": "5s",
+    }
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=service("idle", stack, namespace, min_replicas=0, behavior=behavior),
+    )
+    # Load, silence from t=8, a single trickle from t=28.
+    traffic = Traffic(stack, namespace, "idle", [[0, 2], [8, 0], [28, 1], [40, 1]])
+    try:
+        wait_until(
+            lambda: status(cluster, namespace, "idle").get("readyReplicas", 0) >= 1,
+            traffic.at(8) - time.time(),
+            "a replica while there is load",
+        )
+        wait_until(
+            lambda: (
+                status(cluster, namespace, "idle").get("desiredReplicas") == 0
+                and not serving_pods(cluster, namespace, "idle")
+            ),
+            traffic.at(26) - time.time(),
+            "scale to zero after the idle period",
+        )
+        zero_at = time.time()
+        assert zero_at >= traffic.at(8) + 5, "scaled to zero before the idle period"
+        st = status(cluster, namespace, "idle")
+        assert st["lastDecision"]["reason"] in ("ScaleToZero", "Hold"), st["lastDecision"]
+        wait_until(lambda: time.time() >= traffic.at(28), 30, "the first request")
+        wait_until(
+            lambda: status(cluster, namespace, "idle").get("readyReplicas", 0) >= 1,
+            15,
+            "a replica woken by the first request",
+        )
+        woke_in = time.time() - traffic.at(28)
+        time.sleep(max(0.0, traffic.at(36) - time.time()))
+        result = traffic.stop()
+    finally:
+        traffic.close()
+    assert woke_in < 10, f"woke {woke_in:.1f}s after the first request"
+    # The requests held at the router while at zero were served once the replica came.
+    assert result["timeline"][-1]["queue"] == 0, result["timeline"][-4:]
+    events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"ScaledToZero", "Woke"} <= reasons, reasons
+
+
+def manual_service(name: str) -> str:
+    """A service sized through the scale subresource (its metric is never read)."""
+    return json.dumps(
+        {
+            "apiVersion": "egpu.io/v1alpha1",
+            "kind": "GPUInferenceService",
+            "metadata": {"name": name},
+            "spec": {
+                "gpusPerPod": 1,
+                "gpuModel": SMALL_MODEL,
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "replicas": 1,
+                "scaling": {
+                    "metric": "Concurrency",
+                    "target": 3,
+                    "source": {"podMetrics": {"port": 8080}},
+                },
+                "template": {
+                    "metadata": {"annotations": {"egpu.io/sim-ready-after": "1s"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": "registry.local/egpu/sim:1",
+                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+    )
+
+
+def test_scale_subresource_capacity_limit_and_rolling_update(stack: Stack, namespace: str) -> None:
+    cluster = stack.cluster
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manual_service("fixed"))
+    wait_until(
+        lambda: status(cluster, namespace, "fixed").get("readyReplicas") == 1, 30, "one replica"
+    )
+    # Two GPUs, three replicas wanted: the status says so instead of hanging.
+    cluster.kubectl("scale", "-n", namespace, "gpuinferenceservice/fixed", "--replicas=3")
+
+    def limited() -> bool:
+        st = status(cluster, namespace, "fixed")
+        return condition(st, "CapacityLimited").get("status") == "True"
+
+    wait_until(limited, 30, "CapacityLimited=True with three pods wanted on two GPUs")
+    st = status(cluster, namespace, "fixed")
+    assert (st["desiredReplicas"], st["replicas"]) == (3, 3)
+    assert "waiting for a GPU" in condition(st, "CapacityLimited")["message"]
+    assert condition(st, "ScalingActive")["reason"] == "ReplicasSetExternally"
+    wait_until(lambda: status(cluster, namespace, "fixed").get("readyReplicas") == 2, 30, "2 ready")
+
+    cluster.kubectl("scale", "-n", namespace, "gpuinferenceservice/fixed", "--replicas=1")
+    wait_until(lambda: not limited(), 30, "CapacityLimited=False after scaling down")
+    wait_until(lambda: len(serving_pods(cluster, namespace, "fixed")) == 1, 30, "one pod left")
+    (old,) = serving_pods(cluster, namespace, "fixed")
+
+    # A template change rolls out without the ready count ever dropping below one.
+    cluster.kubectl(
+        "patch",
+        "-n",
+        namespace,
+        "gpuinferenceservice/fixed",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"template": {"metadata": {"labels": {"release": "2"}}}}}),
+    )
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        pods = serving_pods(cluster, namespace, "fixed")
+        ready = [
+            p
+            for p in pods
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        ]
+        assert ready, "no ready serving pod during the rollout"
+        if [p["metadata"]["labels"].get("release") for p in ready] == ["2"] and len(pods) == 1:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the rollout did not finish")
+    (new,) = serving_pods(cluster, namespace, "fixed")
+    assert new["metadata"]["name"] != old["metadata"]["name"]
+    svc = json.loads(
+        cluster.kubectl("get", "service", "fixed", "-n", namespace, "-o", "json").stdout
+    )
+    assert svc["spec"]["selector"] == {
+        "egpu.io/inference-service": "fixed",
+        "egpu.io/role": "serving",
+    }
