@@ -96,18 +96,17 @@ class StubReader:
         return self.reading
 
 
-class FakeLedger:
+class FakeBinder:
+    """The binder's public questions, answered from a fixed free-GPU histogram."""
+
     def __init__(self, free_histogram: tuple[int, ...]) -> None:
         self.free_histogram = free_histogram
 
-    def domain_stats(self, path: Any, model: Any) -> Any:
-        return self
+    def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
+        return sum(count * (free // gpus_per_pod) for free, count in enumerate(self.free_histogram))
 
-
-class FakeBinder:
-    def __init__(self, free_histogram: tuple[int, ...]) -> None:
-        self.sync = type("Sync", (), {"ledger": FakeLedger(free_histogram)})()
-        self._explained: dict[str, str] = {}
+    def explanation(self, gang_id: str) -> str | None:
+        return None
 
 
 def service(**spec: Any) -> dict[str, Any]:
@@ -287,7 +286,7 @@ def test_no_free_gpu_is_reported_in_the_status_not_hung_on() -> None:
     ctl, client = make(service(), Reading(value=4.0), free_histogram=(3, 1))
     scale(ctl)
     ready_all(client)
-    ctl.runtime.binder.sync.ledger.free_histogram = (4,)  # type: ignore[attr-defined]
+    ctl.runtime.binder.free_histogram = (4,)  # type: ignore[attr-defined]
     ctl._reader = lambda spec, scaler: StubReader(Reading(value=40.0))  # type: ignore[method-assign]
     scale(ctl)
     status = client.statuses()[-1]

@@ -49,6 +49,7 @@ from egpu.api.inference import (
     ScalerStatus,
 )
 from egpu.controllers.binder import BINDER_KEY, Binder
+from egpu.controllers.common import EventOnce, is_ready, now_text
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
 from egpu.engines.autoscaling import (
@@ -124,10 +125,6 @@ REASONS = {
 }
 
 
-def now_text() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def quantity_text(value: float) -> str:
     text = f"{max(0.0, value):.3f}".rstrip("0").rstrip(".")
     return text or "0"
@@ -140,13 +137,6 @@ def parse_time(text: str | None) -> float | None:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def is_ready(pod: JSON) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
 
 
 def serving_pod_of(pod: JSON) -> ServingPod:
@@ -261,7 +251,7 @@ class InferenceController:
         self.dirty: set[str] = set()
         self.bodies: dict[str, JSON] = {}
         self.scalers: dict[str, ServiceScaler] = {}
-        self._last_event: dict[str, tuple[str, str]] = {}
+        self.events = EventOnce(runtime.client)
         self._session: aiohttp.ClientSession | None = None
         runtime.pods.add_listener(self._on_pod)
 
@@ -832,12 +822,7 @@ class InferenceController:
         self.bodies[f"{meta['namespace']}/{meta['name']}"] = {**body, "status": status}
 
     async def _event(self, body: JSON, kind: str, reason: str, message: str) -> None:
-        """One Event per distinct (reason, message), not one per reconcile."""
-        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}/{reason}"
-        if self._last_event.get(key) == (reason, message):
-            return
-        self._last_event[key] = (reason, message)
-        await post_event(self.runtime.client, body, kind, reason, message)
+        await self.events.post(body, kind, reason, message)
 
 
 def _expectation(name: str, event: str, pod: JSON) -> str:

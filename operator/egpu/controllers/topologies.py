@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import kopf
@@ -10,6 +9,7 @@ from pydantic import ValidationError
 
 from egpu import GROUP, VERSION
 from egpu.api.topology import GPUTopologySpec
+from egpu.controllers.common import now_text
 from egpu.controllers.runtime import runtime_of
 from egpu.domain.conditions import same_status, set_condition
 
@@ -35,7 +35,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             return
         runtime.topologies[name] = dict(body)
         old_status = dict(body.get("status") or {})
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_text()
         generation = body["metadata"].get("generation")
         conditions = list(old_status.get("conditions") or [])
         try:

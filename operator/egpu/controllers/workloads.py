@@ -7,7 +7,6 @@ reconciles every workload whose objects changed (or all of them, now and then).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import kopf
 from pydantic import ValidationError
 
 from egpu import API_VERSION, GROUP, VERSION
-from egpu.actuators.events import patch_status, post_event
+from egpu.actuators.events import patch_status
 from egpu.actuators.manifests import (
     DOMAIN_ANNOTATION,
     GPU_IDS_ANNOTATION,
@@ -28,6 +27,7 @@ from egpu.actuators.manifests import (
 from egpu.actuators.pods import create_pod, delete_pod
 from egpu.api.base import validation_message
 from egpu.api.workload import GPUWorkloadSpec
+from egpu.controllers.common import EventOnce, is_ready, now_text
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
 from egpu.engines.members import Member, count_members, plan_members, workload_phase
@@ -53,7 +53,7 @@ class WorkloadController:
         self.trigger = Trigger()
         self.dirty: set[str] = set()
         self.verdicts: dict[str, GangVerdict] = {}
-        self._last_event: dict[str, tuple[str, str]] = {}
+        self.events = EventOnce(runtime.client)
         self.by_workload: dict[str, dict[str, JSON]] = {}
         for pod in runtime.pods.store.values():  # the cache is synced before we start
             self._index(pod, present=True)
@@ -140,7 +140,7 @@ class WorkloadController:
         namespace, name = meta["namespace"], meta["name"]
         key = f"{namespace}/{name}"
         generation = meta.get("generation")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_text()
         status: JSON = dict(body.get("status") or {})
         conditions = list(status.get("conditions") or [])
 
@@ -301,12 +301,7 @@ class WorkloadController:
         )
 
     async def _event(self, body: JSON, kind: str, reason: str, message: str) -> None:
-        """One Event per distinct (reason, message), not one per reconcile."""
-        key = f"{body['metadata']['namespace']}/{body['metadata']['name']}/{reason}"
-        if self._last_event.get(key) == (reason, message):
-            return
-        self._last_event[key] = (reason, message)
-        await post_event(self.runtime.client, body, kind, reason, message)
+        await self.events.post(body, kind, reason, message)
 
 
 def member_of(pod: JSON) -> Member:
@@ -317,10 +312,7 @@ def member_of(pod: JSON) -> Member:
         domain = json.loads(annotations.get(DOMAIN_ANNOTATION) or "{}")
     except json.JSONDecodeError:
         domain = {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+    ready = is_ready(pod)
     return Member(
         name=meta["name"],
         rank=int(meta["labels"][RANK_LABEL]),
