@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from egpu.engines.members import Member, count_members, plan_members, workload_phase
+from egpu.engines.members import (
+    Member,
+    count_members,
+    gang_timed_out,
+    plan_members,
+    workload_phase,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +55,10 @@ def test_failed_members_are_not_replaced_here() -> None:
 )
 def test_phase(members: list[Member], unschedulable: bool, phase: str) -> None:
     assert workload_phase(2, count_members(members), unschedulable) == phase
+
+
+def test_gang_timeout_counts_from_the_oldest_waiting_member() -> None:
+    assert not gang_timed_out(None, 600, 10_000)  # nothing waits
+    assert not gang_timed_out(9_500, 600, 10_000)
+    assert gang_timed_out(9_300, 600, 10_000)
+    assert not gang_timed_out(0, 0, 10_000)  # no timeout set

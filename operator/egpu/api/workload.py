@@ -71,8 +71,9 @@ class GangPolicy(ApiModel):
     )
     timeout: Duration = Field(
         "5m",
-        description="How long a gang may wait for room before the workload is marked "
-        "Failed with reason GangTimeout (e.g. 30s, 5m).",
+        description="How long a gang may wait for room before its Scheduled condition "
+        "says GangTimeout (with a Warning Event); it stays queued and binds when room "
+        "appears (e.g. 30s, 5m).",
     )
 
 

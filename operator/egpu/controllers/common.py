@@ -13,6 +13,16 @@ def now_text() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str | None) -> float | None:
+    """A Kubernetes timestamp as seconds since the epoch; None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def is_ready(pod: JSON) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"

@@ -49,9 +49,10 @@ from egpu.api.inference import (
     ScalerStatus,
 )
 from egpu.controllers.binder import BINDER_KEY, Binder
-from egpu.controllers.common import EventOnce, is_ready, now_text
+from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
+from egpu.domain.duration import parse_duration
 from egpu.engines.autoscaling import (
     Decision,
     MetricKind,
@@ -68,7 +69,6 @@ from egpu.engines.inference.policy import (
     memory_changed_materially,
     memory_from_status,
     memory_to_status,
-    parse_duration,
     scaling_policy,
 )
 from egpu.engines.inference.rollout import (
@@ -128,15 +128,6 @@ REASONS = {
 def quantity_text(value: float) -> str:
     text = f"{max(0.0, value):.3f}".rstrip("0").rstrip(".")
     return text or "0"
-
-
-def parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def serving_pod_of(pod: JSON) -> ServingPod:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,17 @@ from egpu.actuators.manifests import (
 from egpu.actuators.pods import create_pod, delete_pod
 from egpu.api.base import validation_message
 from egpu.api.workload import GPUWorkloadSpec
-from egpu.controllers.common import EventOnce, is_ready, now_text
+from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
-from egpu.engines.members import Member, count_members, plan_members, workload_phase
+from egpu.domain.duration import parse_duration
+from egpu.engines.members import (
+    Member,
+    count_members,
+    gang_timed_out,
+    plan_members,
+    workload_phase,
+)
 from egpu.kube.client import JSON, ApiError, gather_limited
 from egpu.observability.metrics import INVALID_OBJECTS, RECONCILE_SECONDS, RECONCILE_TOTAL
 
@@ -210,6 +218,15 @@ class WorkloadController:
         counts = count_members(members)
         verdict = self.verdicts.get(key)
         unschedulable = verdict is not None and not verdict.scheduled
+        if verdict is not None and unschedulable:
+            waited = waiting_since([p for _, p in pairs])
+            timeout = parse_duration(spec.gang.timeout)
+            if gang_timed_out(waited, timeout, time.time()):
+                verdict = GangVerdict(
+                    scheduled=False,
+                    reason="GangTimeout",
+                    message=f"not placed within {spec.gang.timeout}: {verdict.message}",
+                )
         if verdict is not None:
             conditions = set_condition(
                 conditions,
@@ -302,6 +319,17 @@ class WorkloadController:
 
     async def _event(self, body: JSON, kind: str, reason: str, message: str) -> None:
         await self.events.post(body, kind, reason, message)
+
+
+def waiting_since(pods: list[JSON]) -> float | None:
+    """Creation time of the oldest member still waiting for a node."""
+    times = [
+        t
+        for p in pods
+        if not (p.get("spec") or {}).get("nodeName")
+        and (t := parse_time(p["metadata"].get("creationTimestamp"))) is not None
+    ]
+    return min(times) if times else None
 
 
 def member_of(pod: JSON) -> Member:

@@ -71,3 +71,8 @@ def workload_phase(replicas: int, counts: MemberCounts, unschedulable: bool) -> 
     if counts.bound < replicas:
         return "Placing" if not unschedulable else "Degraded"
     return "Placing"
+
+
+def gang_timed_out(waiting_since: float | None, timeout_s: float, now: float) -> bool:
+    """A gang still unplaced `timeout_s` after its oldest waiting member appeared."""
+    return waiting_since is not None and timeout_s > 0 and now - waiting_since > timeout_s
