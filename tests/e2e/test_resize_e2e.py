@@ -30,7 +30,16 @@ SHAPE = ClusterShape(
 USAGE = "egpu.io/sim-usage"
 
 
-def workload(name: str, memory: str, usage: str, annotations: dict[str, str] | None = None) -> str:
+def workload(
+    name: str,
+    memory: str,
+    usage: str,
+    annotations: dict[str, str] | None = None,
+    *,
+    gpus: int = 8,  # a node to itself: its room is the test's to control
+    model: str = MODEL,
+    **resize: Any,
+) -> str:
     return json.dumps(
         {
             "apiVersion": "egpu.io/v1alpha1",
@@ -38,13 +47,14 @@ def workload(name: str, memory: str, usage: str, annotations: dict[str, str] | N
             "metadata": {"name": name},
             "spec": {
                 "replicas": 1,
-                "gpusPerPod": 8,  # a node to itself: its room is the test's to control
-                "gpuModel": MODEL,
+                "gpusPerPod": gpus,
+                "gpuModel": model,
                 "gang": {"policy": "None"},
                 "resize": {
                     "mode": "Auto",
                     "cpu": {"min": "500m", "max": "4", "step": "500m"},
                     "memory": {"min": "1Gi", "max": "32Gi", "step": "1Gi"},
+                    **resize,
                 },
                 "template": {
                     "metadata": {
@@ -201,3 +211,134 @@ def test_growth_the_node_cannot_fit_waits_with_a_clear_event(
     assert "node lacks room" in message and "waiting for room" in message
     pod = member(cluster, namespace, "big")
     assert pod is not None and spec_memory(pod) == "12Gi", "nothing applied"
+
+
+MOVE_MODEL = "NVIDIA-A10"  # the move test's own nodes
+MOVE_SHAPE = ClusterShape(
+    blocks=1,
+    leaves_per_block=2,
+    nodes_per_leaf=2,
+    gpus_per_node=8,
+    gpu_models=(MOVE_MODEL,),
+    cpu_per_node="16",
+    memory_per_node="16Gi",
+    name_prefix="mve2e",
+    domain_prefix="mve2e-",
+)
+TOPOLOGY = """
+apiVersion: egpu.io/v1alpha1
+kind: GPUTopology
+metadata: {name: default}
+spec:
+  levels:
+  - {nodeLabel: egpu.io/block}
+  - {nodeLabel: egpu.io/leaf}
+  - {nodeLabel: kubernetes.io/hostname}
+"""
+
+
+@pytest.fixture(scope="module")
+def move_cluster(crds: Cluster) -> Cluster:
+    create_nodes(MOVE_SHAPE, kubeconfig=crds.kubeconfig)
+    crds.kubectl("apply", "-f", "-", input=TOPOLOGY)
+
+    def ready() -> int:
+        out = crds.kubectl("get", "nodes", "-l", "egpu.io/block=mve2e-b0", "--no-headers").stdout
+        return sum(1 for line in out.splitlines() if " Ready " in line)
+
+    wait_until(lambda: ready() == MOVE_SHAPE.node_count, 60, "the move test nodes to be Ready")
+    return crds
+
+
+def foreign_pod(name: str, node: str, memory: str, gpus: int = 0) -> str:
+    """A pod of another scheduler, put straight onto a node: capacity the operator respects."""
+    resources: dict[str, Any] = {"requests": {"cpu": "100m", "memory": memory}}
+    if gpus:
+        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node,
+                "containers": [
+                    {"name": "c", "image": "registry.local/other:latest", "resources": resources}
+                ],
+            },
+        }
+    )
+
+
+def node_labels(cluster: Cluster, node: str) -> dict[str, str]:
+    out = cluster.kubectl("get", "node", node, "-o", "json").stdout
+    return dict(json.loads(out)["metadata"]["labels"])
+
+
+def test_growth_the_node_cannot_fit_moves_the_pod_within_its_leaf(
+    move_cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster = move_cluster
+    spec = workload(
+        "mover", "8Gi", "6Gi", gpus=4, model=MOVE_MODEL, onInfeasible="Move", headroom={}
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=spec)
+    wait_until(lambda: running(member(cluster, namespace, "mover")), 60, "the member to run")
+    first = member(cluster, namespace, "mover")
+    assert first is not None
+    node = first["spec"]["nodeName"]
+    leaf = node_labels(cluster, node)["egpu.io/leaf"]
+    nodes = json.loads(
+        cluster.kubectl("get", "nodes", "-l", "egpu.io/block=mve2e-b0", "-o", "json").stdout
+    )["items"]
+    same_leaf = [
+        n["metadata"]["name"] for n in nodes if n["metadata"]["labels"]["egpu.io/leaf"] == leaf
+    ]
+    other_leaf = [
+        n["metadata"]["name"] for n in nodes if n["metadata"]["labels"]["egpu.io/leaf"] != leaf
+    ]
+    # Its node keeps 1Gi free; a node of the other leaf has exactly the pod's 4 GPUs
+    # free, so plain best fit would go there: only the domain rule keeps the pod home.
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=foreign_pod("filler", node, "7Gi"))
+    bait = foreign_pod("bait", other_leaf[0], "1Gi", gpus=4)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=bait)
+
+    def both_running() -> bool:
+        out = cluster.kubectl("get", "pods", "filler", "bait", "-n", namespace, "--no-headers")
+        return out.stdout.split().count("Running") == 2
+
+    wait_until(both_running, 30, "the other scheduler's pods to run")
+
+    set_usage(cluster, namespace, "mover-0", "10Gi")  # wants 13Gi; 1Gi free in place
+
+    def moved() -> dict[str, Any] | None:
+        pod = member(cluster, namespace, "mover")
+        if pod is None or pod["metadata"]["uid"] == first["metadata"]["uid"]:
+            return None
+        return pod if running(pod) else None
+
+    wait_until(lambda: moved() is not None, 60, "the member to be recreated and run elsewhere")
+    again = moved()
+    assert again is not None
+    assert again["spec"]["nodeName"] in same_leaf and again["spec"]["nodeName"] != node
+    assert spec_memory(again) == "13Gi"
+    requests = again["spec"]["containers"][0]["resources"]["requests"]
+    assert requests["nvidia.com/gpu"] == "4" and requests["cpu"] == "1"
+    assert json.loads(again["metadata"]["annotations"]["egpu.io/within"]) == ["mve2e-b0", leaf]
+
+    selector = "involvedObject.name=mover,reason=ResizeMove"
+    out = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json"
+    )
+    events = json.loads(out.stdout)["items"]
+    assert events, "a ResizeMove Event on the workload"
+    message = events[0]["message"]
+    assert f"pod mover-0 cannot grow in place on node {node}" in message
+    assert f"on node {again['spec']['nodeName']} in egpu.io/leaf={leaf}" in message
+    assert "the pod restarts" in message
+    body = json.loads(
+        cluster.kubectl("get", "gpuworkload", "mover", "-n", namespace, "-o", "json").stdout
+    )
+    record = json.loads(body["metadata"]["annotations"]["egpu.io/moved-members"])["0"]
+    assert record["containers"]["main"]["requests"]["memory"] == "13Gi"
+    assert "egpu_resize_moves_total 1.0" in operator.metrics()

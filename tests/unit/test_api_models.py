@@ -65,7 +65,7 @@ def test_workload_defaults() -> None:
     assert wire["replicas"] == 1
     assert wire["gpusPerPod"] == 1
     assert wire["gang"] == {"policy": "AllOrNothing", "timeout": "5m"}
-    assert wire["resize"] == {"mode": "Off"}
+    assert wire["resize"] == {"mode": "Off", "onInfeasible": "Wait"}
     assert wire["repair"] == {"policy": "ReplaceMember", "maxRestarts": 3}
     assert "topology" not in wire and "minReplicas" not in wire
 

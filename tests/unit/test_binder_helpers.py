@@ -79,3 +79,47 @@ def test_shape_key_ignores_the_gang_name_only() -> None:
     a = gang_request(Gang("ns/a", "ns", 1, 1, pending=[pod("a-0", 0)]), [pod("a-0", 0)], LEVELS)
     b = gang_request(Gang("ns/b", "ns", 1, 1, pending=[pod("b-0", 0)]), [pod("b-0", 0)], LEVELS)
     assert a.gang_id != b.gang_id and shape_key(a) == shape_key(b)
+
+
+def with_annotations(p: dict[str, Any], **extra: str) -> dict[str, Any]:
+    p["metadata"]["annotations"].update(extra)
+    return p
+
+
+def test_resize_headroom_is_asked_for_and_keys_the_shape() -> None:
+    roomy = with_annotations(
+        pod("g-0", 0, required=None),
+        **{"egpu.io/resize-headroom": json.dumps({"cpu": "500m", "memory": "2Gi"})},
+    )
+    gang = Gang("ns/g", "ns", 1, 1, pending=[roomy])
+    request = gang_request(gang, gang.pending, LEVELS)
+    assert (request.cpu_headroom_millis, request.memory_headroom_bytes) == (500, 2 * 2**30)
+    plain = Gang("ns/h", "ns", 1, 1, pending=[pod("h-0", 0, required=None)])
+    assert shape_key(request) != shape_key(gang_request(plain, plain.pending, LEVELS))
+
+
+def test_unreadable_headroom_is_a_clear_error() -> None:
+    bad = with_annotations(pod("g-0", 0), **{"egpu.io/resize-headroom": "lots"})
+    gang = Gang("ns/g", "ns", 1, 1, pending=[bad])
+    with pytest.raises(ValueError, match=r"egpu\.io/resize-headroom"):
+        gang_request(gang, gang.pending, LEVELS)
+
+
+def test_a_moved_member_stays_in_its_recorded_domain() -> None:
+    moved = with_annotations(
+        pod("g-0", 0, required=None), **{"egpu.io/within": json.dumps(["b1", "b1-l2"])}
+    )
+    gang = Gang("ns/g", "ns", 1, 1, pending=[moved])
+    assert gang_request(gang, gang.pending, LEVELS).within == ("b1", "b1-l2")
+    # With a required level the bound members' domain rules; a record that agrees
+    # with it may only narrow it.
+    where = {"egpu.io/block": "b1", "egpu.io/leaf": "b1-l2"}
+    inside = Gang(
+        "ns/k",
+        "ns",
+        2,
+        2,
+        pending=[with_annotations(pod("k-1", 1), **{"egpu.io/within": json.dumps(["b9"])})],
+        bound=[pod("k-0", 0, "n", where)],
+    )
+    assert gang_request(inside, inside.pending, LEVELS).within == ("b1", "b1-l2")

@@ -418,3 +418,24 @@ def test_within_keeps_the_rest_of_a_gang_in_its_members_domain() -> None:
     assert isinstance(too_many, Refused)
     gone = place(ledger, Request("g", 1, 8, within=("b9", "b9-l9")))
     assert isinstance(gone, Refused) and "no longer exists" in gone.message
+
+
+def test_headroom_is_asked_of_the_node_but_not_reserved() -> None:
+    # n0 has 10Gi of memory, n1 64Gi: a 4Gi pod with 8Gi of
+    # headroom fits only on n1, and the ledger then holds just its 4Gi.
+    nodes = [gpu_node("n0", mem=10 * GIB), gpu_node("n1", mem=64 * GIB)]
+    ledger = ledger_of(nodes)
+    plain = GangRequest("plain", 1, 4, memory_bytes_per_pod=4 * GIB)
+    roomy = GangRequest("roomy", 1, 4, memory_bytes_per_pod=4 * GIB, memory_headroom_bytes=8 * GIB)
+    assert placed(place_gang(ledger, plain)).assignments[0].node == "n0"  # best fit
+    result = placed(place_gang(ledger, roomy))
+    assert [(a.node, a.memory_bytes) for a in result.assignments] == [("n1", 4 * GIB)]
+    cpu_roomy = GangRequest("c", 1, 4, cpu_millis_per_pod=1000, cpu_headroom_millis=64_000)
+    refused = place_gang(ledger, cpu_roomy)
+    assert isinstance(refused, Unschedulable)
+    assert "resize headroom included" in refused.message
+
+
+def test_negative_headroom_is_refused() -> None:
+    with pytest.raises(ValueError, match="headroom must not be negative"):
+        GangRequest("g", 1, 1, memory_headroom_bytes=-1)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from egpu.controllers.resize import REVISIT_S, ResizeController, direction
 from egpu.controllers.runtime import Runtime
+from egpu.domain.placement import Placement, PodAssignment, Unschedulable, UnschedulableReason
 from egpu.engines.resize import GIB, PodResizeDecision, QoSClass, Reason, Verdict
 from egpu.observability.metrics import REGISTRY
 from egpu.sim.usage import usage_annotation
+from egpu.state.ledger_sync import PodDemand
 from egpu.state.usage import USAGE_ANNOTATION, AnnotationUsageReader
 
 pytestmark = pytest.mark.unit
@@ -249,3 +253,103 @@ def test_direction_follows_the_change_of_requests() -> None:
     assert direction(decision(0, GIB)) == "up"
     assert direction(decision(-500, 0)) == "down"
     assert direction(decision(500, -GIB)) == "mixed"
+
+
+class FakeBinder:
+    """Answers `where_to_move` as told, and remembers what it was asked."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, int, str | None]] = []
+        topology = SimpleNamespace(domain_levels=("egpu.io/block", "egpu.io/leaf"))
+        self.sync = SimpleNamespace(ledger=SimpleNamespace(topology=topology))
+
+    def where_to_move(
+        self, pod: dict[str, Any], demand: PodDemand, required: str | None
+    ) -> tuple[tuple[str, ...], Any]:
+        self.asked.append((pod["metadata"]["name"], demand.memory_bytes, required))
+        return ("b0", "l1"), self.answer
+
+
+class MovingClient(RecordingClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[tuple[str, Any]] = []
+
+    async def patch(self, path: str, body: Any, content_type: str = "") -> dict[str, Any]:
+        self.patches.append((path, body, content_type))
+        return {**workload(), "metadata": {**workload()["metadata"], "resourceVersion": "8"}}
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.deleted.append((path, kwargs.get("body")))
+        return {}
+
+
+def moving_controller(pod: dict[str, Any], answer: Any) -> tuple[ResizeController, MovingClient]:
+    client = MovingClient()
+    store = {f"ns/{pod['metadata']['name']}": pod}
+    runtime = Runtime(
+        client=client,  # type: ignore[arg-type]
+        nodes=FakeInformer({"n1": node(memory="2.5Gi")}),  # type: ignore[arg-type]
+        pods=FakeInformer(store),  # type: ignore[arg-type]
+    )
+    body = workload()
+    body["spec"]["resize"]["onInfeasible"] = "Move"
+    body["metadata"]["resourceVersion"] = "7"
+    runtime.workloads["ns/w"] = body
+    runtime.binder = FakeBinder(answer)  # type: ignore[attr-defined]
+    return ResizeController(runtime, AnnotationUsageReader(store)), client
+
+
+def test_move_records_the_new_size_then_deletes_the_pod() -> None:
+    answer = Placement("move:ns/w-0", (PodAssignment(0, "n2", (0,), {}),), "egpu.io/leaf", {}, 1)
+    ctl, client = moving_controller(member(), answer)
+    moves = metric("egpu_resize_moves_total")
+    run_pass(ctl, NOW)
+    ((path, body, _),) = client.patches  # no pods/resize patch: it would not fit
+    assert path == "/apis/egpu.io/v1alpha1/namespaces/ns/gpuworkloads/w"
+    assert body["metadata"]["resourceVersion"] == "7", "only onto the workload as it was read"
+    record = json.loads(body["metadata"]["annotations"]["egpu.io/moved-members"])["0"]
+    assert record == {
+        "within": ["b0", "l1"],
+        "containers": {"main": {"requests": {"cpu": "1", "memory": "3Gi"}, "limits": {}}},
+    }
+    assert ctl.runtime.workloads["ns/w"]["metadata"]["resourceVersion"] == "8"
+    ((deleted, precondition),) = client.deleted
+    assert deleted == "/api/v1/namespaces/ns/pods/w-0"
+    assert precondition["preconditions"] == {"uid": "uid-w-0"}
+    assert ctl.runtime.binder.asked == [("w-0", 3 * GIB, None)]  # type: ignore[attr-defined]
+    moved = events(client, "ResizeMove")
+    assert {e["involvedObject"]["kind"] for e in moved} == {"GPUWorkload", "Pod"}
+    assert "on node n2 in egpu.io/leaf=l1: the pod restarts" in moved[0]["message"]
+    assert events(client, "ResizeInfeasible") == []
+    assert metric("egpu_resize_moves_total") == moves + 1
+
+
+def test_move_without_room_in_the_domain_waits_and_says_so() -> None:
+    answer = Unschedulable("move:ns/w-0", UnschedulableReason.INSUFFICIENT_CAPACITY, "no room")
+    ctl, client = moving_controller(member(), answer)
+    run_pass(ctl, NOW)
+    run_pass(ctl, NOW + REVISIT_S)
+    assert client.patches == [] and client.deleted == []
+    waiting = events(client, "ResizeInfeasible")
+    assert len(waiting) == 2, "once on the workload, once on the pod"
+    assert "no other node in egpu.io/leaf=l1 has room for it (no room)" in waiting[0]["message"]
+    assert "waiting for room (resize policy: Move)" in waiting[0]["message"]
+
+
+def test_a_kubelet_infeasible_resize_moves_the_pod_at_its_specified_size() -> None:
+    pod = member(memory="3Gi", usage="2.3Gi")
+    pod["metadata"]["generation"] = 2
+    pod["status"]["observedGeneration"] = 2
+    pod["status"]["conditions"].append(
+        {"type": "PodResizePending", "status": "True", "reason": "Infeasible", "message": "full"}
+    )
+    answer = Placement("move:ns/w-0", (PodAssignment(0, "n2", (0,), {}),), "egpu.io/leaf", {}, 1)
+    ctl, client = moving_controller(pod, answer)
+    run_pass(ctl, NOW)
+    ((_, body, _),) = client.patches
+    record = json.loads(body["metadata"]["annotations"]["egpu.io/moved-members"])["0"]
+    assert record["containers"]["main"]["requests"]["memory"] == "3Gi"
+    assert len(client.deleted) == 1
+    assert "the kubelet says full" in events(client, "ResizeMove")[0]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
@@ -23,15 +24,103 @@ ASSIGNED_NODE_ANNOTATION = "egpu.io/assigned-node"
 GPU_IDS_ANNOTATION = "egpu.io/gpu-ids"
 DOMAIN_ANNOTATION = "egpu.io/domain"
 
+# Room the binder asks of a node beyond the pod's requests (resize mode Auto):
+# {"cpu": "500m", "memory": "1Gi"}.
+RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
+# The domain path (outermost level value first) a pod must be placed in: a member
+# moved to grow stays in its old domain.
+WITHIN_ANNOTATION = "egpu.io/within"
+# On the GPUWorkload: members moved to another node to grow (resize policy Move),
+# by rank: {"3": {"within": [...], "containers": {"main": {"requests": {...},
+# "limits": {...}}}}}. A recreated member of that rank gets these resources.
+MOVED_MEMBERS_ANNOTATION = "egpu.io/moved-members"
+
 GPU_RESOURCE = "nvidia.com/gpu"
+RESIZED_RESOURCES = ("cpu", "memory")
 
 
 def member_pod_name(workload: str, rank: int) -> str:
     return f"{workload}-{rank}"
 
 
+def resize_headroom(spec: dict[str, Any]) -> dict[str, str] | None:
+    """What the binder keeps free beyond the requests of an Auto-resized member:
+    `resize.headroom`, else one step of each resized resource; None when nothing."""
+    resize = spec.get("resize") or {}
+    if resize.get("mode") != "Auto":
+        return None
+    if "headroom" in resize:
+        chosen = {k: str(v) for k, v in (resize.get("headroom") or {}).items() if v is not None}
+    else:
+        chosen = {
+            kind: str((resize.get(kind) or {}).get("step") or default)
+            for kind, default in (("cpu", "500m"), ("memory", "1Gi"))
+            if resize.get(kind)
+        }
+    return chosen or None
+
+
+def moved_members(workload: dict[str, Any]) -> dict[str, Any]:
+    """The workload's record of moved members by rank; {} when absent or unreadable."""
+    raw = ((workload.get("metadata") or {}).get("annotations") or {}).get(MOVED_MEMBERS_ANNOTATION)
+    try:
+        found = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _apply_moved_size(containers: list[dict[str, Any]], moved: dict[str, Any]) -> None:
+    sizes = moved.get("containers")
+    if not isinstance(sizes, dict):
+        return
+    for container in containers:
+        size = sizes.get(container.get("name"))
+        if not isinstance(size, dict):
+            continue
+        resources = container.setdefault("resources", {})
+        for part in ("requests", "limits"):
+            values = size.get(part)
+            for kind in RESIZED_RESOURCES:
+                value = values.get(kind) if isinstance(values, dict) else None
+                if value is not None:
+                    resources.setdefault(part, {})[kind] = str(value)
+
+
+def moved_member_record(
+    pod: dict[str, Any], resized: list[dict[str, Any]] | None, within: tuple[str, ...]
+) -> dict[str, Any]:
+    """What the workload keeps of a member moved to grow: the domain it stays in, and the
+    cpu/memory of every container (the pod's own, then `resized`: resize patch
+    containers, `{"name", "resources": {"requests", "limits"}}`)."""
+    sizes: dict[str, dict[str, dict[str, str]]] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        sizes[container["name"]] = {
+            part: {
+                k: str(v) for k, v in (resources.get(part) or {}).items() if k in RESIZED_RESOURCES
+            }
+            for part in ("requests", "limits")
+        }
+    for change in resized or []:
+        size = sizes.setdefault(str(change["name"]), {"requests": {}, "limits": {}})
+        for part, values in (change.get("resources") or {}).items():
+            size.setdefault(part, {}).update({k: str(v) for k, v in values.items()})
+    return {"within": list(within), "containers": sizes}
+
+
+def with_moved_size(pod: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `pod` whose containers carry the record's cpu/memory."""
+    copied = copy.deepcopy(pod)
+    _apply_moved_size(copied.get("spec", {}).get("containers") or [], record)
+    return copied
+
+
 def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
-    """The pod of one gang member of a GPUWorkload (raw object, camelCase spec)."""
+    """The pod of one gang member of a GPUWorkload (raw object, camelCase spec).
+
+    A rank the resize loop moved to grow (`egpu.io/moved-members`) comes back at its
+    grown size, to be placed inside its old domain."""
     meta, spec = workload["metadata"], workload["spec"]
     name, namespace = meta["name"], meta["namespace"]
     template = copy.deepcopy(spec["template"])
@@ -64,8 +153,16 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
         annotations[REQUIRED_LEVEL_ANNOTATION] = topology["required"]
     if topology.get("preferred"):
         annotations[PREFERRED_LEVEL_ANNOTATION] = topology["preferred"]
+    headroom = resize_headroom(spec)
+    if headroom:
+        annotations[RESIZE_HEADROOM_ANNOTATION] = json.dumps(headroom, sort_keys=True)
+    moved = moved_members(workload).get(str(rank))
+    if isinstance(moved, dict) and moved.get("within"):
+        annotations[WITHIN_ANNOTATION] = json.dumps([str(v) for v in moved["within"]])
 
     containers = pod_spec["containers"]
+    if isinstance(moved, dict):
+        _apply_moved_size(containers, moved)
     for i, container in enumerate(containers):
         resources = container.setdefault("resources", {})
         limits = resources.setdefault("limits", {})

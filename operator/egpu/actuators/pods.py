@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from egpu import API_VERSION
 from egpu.actuators.manifests import (
     ASSIGNED_NODE_ANNOTATION,
     DOMAIN_ANNOTATION,
     GPU_IDS_ANNOTATION,
+    MOVED_MEMBERS_ANNOTATION,
+    moved_members,
 )
 from egpu.kube.client import JSON, ApiError, KubeClient, path_for
 
@@ -93,3 +96,23 @@ async def bind_pod(
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
     await client.create(path_for("v1", "pods", namespace, name, "binding"), body)
+
+
+async def record_moved_member(client: KubeClient, workload: JSON, rank: int, record: JSON) -> JSON:
+    """Write a moved member's new size and domain onto its GPUWorkload, from which the
+    workload controller recreates the rank. Only onto the workload as it was read
+    (resourceVersion): a concurrent change is a conflict (ApiError). Returns the
+    updated workload."""
+    meta = workload["metadata"]
+    moved = {**moved_members(workload), str(rank): record}
+    patch = {
+        "metadata": {
+            "resourceVersion": meta.get("resourceVersion"),
+            "annotations": {
+                MOVED_MEMBERS_ANNOTATION: json.dumps(moved, separators=(",", ":"), sort_keys=True)
+            },
+        }
+    }
+    return await client.patch(
+        path_for(API_VERSION, "gpuworkloads", meta["namespace"], meta["name"]), patch
+    )

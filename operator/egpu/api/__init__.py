@@ -41,6 +41,7 @@ from egpu.api.workload import (
     MemoryBounds,
     Placement,
     RepairPolicy,
+    ResizeHeadroom,
     ResizePolicy,
     TopologyConstraint,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "PodTemplate",
     "PrometheusSource",
     "RepairPolicy",
+    "ResizeHeadroom",
     "ResizePolicy",
     "Rule",
     "ScaleDecision",

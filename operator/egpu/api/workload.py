@@ -40,6 +40,7 @@ MAX_WORKLOAD_REPLICAS = 4096
 
 GangPolicyName = Literal["AllOrNothing", "None"]
 ResizeMode = Literal["Off", "Recommend", "Auto"]
+InfeasibleResizeAction = Literal["Wait", "Move"]
 RepairPolicyName = Literal["ReplaceMember", "RestartGang", "None"]
 WorkloadPhase = Literal[
     "Pending", "Placing", "Running", "Degraded", "Repairing", "Succeeded", "Failed"
@@ -187,6 +188,15 @@ class MemoryBounds(ApiModel):
     step: Quantity = Field("1Gi", description="Requests change in multiples of this.")
 
 
+class ResizeHeadroom(ApiModel):
+    """Room a node must have free beyond a pod's requests when the pod is placed."""
+
+    cpu: Quantity | None = Field(None, description="CPU beyond the requests, e.g. 500m or 2.")
+    memory: Quantity | None = Field(
+        None, description="Memory beyond the requests, e.g. 1Gi or 8Gi."
+    )
+
+
 class ResizePolicy(ApiModel):
     """In-place resize of the pods' CPU and memory requests (no restart)."""
 
@@ -195,6 +205,18 @@ class ResizePolicy(ApiModel):
             rule="self.mode == 'Off' || has(self.cpu) || has(self.memory)",
             message="Recommend and Auto need cpu or memory bounds",
             field_path=".mode",
+        ),
+        Rule(
+            rule="self.mode == 'Auto' || self.onInfeasible == 'Wait'",
+            message="onInfeasible: Move only applies to mode Auto",
+            field_path=".onInfeasible",
+            reason="FieldValueForbidden",
+        ),
+        Rule(
+            rule="self.mode == 'Auto' || !has(self.headroom)",
+            message="headroom only applies to mode Auto",
+            field_path=".headroom",
+            reason="FieldValueForbidden",
         ),
     )
 
@@ -206,6 +228,19 @@ class ResizePolicy(ApiModel):
     cpu: CpuBounds | None = Field(None, description="CPU bounds; unset: CPU is not resized.")
     memory: MemoryBounds | None = Field(
         None, description="Memory bounds; unset: memory is not resized."
+    )
+    on_infeasible: InfeasibleResizeAction = Field(
+        "Wait",
+        description="When the pod's node cannot fit a resize. Wait: keep the pod at its "
+        "size until room frees up. Move: recreate the pod at its new size on a node with "
+        "room in the same topology domain (the workload's required level, else the "
+        "lowest GPUTopology level): a restart, announced by a ResizeMove Event.",
+    )
+    headroom: ResizeHeadroom | None = Field(
+        None,
+        description="Mode Auto: free CPU/memory a node must have beyond a pod's requests "
+        "for the pod to be placed there, so likely growth fits in place (asked, not "
+        "reserved). Unset: one step of each resized resource; zeros: none.",
     )
 
 

@@ -29,13 +29,22 @@ from egpu.actuators.manifests import (
     GPU_MODEL_ANNOTATION,
     PREFERRED_LEVEL_ANNOTATION,
     REQUIRED_LEVEL_ANNOTATION,
+    RESIZE_HEADROOM_ANNOTATION,
+    WITHIN_ANNOTATION,
     WORKLOAD_LABEL,
 )
 from egpu.actuators.pods import bind_pod, clear_assignment, delete_pod, record_assignment
 from egpu.controllers.runtime import Runtime, Trigger
 from egpu.controllers.workloads import CONTROLLER_KEY, GangVerdict, WorkloadController
 from egpu.domain.gang import GangRequest
-from egpu.domain.placement import Placement, PodAssignment, Unschedulable, UnschedulableReason
+from egpu.domain.placement import (
+    Placement,
+    PlacementResult,
+    PodAssignment,
+    Unschedulable,
+    UnschedulableReason,
+)
+from egpu.domain.quantity import cpu_millis, memory_bytes
 from egpu.domain.topology import Topology
 from egpu.engines.placement import place_gang
 from egpu.kube.client import JSON, ApiError, gather_limited
@@ -48,6 +57,7 @@ from egpu.observability.metrics import (
 )
 from egpu.state.ledger_sync import (
     LedgerSync,
+    PodDemand,
     assignment_of,
     gang_id_of,
     is_ours,
@@ -108,13 +118,44 @@ def bound_domain(gang: Gang, levels: tuple[str, ...], required: str | None) -> t
     return ()
 
 
+def headroom_of(pod: JSON) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) the pod asks beyond its requests; ValueError when
+    the annotation cannot be read."""
+    raw = (pod["metadata"].get("annotations") or {}).get(RESIZE_HEADROOM_ANNOTATION)
+    if not raw:
+        return 0, 0
+    try:
+        headroom = json.loads(raw)
+        return cpu_millis(headroom.get("cpu", 0)), memory_bytes(headroom.get("memory", 0))
+    except (json.JSONDecodeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"annotation {RESIZE_HEADROOM_ANNOTATION}={raw!r} unreadable") from exc
+
+
+def within_of(pods: list[JSON]) -> tuple[str, ...]:
+    """The domain path a moved member must stay in (its `egpu.io/within`), if any."""
+    for pod in pods:
+        raw = (pod["metadata"].get("annotations") or {}).get(WITHIN_ANNOTATION)
+        try:
+            path = json.loads(raw) if raw else []
+        except json.JSONDecodeError:
+            continue
+        if isinstance(path, list) and path and all(isinstance(v, str) and v for v in path):
+            return tuple(path)
+    return ()
+
+
 def gang_request(gang: Gang, pods: list[JSON], levels: tuple[str, ...] = ()) -> GangRequest:
     """One request for the pods to place; the gang's pods are alike, so take the largest."""
     demands = [pod_demand(p) for p in pods]
+    headrooms = [headroom_of(p) for p in pods]
     annotations = gang.first["metadata"].get("annotations") or {}
     required = annotations.get(REQUIRED_LEVEL_ANNOTATION) or None
     missing = len(pods)
     min_members = max(1, min(missing, gang.min_members - len(gang.bound)))
+    within = bound_domain(gang, levels, required)
+    moved_within = within_of(pods)
+    if len(moved_within) > len(within) and moved_within[: len(within)] == within:
+        within = moved_within  # the narrower of the two, when they agree
     return GangRequest(
         gang_id=gang.gang_id,
         pod_count=missing,
@@ -125,7 +166,9 @@ def gang_request(gang: Gang, pods: list[JSON], levels: tuple[str, ...] = ()) -> 
         required_level=required,
         preferred_level=annotations.get(PREFERRED_LEVEL_ANNOTATION) or None,
         min_members=min_members if min_members < missing else None,
-        within=bound_domain(gang, levels, required),
+        within=within,
+        cpu_headroom_millis=max(h[0] for h in headrooms),
+        memory_headroom_bytes=max(h[1] for h in headrooms),
     )
 
 
@@ -141,6 +184,8 @@ def shape_key(r: GangRequest) -> tuple[object, ...]:
         r.preferred_level,
         r.min_members,
         r.within,
+        r.cpu_headroom_millis,
+        r.memory_headroom_bytes,
     )
 
 
@@ -485,6 +530,36 @@ class Binder:
     def explanation(self, gang_id: str) -> str | None:
         """Why the gang (a lone pod: "namespace/pod") is not placed, if it is not."""
         return self._explained.get(gang_id)
+
+    def where_to_move(
+        self, pod: JSON, demand: PodDemand, required: str | None
+    ) -> tuple[tuple[str, ...], PlacementResult]:
+        """Where a copy of the bound `pod`, sized `demand`, would go inside the pod's own
+        domain at the `required` level (else the topology's lowest level): a what-if,
+        nothing is reserved. Returns that domain's path and the engine's answer."""
+        levels = self.sync.ledger.topology.domain_levels
+        depth = levels.index(required) + 1 if required in levels else len(levels)
+        node = self.runtime.nodes.store.get((pod.get("spec") or {}).get("nodeName") or "")
+        labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+        within = tuple(str(labels.get(level) or "") for level in levels[:depth])
+        gang_id = f"move:{pod_key(pod)}"
+        if not all(within):
+            return within, Unschedulable(
+                gang_id,
+                UnschedulableReason.NO_MATCHING_NODES,
+                "the pod's node is gone or carries no topology labels",
+            )
+        annotations = pod["metadata"].get("annotations") or {}
+        request = GangRequest(
+            gang_id=gang_id,
+            pod_count=1,
+            gpus_per_pod=max(1, demand.gpus),
+            cpu_millis_per_pod=demand.cpu_millis,
+            memory_bytes_per_pod=demand.memory_bytes,
+            gpu_model=annotations.get(GPU_MODEL_ANNOTATION) or None,
+            within=within,
+        )
+        return within, place_gang(self.sync.ledger, request)
 
     def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
         """How many more pods of this many GPUs (GPUs only) the cluster could take now."""

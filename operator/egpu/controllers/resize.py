@@ -11,8 +11,12 @@ the simulation, a resize completed) and at least every POLL_S (0.5 s):
    about every REVISIT_S as windows expire and room frees up;
 4. Auto: the patch through pods/resize. Recommend: an Event `ResizeRecommended` on the
    workload (GPUWorkloadStatus has no field for it yet). Does not fit the node, or the
-   kubelet says Infeasible: wait, with an Event `ResizeInfeasible` saying why (the
-   only fallback the API offers today; moving the pod needs a policy field).
+   kubelet says Infeasible: by `spec.resize.onInfeasible`, Wait (an Event
+   `ResizeInfeasible` saying why) or Move: the binder's engine looks for a node with
+   room in the pod's domain; if there is one, the new size and the domain are recorded
+   on the workload and the pod is deleted, so the workload controller recreates the
+   rank at its new size and the binder places it inside that domain (Event
+   `ResizeMove`); if there is none, it waits like Wait, saying so.
 
 The usage source: `EGPU_USAGE_SOURCE` = annotations (default; the simulation's
 `egpu.io/sim-usage`), metrics-api (metrics-server), or prometheus (with
@@ -33,7 +37,13 @@ import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
 
 from egpu.actuators.events import post_event
-from egpu.actuators.manifests import RANK_LABEL, WORKLOAD_LABEL
+from egpu.actuators.manifests import (
+    RANK_LABEL,
+    WORKLOAD_LABEL,
+    moved_member_record,
+    with_moved_size,
+)
+from egpu.actuators.pods import delete_pod, record_moved_member
 from egpu.actuators.resize import (
     INFEASIBLE,
     ResizeRefusedError,
@@ -42,7 +52,9 @@ from egpu.actuators.resize import (
     pending_reason,
     read_resize_status,
 )
+from egpu.controllers.binder import BINDER_KEY, Binder
 from egpu.controllers.runtime import Runtime, Trigger
+from egpu.domain.placement import Unschedulable
 from egpu.engines.resize import (
     PodResizeDecision,
     Reason,
@@ -56,6 +68,7 @@ from egpu.engines.resize import (
 )
 from egpu.kube.client import JSON, ApiError
 from egpu.observability.metrics import REGISTRY
+from egpu.state.ledger_sync import pod_demand, rank_of
 from egpu.state.resize_inputs import (
     NodeRequests,
     WorkloadResize,
@@ -109,6 +122,12 @@ RESIZE_WAITING = Gauge(
     registry=REGISTRY,
 )
 WAITING_REASONS = ("Deferred", INFEASIBLE, "DoesNotFit")
+RESIZE_MOVES = Counter(
+    "egpu_resize_moves_total",
+    "Member pods recreated at their new size on another node of their domain "
+    "(resize policy Move), because their own node could not fit the resize.",
+    registry=REGISTRY,
+)
 
 
 def default_reader(runtime: Runtime) -> UsageReader:
@@ -383,7 +402,7 @@ class ResizeController:
         track = self._track(pod)
         track.decided_at = now
         status = read_resize_status(pod)
-        self._report_kubelet(key, pod, wkey, status)
+        self._report_kubelet(key, pod, wkey, status, policy)
         ns, name = meta["namespace"], meta["name"]
         decision = decide_resize(
             pod_resize_input(
@@ -423,6 +442,11 @@ class ResizeController:
                 f"pod {name}: {target_text(decision)} (request/limit); {decision.message}",
             )
         elif decision.verdict is Verdict.DOES_NOT_FIT and workload is not None:
+            resized = build_resize_patch(decision)["spec"]["containers"]
+            if policy.move_when_infeasible and self._move_or_wait(
+                key, pod, workload, resized, decision.message, target_text(decision)
+            ):
+                return None
             message = (
                 f"pod {name} cannot grow in place on node {node}: {decision.message}; "
                 "waiting for room (resize policy: wait)"
@@ -439,13 +463,24 @@ class ResizeController:
                 )
         return None
 
-    def _report_kubelet(self, key: str, pod: JSON, wkey: str, status: ResizeStatus) -> None:
+    def _report_kubelet(
+        self, key: str, pod: JSON, wkey: str, status: ResizeStatus, policy: WorkloadResize
+    ) -> None:
         """An Event on the workload when the kubelet holds a resize back or fails it."""
         workload = self.runtime.workloads.get(wkey)
         if workload is None:
             return
         name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
         generation = str(status.generation)
+        if (
+            status.pending_reason == INFEASIBLE
+            and policy.move_when_infeasible
+            and key not in self.in_flight
+        ):
+            # The spec already asks for the new size: move the pod as it is specified.
+            why = f"the kubelet says {status.pending_message or INFEASIBLE}"
+            if self._move_or_wait(key, pod, workload, None, why, f"generation {generation}"):
+                return
         if status.pending_reason == INFEASIBLE:
             self._event_once(
                 key,
@@ -478,6 +513,86 @@ class ResizeController:
                 "ResizeFailed",
                 f"pod {name}: the kubelet failed to resize: {status.error_message}",
             )
+
+    # -- moving a pod that cannot grow in place (resize policy Move) ---------------------
+
+    def _move_or_wait(
+        self,
+        key: str,
+        pod: JSON,
+        workload: JSON,
+        resized: list[dict[str, Any]] | None,
+        why: str,
+        fingerprint: str,
+    ) -> bool:
+        """Move the pod to a node of its domain with room for its new size, or say that
+        none has room (the pod then waits). False only when no binder runs to ask."""
+        binder: Binder | None = getattr(self.runtime, BINDER_KEY, None)
+        if binder is None:
+            return False
+        name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+        record = moved_member_record(pod, resized, ())
+        required = ((workload.get("spec") or {}).get("topology") or {}).get("required")
+        within, result = binder.where_to_move(
+            pod, pod_demand(with_moved_size(pod, record)), required
+        )
+        where = domain_words(binder, within)
+        if isinstance(result, Unschedulable) or result.assignments[0].node == node:
+            answer = result.message if isinstance(result, Unschedulable) else "only its own node"
+            message = (
+                f"pod {name} cannot grow in place on node {node} ({why}) and no other node "
+                f"{where} has room for it ({answer}); waiting for room (resize policy: Move)"
+            )
+            for obj in (workload, pod_object(pod)):
+                self._event_once(
+                    key, "Move", fingerprint, obj, "Warning", "ResizeInfeasible", message
+                )
+            return True
+        record["within"] = list(within)
+        target = result.assignments[0].node
+        message = (
+            f"pod {name} cannot grow in place on node {node} ({why}); it is recreated at its "
+            f"new size on node {target} {where}: the pod restarts (resize policy: Move)"
+        )
+        self.in_flight.add(key)  # until the move is done or refused
+        self._spawn(self._move(key, pod, workload, record, message))
+        return True
+
+    async def _move(self, key: str, pod: JSON, workload: JSON, record: JSON, message: str) -> None:
+        meta = pod["metadata"]
+        wkey = f"{meta['namespace']}/{workload['metadata']['name']}"
+        try:
+            updated = await record_moved_member(self.runtime.client, workload, rank_of(pod), record)
+            # The workload controller recreates the rank from the cached workload: it must
+            # hold the record before the pod's deletion reaches it.
+            if wkey in self.runtime.workloads:
+                self.runtime.workloads[wkey] = updated
+            await delete_pod(self.runtime.client, meta["namespace"], meta["name"], meta.get("uid"))
+        except ApiError as exc:
+            if exc.conflict:  # the workload changed meanwhile: decide again next pass
+                self.dirty.add(key)
+                return
+            RESIZE_FAILURES.labels("MoveFailed").inc()
+            log.warning("moving pod %s failed: %s", key, exc)
+            self._event_once(
+                key,
+                "MoveFailed",
+                str(exc),
+                workload,
+                "Warning",
+                "ResizeFailed",
+                f"pod {meta['name']}: moving it to grow failed: {exc}",
+            )
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("moving pod %s not sent: %r; retrying next pass", key, exc)
+            self.dirty.add(key)
+        else:
+            RESIZE_MOVES.inc()
+            log.info("moving pod %s to grow: %s", key, message)
+            for obj in (workload, pod_object(pod)):
+                self._spawn(post_event(self.runtime.client, obj, "Normal", "ResizeMove", message))
+        finally:
+            self.in_flight.discard(key)
 
     def _event_once(
         self,
@@ -551,6 +666,14 @@ class ResizeController:
                 f"pod {pod['metadata']['name']}: resize to {target_text(decision)} refused: "
                 f"{reason}: {message}",
             )
+
+
+def domain_words(binder: Binder, within: tuple[str, ...]) -> str:
+    """`in egpu.io/leaf=b0-l1` for a domain path; `in the cluster` for the empty one."""
+    if not within:
+        return "in the cluster"
+    level = binder.sync.ledger.topology.domain_levels[len(within) - 1]
+    return f"in {level}={within[-1]}"
 
 
 def pod_object(pod: JSON) -> JSON:

@@ -13,6 +13,8 @@ class GangRequest:
     every pod in one domain of that level, or nothing. `preferred_level`: a hint only;
     the engine always looks for the smallest domain first, so it reports whether the
     hint was met. `min_members` (default: all pods) lets a gang start with fewer pods.
+    `*_headroom_*`: room a node must have beyond each pod's requests (pods whose
+    requests grow in place), asked of the node when the pod is placed, not reserved.
     """
 
     gang_id: str
@@ -27,6 +29,8 @@ class GangRequest:
     # Place only inside this domain (its path, outermost level value first): the
     # rest of a gang whose first members are already bound under a required level.
     within: tuple[str, ...] = ()
+    cpu_headroom_millis: int = 0
+    memory_headroom_bytes: int = 0
 
     def __post_init__(self) -> None:
         if not self.gang_id:
@@ -37,6 +41,8 @@ class GangRequest:
             raise ValueError(f"gang {self.gang_id}: gpus_per_pod must be at least 1")
         if self.cpu_millis_per_pod < 0 or self.memory_bytes_per_pod < 0:
             raise ValueError(f"gang {self.gang_id}: cpu and memory must not be negative")
+        if self.cpu_headroom_millis < 0 or self.memory_headroom_bytes < 0:
+            raise ValueError(f"gang {self.gang_id}: headroom must not be negative")
         if self.min_members is not None and not 1 <= self.min_members <= self.pod_count:
             raise ValueError(
                 f"gang {self.gang_id}: min_members must be between 1 and pod_count "

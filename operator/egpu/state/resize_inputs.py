@@ -48,6 +48,7 @@ class WorkloadResize:
 
     policy: ResizePolicy
     covers: frozenset[ResourceKind]
+    move_when_infeasible: bool = False  # `onInfeasible: Move`
 
 
 def workload_resize(spec_resize: JSON | None) -> WorkloadResize:
@@ -72,7 +73,11 @@ def workload_resize(spec_resize: JSON | None) -> WorkloadResize:
             target_utilization=DEFAULT_MEMORY_POLICY.target_utilization,
         )
         covers.add(ResourceKind.MEMORY)
-    return WorkloadResize(ResizePolicy(mode=mode, cpu=cpu, memory=memory), frozenset(covers))
+    return WorkloadResize(
+        ResizePolicy(mode=mode, cpu=cpu, memory=memory),
+        frozenset(covers),
+        move_when_infeasible=api.on_infeasible == "Move",
+    )
 
 
 def hidden_resources(container: JSON, covers: frozenset[ResourceKind]) -> set[ResourceKind]:

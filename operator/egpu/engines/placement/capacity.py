@@ -10,7 +10,8 @@ from egpu.engines.placement.tree import DomainNode, NodeState, Stats
 
 @dataclass(frozen=True, slots=True)
 class PodShape:
-    """One pod of the gang: GPUs, CPU millicores, memory bytes, and the GPU model (None: any)."""
+    """One pod of the gang as the fit checks see it: GPUs, CPU millicores, memory bytes
+    (requests plus headroom), and the GPU model (None: any)."""
 
     gpus: int
     cpu: int
@@ -21,8 +22,8 @@ class PodShape:
     def of(cls, request: GangRequest) -> PodShape:
         return cls(
             request.gpus_per_pod,
-            request.cpu_millis_per_pod,
-            request.memory_bytes_per_pod,
+            request.cpu_millis_per_pod + request.cpu_headroom_millis,
+            request.memory_bytes_per_pod + request.memory_headroom_bytes,
             request.gpu_model,
         )
 

@@ -137,7 +137,10 @@ def unschedulable(
         )
     extras = [f"{_cpu_words(shape.cpu)} CPU" if shape.cpu else "", _memory_words(shape.mem)]
     if any(extras):
-        message += f" (each pod also needs {' and '.join(e for e in extras if e)})"
+        message += f" (each pod also needs {' and '.join(e for e in extras if e)}"
+        if request.cpu_headroom_millis or request.memory_headroom_bytes:
+            message += ", resize headroom included"
+        message += ")"
     if request.min_pods < request.pod_count:
         message += f"; min_members {request.min_pods} do not fit either"
     return Unschedulable(request.gang_id, reason, message, tuple(levels))

@@ -9,6 +9,9 @@ Rules:
 - Partial gangs (min_members < pod_count): only when all pods do not fit. The gang
   then gets the most pods that any one allowed domain can take (exactly counted), if
   that is at least min_members, placed by the same rules.
+- Headroom (pods that grow in place): a node must have it free beyond the pod's
+  requests to be chosen; the assignment holds the requests only, so headroom is
+  asked for at placement and never reserved.
 - The decision reads the ledger and changes nothing; `ClusterLedger.reserve` applies it.
 """
 
@@ -84,7 +87,7 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     preferred = request.preferred_level
     return Placement(
         gang_id=request.gang_id,
-        assignments=tuple(_assignments(slots, shape)),
+        assignments=tuple(_assignments(slots, request)),
         level=tree.level_name(depth),
         domain=domain_path,
         requested_pods=request.pod_count,
@@ -110,15 +113,15 @@ def _path_labels(tree: DomainTree, domain: DomainNode) -> Mapping[str, str]:
     return dict(zip(tree.levels, domain.path, strict=False))
 
 
-def _assignments(slots: list[Slot], shape: PodShape) -> list[PodAssignment]:
+def _assignments(slots: list[Slot], request: GangRequest) -> list[PodAssignment]:
     return [
         PodAssignment(
             rank=rank,
             node=slot.state.name,
             gpu_indices=indices(slot.mask),
             domain=dict(slot.state.domain_labels),  # plain dicts: callers serialise them
-            cpu_millis=shape.cpu,
-            memory_bytes=shape.mem,
+            cpu_millis=request.cpu_millis_per_pod,
+            memory_bytes=request.memory_bytes_per_pod,
         )
         for rank, slot in enumerate(slots)
     ]
