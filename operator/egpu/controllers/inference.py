@@ -523,7 +523,9 @@ class InferenceController:
                 body, {**_wire(status), "conditions": conditions, "observedGeneration": generation}
             )
             return "invalid"
-        conditions = set_condition(conditions, "Valid", True, "Accepted", "", generation, stamp)
+        conditions = set_condition(
+            conditions, "Valid", True, "Accepted", "the spec is valid", generation, stamp
+        )
         now = time.time()
         await self._ensure_service(body, scaler, now)
 

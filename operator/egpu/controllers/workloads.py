@@ -172,7 +172,9 @@ class WorkloadController:
                 },
             )
             return "invalid"
-        conditions = set_condition(conditions, "Valid", True, "Accepted", "", generation, now)
+        conditions = set_condition(
+            conditions, "Valid", True, "Accepted", "the spec is valid", generation, now
+        )
 
         problem = self.topology_problem(spec)
         if problem:
