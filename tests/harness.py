@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from egpu.sim.nodes import ClusterShape, create_nodes, node_manifests
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "test-cluster"))
 LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
@@ -69,6 +71,36 @@ def namespace_fixture(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# The GPUTopology the e2e tests place by: block > leaf > node.
+DEFAULT_TOPOLOGY = """
+apiVersion: egpu.io/v1alpha1
+kind: GPUTopology
+metadata: {name: default}
+spec:
+  levels:
+  - {nodeLabel: egpu.io/block}
+  - {nodeLabel: egpu.io/leaf}
+  - {nodeLabel: kubernetes.io/hostname}
+"""
+
+
+def add_gpu_nodes(cluster: Cluster, *shapes: ClusterShape, topology: bool = False) -> None:
+    """Simulated GPU nodes of these shapes, Ready; with `topology`, also DEFAULT_TOPOLOGY."""
+    names: set[str] = set()
+    for shape in shapes:
+        create_nodes(shape, kubeconfig=cluster.kubeconfig)
+        names |= {node["metadata"]["name"] for node in node_manifests(shape)}
+    if topology:
+        cluster.kubectl("apply", "-f", "-", input=DEFAULT_TOPOLOGY)
+
+    def ready() -> int:
+        out = cluster.kubectl("get", "nodes", "--no-headers").stdout
+        rows = [line.split()[:2] for line in out.splitlines()]
+        return sum(1 for row in rows if len(row) == 2 and row[0] in names and row[1] == "Ready")
+
+    wait_until(lambda: ready() == len(names), 60, f"{len(names)} simulated GPU nodes to be Ready")
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

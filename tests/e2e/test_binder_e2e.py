@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from egpu.sim.nodes import ClusterShape, create_nodes, interconnect
-from harness import RUN_DIR, Cluster, OperatorProcess, wait_until
+from egpu.sim.nodes import ClusterShape, interconnect
+from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -23,16 +23,6 @@ SHAPE = ClusterShape(
     name_prefix="e2e",
     domain_prefix="e2e-",
 )
-TOPOLOGY = """
-apiVersion: egpu.io/v1alpha1
-kind: GPUTopology
-metadata: {name: default}
-spec:
-  levels:
-  - {nodeLabel: egpu.io/block}
-  - {nodeLabel: egpu.io/leaf}
-  - {nodeLabel: kubernetes.io/hostname}
-"""
 
 
 def workload(name: str, replicas: int, gpus: int = 8, required: str = "egpu.io/leaf") -> str:
@@ -65,14 +55,7 @@ def workload(name: str, replicas: int, gpus: int = 8, required: str = "egpu.io/l
 
 @pytest.fixture(scope="module")
 def gpu_cluster(crds: Cluster) -> Cluster:
-    create_nodes(SHAPE, kubeconfig=crds.kubeconfig)
-    crds.kubectl("apply", "-f", "-", input=TOPOLOGY)
-
-    def ready() -> int:
-        out = crds.kubectl("get", "nodes", "-l", "egpu.io/block=e2e-b0", "--no-headers").stdout
-        return sum(1 for line in out.splitlines() if " Ready " in line)
-
-    wait_until(lambda: ready() == SHAPE.node_count, 60, "the e2e GPU nodes to be Ready")
+    add_gpu_nodes(crds, SHAPE, topology=True)
     return crds
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from egpu.sim.nodes import ClusterShape, create_nodes
-from harness import REPO, RUN_DIR, Cluster, OperatorProcess, wait_until
+from egpu.sim.nodes import ClusterShape
+from harness import REPO, RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,18 +69,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def gpu_cluster(operator: OperatorProcess) -> Cluster:
-    cluster = operator.cluster
-    create_nodes(SHAPE, kubeconfig=cluster.kubeconfig)
-    create_nodes(SMALL, kubeconfig=cluster.kubeconfig)
-
-    def ready() -> int:
-        out = cluster.kubectl("get", "nodes", "--no-headers").stdout
-        return sum(
-            1 for line in out.splitlines() if line.startswith("inf-e2e") and " Ready " in line
-        )
-
-    wait_until(lambda: ready() == SHAPE.node_count + SMALL.node_count, 60, "the test nodes")
-    return cluster
+    add_gpu_nodes(operator.cluster, SHAPE, SMALL)
+    return operator.cluster
 
 
 @pytest.fixture(scope="module")

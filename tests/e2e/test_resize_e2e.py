@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from egpu.sim.nodes import ClusterShape, create_nodes
+from egpu.sim.nodes import ClusterShape
 from egpu.sim.usage import usage_annotation
-from harness import Cluster, OperatorProcess, wait_until
+from harness import Cluster, OperatorProcess, add_gpu_nodes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -80,13 +80,7 @@ def workload(
 
 @pytest.fixture(scope="module")
 def resize_cluster(crds: Cluster) -> Cluster:
-    create_nodes(SHAPE, kubeconfig=crds.kubeconfig)
-
-    def ready() -> int:
-        out = crds.kubectl("get", "nodes", "-l", "egpu.io/block=rze2e-b0", "--no-headers").stdout
-        return sum(1 for line in out.splitlines() if " Ready " in line)
-
-    wait_until(lambda: ready() == SHAPE.node_count, 60, "the resize test nodes to be Ready")
+    add_gpu_nodes(crds, SHAPE)
     return crds
 
 
@@ -225,28 +219,11 @@ MOVE_SHAPE = ClusterShape(
     name_prefix="mve2e",
     domain_prefix="mve2e-",
 )
-TOPOLOGY = """
-apiVersion: egpu.io/v1alpha1
-kind: GPUTopology
-metadata: {name: default}
-spec:
-  levels:
-  - {nodeLabel: egpu.io/block}
-  - {nodeLabel: egpu.io/leaf}
-  - {nodeLabel: kubernetes.io/hostname}
-"""
 
 
 @pytest.fixture(scope="module")
 def move_cluster(crds: Cluster) -> Cluster:
-    create_nodes(MOVE_SHAPE, kubeconfig=crds.kubeconfig)
-    crds.kubectl("apply", "-f", "-", input=TOPOLOGY)
-
-    def ready() -> int:
-        out = crds.kubectl("get", "nodes", "-l", "egpu.io/block=mve2e-b0", "--no-headers").stdout
-        return sum(1 for line in out.splitlines() if " Ready " in line)
-
-    wait_until(lambda: ready() == MOVE_SHAPE.node_count, 60, "the move test nodes to be Ready")
+    add_gpu_nodes(crds, MOVE_SHAPE, topology=True)
     return crds
 
 

@@ -338,7 +338,20 @@ def test_wake_on_arrivals_for_a_metric_that_reads_zero_without_replicas() -> Non
 
 def test_a_burst_from_zero_goes_straight_to_the_panic_size() -> None:
     d = run(policy(min_replicas=0), window([0.0] * 55 + [100.0] * 5), state(0))
-    assert (d.mode, d.serving_replicas) == (Mode.PANIC, 9)  # 500/6 -> 8.3 -> 9
+    # The panic window's mean is 500/6 (8.3 replicas); the newest sample says 100.
+    assert (d.mode, d.serving_replicas) == (Mode.PANIC, 10)
+
+
+def test_panic_sizes_a_step_on_its_newest_sample_not_the_lagging_mean() -> None:
+    # One sample after a x20 step the panic window's mean has seen a sixth of it.
+    step = window([3.0] * 59 + [60.0])
+    d = run(policy(target=1.0, max_replicas=100), step, state(3))
+    assert (d.mode, d.serving_replicas) == (Mode.PANIC, 60)
+    assert "sized on the newest sample, 60" in d.reason.message
+    # Falling inside panic: the mean is higher, so it sizes (and holds) on that.
+    falling = window([3.0] * 54 + [60.0] * 5 + [10.0])
+    held = run(policy(target=1.0, max_replicas=100), falling, state(60, ready=3))
+    assert held.serving_replicas == 60 and "newest" not in held.reason.message
 
 
 # --- warm pool -----------------------------------------------------------------------

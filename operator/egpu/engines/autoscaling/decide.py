@@ -37,6 +37,7 @@ from egpu.engines.autoscaling.windows import (
     demand_of,
     growth_rate,
     last_demand_time,
+    newest_demand,
     window_average,
 )
 
@@ -47,6 +48,15 @@ class DemandEstimate:
     panic: float
     growth_per_s: float
     projected_stable: float
+    newest: float  # the newest sample's demand: what panic sizes on when it is higher
+
+    @property
+    def burst(self) -> float:
+        """Panic sizing: the panic window's mean, or the newest sample when above it.
+        A step in load shows in full in the newest sample and only 1/n of it in the
+        mean of n; panic never scales down, so sizing on the newest costs nothing
+        when the load is falling."""
+        return max(self.panic, self.newest)
 
 
 def projected_demand(average: float, growth_per_s: float, lead_s: float) -> float:
@@ -81,11 +91,13 @@ def estimate_demand(
     burst = stable if burst is None else burst
     growth = growth_rate(samples, demand, now, policy.stable_window_s)
     ready_in = policy.time_to_ready_s
+    newest = newest_demand(samples, demand, now, policy.panic_window_s)
     return DemandEstimate(
         stable=stable,
         panic=burst,
         growth_per_s=growth,
         projected_stable=projected_demand(stable, growth, ready_in + policy.stable_window_s / 2),
+        newest=burst if newest is None else newest,
     )
 
 
@@ -203,7 +215,7 @@ def _panic_step(
     history: tuple[Recommendation, ...],
 ) -> tuple[_Step, tuple[Recommendation, ...]]:
     current = state.current_replicas
-    wanted = panic.panic_replicas(ceil_replicas(sizer.exact(est.panic)), current)
+    wanted = panic.panic_replicas(ceil_replicas(sizer.exact(est.burst)), current)
     history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
     ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
     target = min(wanted, ceiling)
@@ -212,6 +224,8 @@ def _panic_step(
         f"panic: observed {noun} {_fmt(est.panic)} is {ratio:.1f}x the capacity of "
         f"{state.ready_replicas} ready replicas; scaling to {target}"
     )
+    if est.newest > est.panic:
+        message += f" (sized on the newest sample, {_fmt(est.newest)})"
     if ratio < policy.panic_threshold:
         calm = f"{_fmt(policy.stable_window_s)}s below {policy.panic_threshold:g}x"
         message += f" (no scale-down until {calm})"
@@ -323,7 +337,7 @@ def decide(
         else:
             step, recs = _stable_step(policy, sizer, est, state, now, recs)
         step = _zero_step(policy, step, state, window, floors, last_demand_at, now)
-        projected = est.panic if status.active else est.projected_stable
+        projected = est.burst if status.active else est.projected_stable
         demand = Demand(est.stable, est.panic, est.growth_per_s, projected)
 
     step = _floor_step(step, floors)

@@ -53,6 +53,14 @@ def window_average(
     return sum(v for _, v in points) / len(points)
 
 
+def newest_demand(
+    samples: Sequence[MetricSample], demand: DemandReader, now: float, length_s: float
+) -> float | None:
+    """Demand of the newest usable sample in the window, or None when there is none."""
+    points = _points(samples, demand, now, length_s)
+    return points[-1][1] if points else None
+
+
 def growth_rate(
     samples: Sequence[MetricSample], demand: DemandReader, now: float, length_s: float
 ) -> float:
