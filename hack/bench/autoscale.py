@@ -28,7 +28,9 @@ ExternalName `localhost` (the aggregator dials https://localhost:<port>: there i
 kube-proxy here) and the front-proxy flags hack/localcluster.py sets.
 
 Every replica serves 4 requests at once, 1 s each; pods turn Ready `--cold-start`
-seconds after they are bound. Reported per trace and autoscaler: SLO attainment (share
+seconds after they are bound. Every figure covers its own trace's duration (the
+shorter traces keep their last rate, unscored, until the longest ends), the oracle's
+too. Reported per trace and autoscaler: SLO attainment (share
 of requests within 2 s), GPU-hours held (serving, warm and starting pods), seconds from
 the load jump to enough ready capacity; for each trace also the oracle's GPU-hours
 (exactly enough replicas at every second, no cold start). Last line: one JSON object.

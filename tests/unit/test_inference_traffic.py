@@ -85,7 +85,7 @@ def test_warm_and_starting_pods_hold_gpus_but_serve_nothing() -> None:
 
 
 def test_time_to_capacity_is_measured_from_the_jump() -> None:
-    s = service([(0, 2), (5, 12)])
+    s = service([(0, 2), (5, 12), (20, 12)])
     for i in range(40):
         t = i * 0.5
         s.advance(t, 0.5, serving(1 if t < 9 else 3))
@@ -124,3 +124,16 @@ def test_pod_view_reads_role_readiness_binding_and_gpus() -> None:
         "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
     }
     assert pod_view(raw) == PodView("a", False, True, True, 2)
+
+
+def test_only_the_services_own_trace_is_scored() -> None:
+    # A 10 s trace in a run that goes on: the last rate is still offered (the
+    # autoscaler sees no cliff) but the scorecard covers the trace, as the oracle does.
+    s = service([(0, 8), (10, 8)])
+    for i in range(80):
+        s.advance(i * 0.25, 0.25, serving(3))
+    result = s.result()
+    assert result["gpu_hours"] == pytest.approx(3 * 10 / 3600)
+    assert s.offered == pytest.approx(80)
+    assert len(s.timeline) == 10
+    assert s.arrival_rps == 8, "the exporter still reports the last rate"

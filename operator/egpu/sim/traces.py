@@ -39,6 +39,10 @@ class Trace:
     def duration_s(self) -> float:
         return self.points[-1][0]
 
+    def covers(self, t: float) -> bool:
+        """Whether trace time `t` lies inside the trace (a one-point trace never ends)."""
+        return self.duration_s == 0 or t < self.duration_s
+
     def rate(self, t: float) -> float:
         times = [p[0] for p in self.points]
         i = bisect.bisect_right(times, t)

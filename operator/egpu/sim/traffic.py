@@ -105,7 +105,11 @@ class ServiceTraffic:
     peak_pods: int = 0
 
     def advance(self, t: float, dt: float, pods: Iterable[PodView]) -> None:
-        """Move the queue on by `dt` seconds from trace time `t` with these pods."""
+        """Move the queue on by `dt` seconds from trace time `t` with these pods.
+
+        The scorecard covers the service's own trace only: in a run with a longer trace
+        the service keeps its last offered rate afterwards (so its autoscaler sees no
+        change), unscored, and its figures cover the same time as the oracle's."""
         pods = list(pods)
         ready = [p for p in pods if p.serving and p.ready]
         offered = self.trace.mean_rate(t, t + dt)
@@ -113,19 +117,9 @@ class ServiceTraffic:
         after, tick = step(state, offered, dt, self.model)
         self.queue = after.queue
         self.arrival_rps = offered
-        arrived = offered * dt
-        self.offered += arrived
-        if tick.latency_s <= self.latency_target_s:
-            self.met += arrived
-        capacity = len(ready) * self.model.replica_rps
-        if offered > capacity + 1e-9:
-            self.under_capacity_s += dt
         held = [p for p in pods if p.bound]
-        self.gpu_seconds += sum(p.gpus for p in held) * dt
-        self.peak_pods = max(self.peak_pods, len(held))
-        for i, jump in enumerate(self.trace.jumps):
-            if i not in self.capacity_at and t >= jump.at_s and capacity >= jump.to_rps - 1e-9:
-                self.capacity_at[i] = t - jump.at_s
+        if self.trace.covers(t):
+            self._score(t, dt, offered, len(ready), tick.latency_s, held)
         # What the pods and the router would report.
         self.router_queue = self.queue if not ready else 0.0
         self.per_pod = {}
@@ -142,15 +136,37 @@ class ServiceTraffic:
                 counter.completed += done
                 counter.busy_seconds += done * self.model.service_time_s
                 counter.latency_seconds += done * min(tick.latency_s, 1e6)
+
+    def _score(
+        self,
+        t: float,
+        dt: float,
+        offered: float,
+        ready: int,
+        latency_s: float,
+        held: list[PodView],
+    ) -> None:
+        capacity = ready * self.model.replica_rps
+        arrived = offered * dt
+        self.offered += arrived
+        if latency_s <= self.latency_target_s:
+            self.met += arrived
+        if offered > capacity + 1e-9:
+            self.under_capacity_s += dt
+        self.gpu_seconds += sum(p.gpus for p in held) * dt
+        self.peak_pods = max(self.peak_pods, len(held))
+        for i, jump in enumerate(self.trace.jumps):
+            if i not in self.capacity_at and t >= jump.at_s and capacity >= jump.to_rps - 1e-9:
+                self.capacity_at[i] = t - jump.at_s
         if not self.timeline or t + dt - self.timeline[-1]["t"] >= 1.0 - 1e-9:
             self.timeline.append(
                 {
                     "t": round(t + dt, 3),
                     "offered_rps": round(offered, 3),
-                    "ready": len(ready),
+                    "ready": ready,
                     "pods": len(held),
                     "queue": round(self.queue, 3),
-                    "latency_s": round(min(tick.latency_s, 1e6), 3),
+                    "latency_s": round(min(latency_s, 1e6), 3),
                 }
             )
 
