@@ -158,7 +158,12 @@ def template(cold_start_s: float) -> dict[str, Any]:
 
 
 def egpu_service(
-    namespace: str, name: str, prometheus: str, cold_start_s: float, warm_pool: int = 1
+    namespace: str,
+    name: str,
+    prometheus: str,
+    cold_start_s: float,
+    warm_pool: int = 1,
+    scrape_interval: str = "1s",
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -189,7 +194,7 @@ def egpu_service(
             "behavior": {
                 "stableWindow": "30s",
                 "panicWindow": "6s",
-                "scrapeInterval": "1s",
+                "scrapeInterval": scrape_interval,
                 "scaleDown": {"stabilizationWindow": "60s"},
             },
             "warmPool": {"size": warm_pool},
@@ -389,6 +394,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short traces (not for reporting)")
     parser.add_argument("--keep", action="store_true", help="leave the control plane up")
     parser.add_argument(
+        "--scrape-interval",
+        default="500ms",
+        help="Prometheus scrapes the simulator, and egpu reads Prometheus, this often",
+    )
+    parser.add_argument(
         "--flash-warm-pool",
         type=int,
         default=18,
@@ -428,6 +438,7 @@ def main() -> int:
                 f"127.0.0.1:{sim_port}",
             ],
             check=True,
+            env={**ENV, "PROM_SCRAPE_INTERVAL": args.scrape_interval},
         )
         (RUN_DIR / "adapter-rules.yaml").write_text(ADAPTER_RULES)
         procs.start(
@@ -466,12 +477,15 @@ def main() -> int:
         wait(apiservice_available, 60, "the custom metrics APIService")
 
         services = []
+        egpu_options = {"scrape_interval": args.scrape_interval}
         for name in trace_set:
             namespace = f"bench-{name}"
             kubectl("create", "namespace", namespace, check=False)
             names = [f"egpu-{name}", f"hpa-{name}"]
             objects = [
-                egpu_service(namespace, f"egpu-{name}", prometheus, args.cold_start),
+                egpu_service(
+                    namespace, f"egpu-{name}", prometheus, args.cold_start, **egpu_options
+                ),
                 hpa_service(namespace, f"hpa-{name}", args.cold_start),
                 hpa(namespace, f"hpa-{name}"),
             ]
@@ -484,12 +498,15 @@ def main() -> int:
                         prometheus,
                         args.cold_start,
                         warm_pool=args.flash_warm_pool,
+                        **egpu_options,
                     )
                 )
             if name == "tidal" and not args.quick:  # a quick day is too short for HH:MM
                 names.append(f"sched-{name}")
                 objects.append(
-                    egpu_service(namespace, f"sched-{name}", prometheus, args.cold_start)
+                    egpu_service(
+                        namespace, f"sched-{name}", prometheus, args.cold_start, **egpu_options
+                    )
                 )
             kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in objects))
             for svc in names:

@@ -342,12 +342,23 @@ def test_a_burst_from_zero_goes_straight_to_the_panic_size() -> None:
     assert (d.mode, d.serving_replicas) == (Mode.PANIC, 10)
 
 
+def test_a_step_enters_panic_on_its_first_sample_even_when_read_often() -> None:
+    # Read every 0.5 s, a 6 s window holds 12 samples: its mean after one sample of a
+    # x20 step is under 2x; each small scale-up would then keep it there.
+    start = NOON - 29.5
+    samples = tuple(MetricSample(start + i * 0.5, 60.0 if i == 59 else 3.0, 1) for i in range(60))
+    # The mean, 7.75, is 1.55x the 5 ready replicas: below the threshold on its own.
+    d = run(policy(target=1.0, max_replicas=100), MetricWindow(samples), state(5))
+    assert (d.mode, d.serving_replicas) == (Mode.PANIC, 60)
+
+
 def test_panic_sizes_a_step_on_its_newest_sample_not_the_lagging_mean() -> None:
     # One sample after a x20 step the panic window's mean has seen a sixth of it.
     step = window([3.0] * 59 + [60.0])
     d = run(policy(target=1.0, max_replicas=100), step, state(3))
     assert (d.mode, d.serving_replicas) == (Mode.PANIC, 60)
-    assert "sized on the newest sample, 60" in d.reason.message
+    assert d.reason.message.startswith("panic: observed concurrency 60 is 20.0x the capacity")
+    assert "(the newest sample; the 6s panic window's mean is 12.5)" in d.reason.message
     # Falling inside panic: the mean is higher, so it sizes (and holds) on that.
     falling = window([3.0] * 54 + [60.0] * 5 + [10.0])
     held = run(policy(target=1.0, max_replicas=100), falling, state(60, ready=3))

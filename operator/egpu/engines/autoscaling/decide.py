@@ -52,10 +52,12 @@ class DemandEstimate:
 
     @property
     def burst(self) -> float:
-        """Panic sizing: the panic window's mean, or the newest sample when above it.
-        A step in load shows in full in the newest sample and only 1/n of it in the
-        mean of n; panic never scales down, so sizing on the newest costs nothing
-        when the load is falling."""
+        """Panic entry and sizing: the panic window's mean, or the newest sample when
+        above it. A step in load shows in full in the newest sample and only 1/n of it
+        in the mean of n samples, so on the mean alone frequent reads would enter panic
+        later, and a service that grows a little each read (warm replicas promoted at
+        once) might never enter it. Panic never scales down, so sizing on the newest
+        costs nothing when the load is falling."""
         return max(self.panic, self.newest)
 
 
@@ -221,11 +223,14 @@ def _panic_step(
     target = min(wanted, ceiling)
     noun = METRIC_NOUN[policy.metric]
     message = (
-        f"panic: observed {noun} {_fmt(est.panic)} is {ratio:.1f}x the capacity of "
+        f"panic: observed {noun} {_fmt(est.burst)} is {ratio:.1f}x the capacity of "
         f"{state.ready_replicas} ready replicas; scaling to {target}"
     )
     if est.newest > est.panic:
-        message += f" (sized on the newest sample, {_fmt(est.newest)})"
+        message += (
+            f" (the newest sample; the {_fmt(policy.panic_window_s)}s panic window's mean is "
+            f"{_fmt(est.panic)})"
+        )
     if ratio < policy.panic_threshold:
         calm = f"{_fmt(policy.stable_window_s)}s below {policy.panic_threshold:g}x"
         message += f" (no scale-down until {calm})"
@@ -324,7 +329,7 @@ def decide(
         )
         demand = Demand(0.0, 0.0, 0.0, 0.0)
     else:
-        ratio = panic.panic_ratio(sizer.exact(est.panic), state.ready_replicas)
+        ratio = panic.panic_ratio(sizer.exact(est.burst), state.ready_replicas)
         status = panic.next_panic_status(
             ratio >= policy.panic_threshold,
             now,
