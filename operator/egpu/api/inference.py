@@ -281,8 +281,9 @@ class ScalingBehavior(ApiModel):
         2.0,
         gt=1.0,
         le=100.0,
-        description="Enter panic mode when the panic-window load needs this many times the "
-        "ready replicas (2.0 = 200%); in panic mode replicas never shrink.",
+        description="Enter panic mode when the panic-window load (its mean, or its newest "
+        "sample when higher) needs this many times the ready replicas (2.0 = 200%); panic "
+        "sizes on the same load and never shrinks replicas.",
     )
     scrape_interval: Duration = Field("2s", description="How often the metric is read.")
     scale_up: ScaleUp = defaulted_object(ScaleUp, "Limits on growth.")
