@@ -127,12 +127,21 @@ async def delete_namespace(client: KubeClient, namespace: str, timeout: float = 
     started = time.monotonic()
     # Pods on simulated nodes have no kubelet to confirm a graceful delete: remove
     # them at once, then the namespace.
-    await client.request(
-        "DELETE",
-        f"/api/v1/namespaces/{namespace}/pods",
-        params={"gracePeriodSeconds": 0},
-        timeout=600,
-    )
+    # On two cores a collection DELETE of 10,000 pods can outlast the API server's 60 s
+    # request timeout (504); what it removed stays removed, so ask again for the rest.
+    while True:
+        try:
+            await client.request(
+                "DELETE",
+                f"/api/v1/namespaces/{namespace}/pods",
+                params={"gracePeriodSeconds": 0},
+                timeout=600,
+            )
+            break
+        except ApiError as exc:
+            if exc.status != 504 or time.monotonic() - started > timeout:
+                raise
+            print(f"deleting the pods of {namespace}: {exc}; asking again", file=sys.stderr)
     await client.delete(f"/api/v1/namespaces/{namespace}")
     while time.monotonic() - started < timeout:
         try:
