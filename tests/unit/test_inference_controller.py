@@ -105,7 +105,7 @@ class FakeBinder:
     def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
         return sum(count * (free // gpus_per_pod) for free, count in enumerate(self.free_histogram))
 
-    def explanation(self, gang_id: str) -> str | None:
+    def pod_explanation(self, namespace: str, pod: str) -> str | None:
         return None
 
 
@@ -150,9 +150,8 @@ def make(
         nodes=FakeInformer({}),  # type: ignore[arg-type]
         pods=FakeInformer(pods),  # type: ignore[arg-type]
     )
-    if free_histogram is not None:
-        runtime.binder = FakeBinder(free_histogram)  # type: ignore[attr-defined]
-    ctl = InferenceController(runtime)
+    binder = FakeBinder(free_histogram) if free_histogram is not None else None
+    ctl = InferenceController(runtime, binder)  # type: ignore[arg-type]
     stub = StubReader(Reading(value=4.0) if reading is None else reading)
     ctl._reader = lambda spec, scaler: stub  # type: ignore[method-assign]
     ctl.bodies["ns/chat"] = body
@@ -286,7 +285,7 @@ def test_no_free_gpu_is_reported_in_the_status_not_hung_on() -> None:
     ctl, client = make(service(), Reading(value=4.0), free_histogram=(3, 1))
     scale(ctl)
     ready_all(client)
-    ctl.runtime.binder.free_histogram = (4,)  # type: ignore[attr-defined]
+    ctl.binder.free_histogram = (4,)  # type: ignore[union-attr]
     ctl._reader = lambda spec, scaler: StubReader(Reading(value=40.0))  # type: ignore[method-assign]
     scale(ctl)
     status = client.statuses()[-1]

@@ -3,7 +3,6 @@ that must not be resized, the pod's QoS class, and the node's free room."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -17,12 +16,9 @@ from egpu.engines.resize import (
     UsageSample,
 )
 from egpu.state.resize_inputs import (
-    NodeRequests,
     hidden_resources,
-    node_room,
     pod_qos,
     pod_resize_input,
-    requested_by_node,
     resizable_now,
     workload_resize,
 )
@@ -137,39 +133,3 @@ def test_only_running_bound_pods_with_status_resources_are_resizable() -> None:
     no_resources = running_pod()
     del no_resources["status"]["containerStatuses"][0]["resources"]
     assert not resizable_now(no_resources), "the API server would refuse the resize"
-
-
-def test_node_room_is_allocatable_minus_bound_unfinished_pods() -> None:
-    a, b = running_pod(), running_pod()
-    finished = running_pod(phase="Succeeded")
-    elsewhere = running_pod()
-    elsewhere["spec"]["nodeName"] = "n2"
-    requested = requested_by_node([a, b, finished, elsewhere])
-    assert requested == {"n1": (2000, 4 * GIB), "n2": (1000, 2 * GIB)}
-    node = {"status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}}
-    assert node_room(node, requested["n1"]) == NodeRoom(2000, 4 * GIB)
-    assert node_room(None, (0, 0)) == NodeRoom(0, 0), "an unknown node has no room"
-
-
-def test_node_requests_follow_pod_events_like_a_full_count() -> None:
-    a, b = running_pod(), running_pod()
-    b["metadata"]["uid"] = "u2"
-    index = NodeRequests()
-    index.rebuild([("ns/a", a), ("ns/b", b)])
-    assert index.totals == {"n1": (2000, 4 * GIB)}
-
-    grown = copy.deepcopy(a)
-    grown["spec"]["containers"][0]["resources"]["requests"]["memory"] = "5Gi"
-    grown["metadata"]["generation"] = 2  # a resize moves the generation
-    index.update("ns/a", grown)
-    assert index.totals == {"n1": (2000, 7 * GIB)}
-
-    moved = copy.deepcopy(b)
-    moved["spec"]["nodeName"] = "n2"
-    index.update("ns/b", moved)
-    index.update("ns/a", None)
-    assert index.totals == {"n1": (0, 0), "n2": (1000, 2 * GIB)}
-    assert index.totals == {
-        **{"n1": (0, 0)},
-        **requested_by_node([moved]),
-    }, "the same as counting again"

@@ -75,6 +75,15 @@ def member(name: str = "w-0", memory: str = "2Gi", usage: str | None = "2.3Gi") 
             "generation": 1,
             "labels": {"egpu.io/workload": "w", "egpu.io/rank": "0"},
             "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": "egpu.io/v1alpha1",
+                    "kind": "GPUWorkload",
+                    "name": "w",
+                    "uid": "wuid",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {"nodeName": "n1", "containers": [{"name": "main", "resources": resources}]},
         "status": {
@@ -88,7 +97,24 @@ def member(name: str = "w-0", memory: str = "2Gi", usage: str | None = "2.3Gi") 
 
 
 def node(cpu: str = "64", memory: str = "512Gi") -> dict[str, Any]:
-    return {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": cpu, "memory": memory}}}
+    return {
+        "metadata": {"name": "n1"},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def fed_runtime(client: Any, nodes: dict[str, Any], pods: dict[str, Any]) -> Runtime:
+    """A runtime over in-memory caches whose one ledger counts what they hold."""
+    runtime = Runtime(
+        client=client,
+        nodes=FakeInformer(nodes),  # type: ignore[arg-type]
+        pods=FakeInformer(pods),  # type: ignore[arg-type]
+    )
+    runtime.rebuild_ledger()
+    return runtime
 
 
 def controller(
@@ -96,11 +122,7 @@ def controller(
 ) -> tuple[ResizeController, RecordingClient]:
     client = RecordingClient()
     pod_store = {f"ns/{p['metadata']['name']}": p for p in pods}
-    runtime = Runtime(
-        client=client,  # type: ignore[arg-type]
-        nodes=FakeInformer(nodes if nodes is not None else {"n1": node()}),  # type: ignore[arg-type]
-        pods=FakeInformer(pod_store),  # type: ignore[arg-type]
-    )
+    runtime = fed_runtime(client, nodes if nodes is not None else {"n1": node()}, pod_store)
     runtime.workloads["ns/w"] = workload(mode)
     return ResizeController(runtime, AnnotationUsageReader(pod_store)), client
 
@@ -182,6 +204,7 @@ def test_room_that_appears_later_is_used_when_the_pod_is_looked_at_again() -> No
     run_pass(ctl, NOW)
     assert client.patches == []
     nodes["n1"] = node()  # room frees up; no event of the pod says so
+    ctl.runtime.ledger.node_changed(None, nodes["n1"])
     run_pass(ctl, NOW + 1)
     assert client.patches == [], "nothing new about the pod yet"
     run_pass(ctl, NOW + REVISIT_S)
@@ -212,8 +235,9 @@ def test_a_kubelet_infeasible_resize_is_reported_once_and_not_retried() -> None:
 def test_mode_off_and_foreign_pods_are_left_alone() -> None:
     ctl, client = controller([member()], mode="Off")
     run_pass(ctl, NOW)
+    # The workload's labels but no owner reference: not a member, whatever it says.
     stranger = member(name="solo")
-    del stranger["metadata"]["labels"]["egpu.io/workload"]
+    del stranger["metadata"]["ownerReferences"]
     ctl2, client2 = controller([stranger])
     run_pass(ctl2, NOW)
     assert client.patches == client2.patches == []
@@ -288,17 +312,13 @@ class MovingClient(RecordingClient):
 def moving_controller(pod: dict[str, Any], answer: Any) -> tuple[ResizeController, MovingClient]:
     client = MovingClient()
     store = {f"ns/{pod['metadata']['name']}": pod}
-    runtime = Runtime(
-        client=client,  # type: ignore[arg-type]
-        nodes=FakeInformer({"n1": node(memory="2.5Gi")}),  # type: ignore[arg-type]
-        pods=FakeInformer(store),  # type: ignore[arg-type]
-    )
+    runtime = fed_runtime(client, {"n1": node(memory="2.5Gi")}, store)
     body = workload()
     body["spec"]["resize"]["onInfeasible"] = "Move"
     body["metadata"]["resourceVersion"] = "7"
     runtime.workloads["ns/w"] = body
-    runtime.binder = FakeBinder(answer)  # type: ignore[attr-defined]
-    return ResizeController(runtime, AnnotationUsageReader(store)), client
+    binder = FakeBinder(answer)
+    return ResizeController(runtime, AnnotationUsageReader(store), binder), client  # type: ignore[arg-type]
 
 
 def test_move_records_the_new_size_then_deletes_the_pod() -> None:
@@ -318,7 +338,7 @@ def test_move_records_the_new_size_then_deletes_the_pod() -> None:
     ((deleted, precondition),) = client.deleted
     assert deleted == "/api/v1/namespaces/ns/pods/w-0"
     assert precondition["preconditions"] == {"uid": "uid-w-0"}
-    assert ctl.runtime.binder.asked == [("w-0", 3 * GIB, None)]  # type: ignore[attr-defined]
+    assert ctl.binder.asked == [("w-0", 3 * GIB, None)]  # type: ignore[union-attr]
     moved = events(client, "ResizeMove")
     assert {e["involvedObject"]["kind"] for e in moved} == {"GPUWorkload", "Pod"}
     assert "on node n2 in egpu.io/leaf=l1: the pod restarts" in moved[0]["message"]

@@ -7,40 +7,63 @@ import json
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
+from egpu.domain.labels import (
+    DOMAIN_ANNOTATION,
+    GANG_LABEL,
+    GANG_MIN_ANNOTATION,
+    GANG_SIZE_ANNOTATION,
+    GPU_IDS_ANNOTATION,
+    GPU_MODEL_ANNOTATION,
+    GPU_RESOURCE,
+    MANAGED_BY_LABEL,
+    OPERATOR_OWNED_ANNOTATIONS,
+    OPERATOR_OWNED_LABELS,
+    PREFERRED_LEVEL_ANNOTATION,
+    RANK_LABEL,
+    REQUIRED_LEVEL_ANNOTATION,
+    RESIZE_HEADROOM_ANNOTATION,
+    TOPOLOGY_ANNOTATION,
+    WITHIN_ANNOTATION,
+    WORKLOAD_LABEL,
+)
 
-WORKLOAD_LABEL = "egpu.io/workload"
-GANG_LABEL = "egpu.io/gang"
-RANK_LABEL = "egpu.io/rank"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-
-GANG_SIZE_ANNOTATION = "egpu.io/gang-size"
-GANG_MIN_ANNOTATION = "egpu.io/gang-min-members"
-GPU_MODEL_ANNOTATION = "egpu.io/gpu-model"
-TOPOLOGY_ANNOTATION = "egpu.io/topology"
-REQUIRED_LEVEL_ANNOTATION = "egpu.io/topology-required"
-PREFERRED_LEVEL_ANNOTATION = "egpu.io/topology-preferred"
-# Written by the binder before it binds: the plan survives an operator restart.
-ASSIGNED_NODE_ANNOTATION = "egpu.io/assigned-node"
-GPU_IDS_ANNOTATION = "egpu.io/gpu-ids"
-DOMAIN_ANNOTATION = "egpu.io/domain"
-
-# Room the binder asks of a node beyond the pod's requests (resize mode Auto):
-# {"cpu": "500m", "memory": "1Gi"}.
-RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
-# The domain path (outermost level value first) a pod must be placed in: a member
-# moved to grow stays in its old domain.
-WITHIN_ANNOTATION = "egpu.io/within"
 # On the GPUWorkload: members moved to another node to grow (resize policy Move),
 # by rank: {"3": {"within": [...], "containers": {"main": {"requests": {...},
 # "limits": {...}}}}}. A recreated member of that rank gets these resources.
 MOVED_MEMBERS_ANNOTATION = "egpu.io/moved-members"
 
-GPU_RESOURCE = "nvidia.com/gpu"
 RESIZED_RESOURCES = ("cpu", "memory")
 
 
 def member_pod_name(workload: str, rank: int) -> str:
     return f"{workload}-{rank}"
+
+
+def _without(values: dict[str, Any] | None, owned: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in (values or {}).items() if k not in owned}
+
+
+def template_overrides(template: dict[str, Any]) -> list[str]:
+    """What a pod template sets that the operator decides itself, so it is dropped or
+    replaced in every pod made from it: the operator's own labels and annotations,
+    `nodeName` (the binder places the pods), a `schedulerName` other than ours."""
+    meta = template.get("metadata") or {}
+    spec = template.get("spec") or {}
+    found = [
+        f"metadata.labels[{key}]"
+        for key in sorted(meta.get("labels") or {})
+        if key in OPERATOR_OWNED_LABELS
+    ]
+    found += [
+        f"metadata.annotations[{key}]"
+        for key in sorted(meta.get("annotations") or {})
+        if key in OPERATOR_OWNED_ANNOTATIONS
+    ]
+    if spec.get("nodeName"):
+        found.append(f"spec.nodeName={spec['nodeName']}")
+    if spec.get("schedulerName") not in (None, "", SCHEDULER_NAME):
+        found.append(f"spec.schedulerName={spec['schedulerName']}")
+    return found
 
 
 def resize_headroom(spec: dict[str, Any]) -> dict[str, str] | None:
@@ -132,13 +155,13 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     replicas = int(spec.get("replicas", 1))
 
     labels = {
-        **(pod_meta.get("labels") or {}),
+        **_without(pod_meta.get("labels"), OPERATOR_OWNED_LABELS),
         WORKLOAD_LABEL: name,
         GANG_LABEL: name,
         RANK_LABEL: str(rank),
         MANAGED_BY_LABEL: "egpu-operator",
     }
-    annotations = {**(pod_meta.get("annotations") or {})}
+    annotations = _without(pod_meta.get("annotations"), OPERATOR_OWNED_ANNOTATIONS)
     if gang.get("policy", "AllOrNothing") == "AllOrNothing":
         annotations[GANG_SIZE_ANNOTATION] = str(replicas)
         annotations[GANG_MIN_ANNOTATION] = str(gang.get("minMembers") or replicas)
@@ -185,6 +208,7 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
                 env.append({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 
     pod_spec["schedulerName"] = SCHEDULER_NAME
+    pod_spec.pop("nodeName", None)  # the binder places every member
     pod_spec.setdefault("restartPolicy", "Never")
     pod_spec.setdefault("hostname", member_pod_name(name, rank))
     return {

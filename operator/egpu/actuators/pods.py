@@ -6,14 +6,11 @@ import json
 from typing import Any
 
 from egpu import API_VERSION
-from egpu.actuators.manifests import (
-    ASSIGNED_NODE_ANNOTATION,
-    DOMAIN_ANNOTATION,
-    GPU_IDS_ANNOTATION,
-    MOVED_MEMBERS_ANNOTATION,
-    moved_members,
-)
-from egpu.kube.client import JSON, ApiError, KubeClient, path_for
+from egpu.actuators.manifests import MOVED_MEMBERS_ANNOTATION, moved_members
+from egpu.domain.labels import PLAN_ANNOTATION
+from egpu.domain.pod import RecordedPlan
+from egpu.kube.client import JSON, STRATEGIC_PATCH, ApiError, KubeClient, path_for
+from egpu.state.pods import plan_annotation
 
 
 async def create_pod(client: KubeClient, pod: JSON) -> JSON | None:
@@ -37,39 +34,54 @@ async def delete_pod(client: KubeClient, namespace: str, name: str, uid: str | N
             raise
 
 
-async def record_assignment(
-    client: KubeClient,
-    namespace: str,
-    name: str,
-    node: str,
-    gpu_ids: tuple[int, ...],
-    domain: dict[str, str],
-) -> None:
-    """Write the plan on the pod before binding: a restarted operator finds it there."""
+async def record_plan(client: KubeClient, namespace: str, name: str, plan: RecordedPlan) -> None:
+    """Write the plan on the pod before binding: a restarted operator finds it there.
+    Only onto this very pod (its UID): a pod recreated under the same name is not it."""
     patch = {
         "metadata": {
-            "annotations": {
-                ASSIGNED_NODE_ANNOTATION: node,
-                GPU_IDS_ANNOTATION: ",".join(str(g) for g in gpu_ids),
-                DOMAIN_ANNOTATION: json.dumps(domain, separators=(",", ":"), sort_keys=True),
-            }
+            "uid": plan.uid,
+            "annotations": {PLAN_ANNOTATION: plan_annotation(plan)},
         }
     }
     await client.patch(path_for("v1", "pods", namespace, name), patch)
 
 
-async def clear_assignment(client: KubeClient, namespace: str, name: str) -> None:
-    patch = {
-        "metadata": {
-            "annotations": {
-                ASSIGNED_NODE_ANNOTATION: None,
-                GPU_IDS_ANNOTATION: None,
-                DOMAIN_ANNOTATION: None,
-            }
-        }
-    }
+async def clear_plan(client: KubeClient, namespace: str, name: str, uid: str) -> None:
+    patch = {"metadata": {"uid": uid, "annotations": {PLAN_ANNOTATION: None}}}
     try:
         await client.patch(path_for("v1", "pods", namespace, name), patch)
+    except ApiError as exc:
+        if not (exc.not_found or exc.conflict):
+            raise
+
+
+async def read_pod_object(client: KubeClient, namespace: str, name: str) -> JSON | None:
+    """The pod as the API server has it now; None when it is gone."""
+    try:
+        return await client.get(path_for("v1", "pods", namespace, name))
+    except ApiError as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
+async def set_pod_scheduled(
+    client: KubeClient, namespace: str, name: str, reason: str, message: str, now: str
+) -> None:
+    """PodScheduled=False with the binder's reason, as kube-scheduler reports it."""
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": now,
+    }
+    try:
+        await client.patch(
+            path_for("v1", "pods", namespace, name, "status"),
+            {"status": {"conditions": [condition]}},
+            content_type=STRATEGIC_PATCH,
+        )
     except ApiError as exc:
         if not exc.not_found:
             raise

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
-from egpu.actuators.manifests import (
+from egpu.domain.labels import (
     GPU_IDS_ANNOTATION,
     GPU_MODEL_ANNOTATION,
     GPU_RESOURCE,

@@ -1,257 +1,659 @@
 """The binder: the operator is the scheduler of pods that name `egpu-scheduler`.
 
-Each cycle: pending pods are grouped into gangs, ordered by priority then age;
-the placement engine decides each gang against the ledger; the whole gang is
-reserved in the ledger, its plan is written on every pod (so a restarted
-operator finds it), then every pod is bound. If any bind fails, the gang is
-rolled back: the ledger hold is released and the pods already bound are
-deleted (their controller makes new ones), so no gang stays half-bound.
+Each cycle, for every gang with pending pods (best first):
+1. its pods are checked (`engines.binding`); a gang with unreadable or contradictory
+   pods is reported on the pods (or its GPUWorkload) and skipped: one user's bad pod
+   never stops anyone else's;
+2. an earlier leader's plans for it are resumed when whole, dropped when the recording
+   was cut short;
+3. the placement engine decides the rest against the one ledger, and the whole gang is
+   reserved there as the binder's intents (kept through relists and rebuilds);
+4. a gang's plan is written on every pod (the crash-safe point), then every pod is
+   bound. A bind whose reply was lost is checked with the API server before anything
+   is undone. If a gang cannot be completed and its bound part cannot run alone, the
+   pods bound in this attempt go (only those with an owner to recreate them; never
+   the members that were running before).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
 
 from egpu.actuators.events import post_event
-from egpu.actuators.manifests import (
-    DOMAIN_ANNOTATION,
-    GANG_MIN_ANNOTATION,
-    GANG_SIZE_ANNOTATION,
-    GPU_IDS_ANNOTATION,
-    GPU_MODEL_ANNOTATION,
-    PREFERRED_LEVEL_ANNOTATION,
-    REQUIRED_LEVEL_ANNOTATION,
-    RESIZE_HEADROOM_ANNOTATION,
-    WITHIN_ANNOTATION,
-    WORKLOAD_LABEL,
+from egpu.actuators.pods import (
+    bind_pod,
+    clear_plan,
+    delete_pod,
+    read_pod_object,
+    record_plan,
+    set_pod_scheduled,
 )
-from egpu.actuators.pods import bind_pod, clear_assignment, delete_pod, record_assignment
+from egpu.controllers.common import now_text
 from egpu.controllers.runtime import Runtime, Trigger
-from egpu.controllers.workloads import CONTROLLER_KEY, GangVerdict, WorkloadController
 from egpu.domain.gang import GangRequest
+from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, PLAN_ANNOTATION
 from egpu.domain.placement import (
-    Placement,
     PlacementResult,
     PodAssignment,
     Unschedulable,
     UnschedulableReason,
 )
-from egpu.domain.quantity import cpu_millis, memory_bytes
-from egpu.domain.topology import Topology
-from egpu.engines.placement import place_gang
-from egpu.kube.client import JSON, ApiError, gather_limited
+from egpu.domain.pod import PodDemand, PodFacts, RecordedPlan, lone_gang_id
+from egpu.engines.binding import (
+    BadGang,
+    Gang,
+    Parking,
+    gang_request,
+    gangs_to_place,
+    pair_with_pods,
+    pod_slots,
+    required_domain,
+    shape_key,
+    split_resumable,
+)
+from egpu.engines.placement import ReservationError, place_gang
+from egpu.kube.client import JSON, ApiError, TransportError, gather_limited
 from egpu.observability.metrics import (
     BIND_FAILURES,
     FREE_GPUS,
+    LEDGER_AUDIT_MISMATCHES,
+    LEDGER_AUDITS,
     PENDING_GANGS,
     PLACEMENT_SECONDS,
     PODS_BOUND,
 )
-from egpu.state.ledger_sync import (
-    LedgerSync,
-    PodDemand,
-    assignment_of,
-    gang_id_of,
-    is_ours,
-    pod_demand,
-    pod_key,
-    rank_of,
-)
+from egpu.state.ledger_sync import PLANNED
+from egpu.state.pods import is_ours, plan_annotation, pod_key, read_pod
 
 log = logging.getLogger("egpu.binder")
-HOSTNAME_ONLY = Topology(levels=("kubernetes.io/hostname",))
 IDLE_CYCLE_SECONDS = 5.0
-PARK_MIN_SECONDS = 1.0
-PARK_MAX_SECONDS = 60.0
+BIND_ATTEMPTS = 4
+RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+AUDIT_SECONDS = float(os.environ.get("EGPU_LEDGER_AUDIT_SECONDS", "300"))
 INVALID = UnschedulableReason.INVALID_REQUEST
 
 
 @dataclass
-class Gang:
-    gang_id: str
-    namespace: str
-    size: int
-    min_members: int
-    pending: list[JSON] = field(default_factory=list)
-    bound: list[JSON] = field(default_factory=list)
+class GangVerdict:
+    """The binder's last word on a gang, for the workload's status."""
 
-    @property
-    def first(self) -> JSON:
-        return (self.pending or self.bound)[0]
-
-    @property
-    def priority(self) -> int:
-        return int((self.first.get("spec") or {}).get("priority") or 0)
-
-    @property
-    def created(self) -> str:
-        return str(min(p["metadata"].get("creationTimestamp", "") for p in self.pending))
-
-    @property
-    def workload(self) -> str | None:
-        return (self.first["metadata"].get("labels") or {}).get(WORKLOAD_LABEL)
+    scheduled: bool
+    reason: str
+    message: str
 
 
-def bound_domain(gang: Gang, levels: tuple[str, ...], required: str | None) -> tuple[str, ...]:
-    """The required-level domain the gang's bound members sit in: its other members
-    must join them there. Empty when nothing is bound or no domain level is required."""
-    if not gang.bound or required not in levels:
-        return ()
-    depth = levels.index(required) + 1
-    for pod in gang.bound:
-        raw = (pod["metadata"].get("annotations") or {}).get(DOMAIN_ANNOTATION) or "{}"
-        try:
-            domain = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        path = tuple(str(domain.get(level, "")) for level in levels[:depth])
-        if all(path):
-            return path
-    return ()
+class VerdictSink(Protocol):
+    """Where the binder's verdicts on a GPUWorkload's gang go (its status)."""
+
+    def set_verdict(self, key: str, verdict: GangVerdict) -> None: ...
 
 
-def headroom_of(pod: JSON) -> tuple[int, int]:
-    """(CPU millicores, memory bytes) the pod asks beyond its requests; ValueError when
-    the annotation cannot be read."""
-    raw = (pod["metadata"].get("annotations") or {}).get(RESIZE_HEADROOM_ANNOTATION)
-    if not raw:
-        return 0, 0
-    try:
-        headroom = json.loads(raw)
-        return cpu_millis(headroom.get("cpu", 0)), memory_bytes(headroom.get("memory", 0))
-    except (json.JSONDecodeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"annotation {RESIZE_HEADROOM_ANNOTATION}={raw!r} unreadable") from exc
+class Outcome(StrEnum):
+    DONE = "Done"  # the plan is recorded on the pod
+    BOUND = "Bound"  # bound where planned (perhaps by an earlier try whose reply was lost)
+    GONE = "Gone"  # the pod was deleted (or replaced by another of the same name)
+    ELSEWHERE = "BoundElsewhere"  # someone else bound it
+    FAILED = "Failed"  # refused for good
+    UNKNOWN = "Unknown"  # the API server could not say: asked again next cycle
 
 
-def within_of(pods: list[JSON]) -> tuple[str, ...]:
-    """The domain path a moved member must stay in (its `egpu.io/within`), if any."""
-    for pod in pods:
-        raw = (pod["metadata"].get("annotations") or {}).get(WITHIN_ANNOTATION)
-        try:
-            path = json.loads(raw) if raw else []
-        except json.JSONDecodeError:
-            continue
-        if isinstance(path, list) and path and all(isinstance(v, str) and v for v in path):
-            return tuple(path)
-    return ()
+@dataclass(frozen=True, slots=True)
+class Step:
+    pod: PodFacts
+    assignment: PodAssignment
+    plan: RecordedPlan
 
 
-def gang_request(gang: Gang, pods: list[JSON], levels: tuple[str, ...] = ()) -> GangRequest:
-    """One request for the pods to place; the gang's pods are alike, so take the largest."""
-    demands = [pod_demand(p) for p in pods]
-    headrooms = [headroom_of(p) for p in pods]
-    annotations = gang.first["metadata"].get("annotations") or {}
-    required = annotations.get(REQUIRED_LEVEL_ANNOTATION) or None
-    missing = len(pods)
-    min_members = max(1, min(missing, gang.min_members - len(gang.bound)))
-    within = bound_domain(gang, levels, required)
-    moved_within = within_of(pods)
-    if len(moved_within) > len(within) and moved_within[: len(within)] == within:
-        within = moved_within  # the narrower of the two, when they agree
-    return GangRequest(
-        gang_id=gang.gang_id,
-        pod_count=missing,
-        gpus_per_pod=max(d.gpus for d in demands),
-        cpu_millis_per_pod=max(d.cpu_millis for d in demands),
-        memory_bytes_per_pod=max(d.memory_bytes for d in demands),
-        gpu_model=annotations.get(GPU_MODEL_ANNOTATION) or None,
-        required_level=required,
-        preferred_level=annotations.get(PREFERRED_LEVEL_ANNOTATION) or None,
-        min_members=min_members if min_members < missing else None,
-        within=within,
-        cpu_headroom_millis=max(h[0] for h in headrooms),
-        memory_headroom_bytes=max(h[1] for h in headrooms),
-    )
-
-
-def shape_key(r: GangRequest) -> tuple[object, ...]:
-    """Everything but the gang's name: two asks with one key get one answer."""
-    return (
-        r.pod_count,
-        r.gpus_per_pod,
-        r.cpu_millis_per_pod,
-        r.memory_bytes_per_pod,
-        r.gpu_model,
-        r.required_level,
-        r.preferred_level,
-        r.min_members,
-        r.within,
-        r.cpu_headroom_millis,
-        r.memory_headroom_bytes,
-    )
-
-
-def binding_annotations(a: PodAssignment) -> dict[str, str]:
+def binding_annotations(step: Step) -> dict[str, str]:
+    a = step.assignment
     return {
+        PLAN_ANNOTATION: plan_annotation(step.plan),
         GPU_IDS_ANNOTATION: ",".join(str(g) for g in a.gpu_indices),
         DOMAIN_ANNOTATION: json.dumps(dict(a.domain), separators=(",", ":"), sort_keys=True),
     }
 
 
+def pod_object(facts: PodFacts) -> JSON:
+    """Enough of a pod for an Event's involvedObject."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": facts.name, "namespace": facts.namespace, "uid": facts.uid},
+    }
+
+
 class Binder:
-    def __init__(self, runtime: Runtime, topology_name: str = "default") -> None:
+    def __init__(self, runtime: Runtime, verdicts: VerdictSink | None = None) -> None:
         self.runtime = runtime
-        self.topology_name = topology_name
+        self.sync = runtime.ledger
+        self.verdicts = verdicts
         self.trigger = Trigger()
-        self.sync = LedgerSync(self.topology())
+        self.parking = Parking()
+        # Our live pods by gang, kept by the pod cache's events: a cycle never scans
+        # every pod of the cluster.
+        self.members: dict[str, dict[str, PodFacts]] = {}
+        self.waiting: set[str] = set()  # gangs with a pending pod
+        self._gang_of: dict[str, str] = {}
         self.in_flight: set[str] = set()  # gangs being bound right now
+        self.doubtful: dict[str, str] = {}  # pod -> node: bind outcome unknown
         self.bind_delay = float(os.environ.get("EGPU_BIND_DELAY_MS", "0")) / 1000
+        self.plan_delay = float(os.environ.get("EGPU_PLAN_DELAY_MS", "0")) / 1000
         self._explained: dict[str, str] = {}
-        self._bad_reported: dict[str, str] = {}
-        # Unschedulable gangs are parked until capacity comes back (a node changes,
-        # a pod goes) or their backoff ends: thousands of waiting gangs must not
-        # cost thousands of decisions per cycle.
-        self.capacity_epoch = 0
-        self.parked: dict[str, tuple[int, float, float]] = {}  # gang -> epoch, retry at, backoff
+        self._told: dict[str, str] = {}  # pod or node -> the last message posted on it
+        self._last_audit = time.monotonic()
+        self._reindex()
         runtime.nodes.add_listener(self._on_node)
         runtime.pods.add_listener(self._on_pod)
 
-    # -- feeding the ledger -----------------------------------------------------------
-
-    def topology(self) -> Topology:
-        body = self.runtime.topologies.get(self.topology_name)
-        levels = tuple(
-            lv.get("nodeLabel") for lv in ((body or {}).get("spec") or {}).get("levels") or []
-        )
-        try:
-            return Topology(levels=levels) if levels else HOSTNAME_ONLY
-        except ValueError as exc:
-            log.warning(
-                "GPUTopology %s unusable (%s); placing by node only", self.topology_name, exc
-            )
-            return HOSTNAME_ONLY
-
-    def rebuild(self) -> None:
-        self.sync = LedgerSync.rebuild(
-            self.topology(),
-            list(self.runtime.nodes.store.values()),
-            list(self.runtime.pods.store.values()),
-        )
+    # -- the caches' events ------------------------------------------------------------
 
     def _on_node(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        self.capacity_epoch += 1
-        if event == "RESYNC":
-            self.rebuild()
-        else:
-            self.sync.node_changed(old, new)
+        self.parking.capacity_changed()
         self.trigger.kick()
         self.report_bad_nodes()
+
+    def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self._reindex()
+            self.parking.capacity_changed()
+            self.trigger.kick()
+            return
+        key = pod_key(new or old or {})
+        facts = read_pod(new) if new is not None and is_ours(new) else None
+        self._index(key, facts)
+        if new is None:
+            self._told.pop(key, None)
+        gone = new is None or (new.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if gone:
+            self.parking.capacity_changed()  # room given back
+        if gone or (facts is not None and facts.pending):
+            self.trigger.kick()
+
+    def _reindex(self) -> None:
+        self.members, self.waiting, self._gang_of = {}, set(), {}
+        for key, pod in self.runtime.pods.store.items():
+            if is_ours(pod):
+                self._index(key, read_pod(pod))
+
+    def _index(self, key: str, facts: PodFacts | None) -> None:
+        old_gang = self._gang_of.pop(key, None)
+        if old_gang is not None:
+            group = self.members.get(old_gang, {})
+            group.pop(key, None)
+            if not group:
+                self.members.pop(old_gang, None)
+                self.waiting.discard(old_gang)
+                self._explained.pop(old_gang, None)
+            elif not any(p.pending for p in group.values()):
+                self.waiting.discard(old_gang)
+        if facts is None or not facts.live:
+            return
+        self._gang_of[key] = facts.gang_id
+        self.members.setdefault(facts.gang_id, {})[key] = facts
+        if facts.pending:
+            self.waiting.add(facts.gang_id)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self.trigger.wait(timeout=IDLE_CYCLE_SECONDS)
+            await self.cycle()
+            if time.monotonic() - self._last_audit >= AUDIT_SECONDS:
+                self.audit()
+
+    async def cycle(self) -> None:
+        if self.runtime.refresh_topology():
+            self.parking.capacity_changed()
+        if self.doubtful:
+            await self._settle_doubtful()
+        now = time.monotonic()
+        jobs: list[Awaitable[None]] = []
+        waiting = 0
+        # Within a cycle the ledger only fills up: an ask that failed stays failed.
+        failed_shapes: dict[tuple[object, ...], Unschedulable] = {}
+        gangs, bad = gangs_to_place(
+            ((g, self.members.get(g, {}).values()) for g in list(self.waiting)),
+            busy=self.sync.intents,
+        )
+        for gang_set_aside in bad:
+            self.report_bad(gang_set_aside)
+        for gang in gangs:
+            if gang.gang_id in self.in_flight:
+                continue
+            if gang.members < gang.size:
+                waiting += 1  # members still being created: all or nothing
+                continue
+            try:
+                steps = self.decide(gang, failed_shapes, now)
+            except Exception as exc:  # a bug must cost one gang, not the binder
+                log.exception("deciding gang %s failed", gang.gang_id)
+                self.explain(gang, Unschedulable(gang.gang_id, INVALID, f"internal error: {exc}"))
+                self.parking.park(gang.gang_id, now)
+                steps = None
+            if steps is None:
+                waiting += 1
+                continue
+            self.in_flight.add(gang.gang_id)
+            jobs.append(self.bind_gang(gang, steps))
+        self.parking.keep_only(self.waiting)
+        PENDING_GANGS.set(waiting + len(bad))
+        FREE_GPUS.set(self.sync.ledger.free_gpus())
+        if jobs:
+            await gather_limited(64, *jobs)
+
+    def decide(
+        self,
+        gang: Gang,
+        failed_shapes: dict[tuple[object, ...], Unschedulable] | None = None,
+        now: float | None = None,
+    ) -> list[Step] | None:
+        """Reserve the gang's pods as intents in the ledger; None (and a verdict) when it
+        cannot be placed now."""
+        now = time.monotonic() if now is None else now
+        held = {
+            p.key
+            for p in gang.pending
+            if (account := self.sync.account_of(p.key)) is not None and account.kind == PLANNED
+        }
+        resume = split_resumable(gang, held)
+        if resume.stale:
+            log.info("gang %s: dropping an incomplete plan of %s", gang.gang_id, resume.stale)
+            self.sync.drop_plans(resume.stale)
+        steps = [Step(p, a, p.plan) for p, a in resume.resumed if p.plan is not None]
+        if resume.fresh:
+            if self.parking.parked(gang.gang_id, now):
+                return None
+            levels = self.sync.ledger.topology.domain_levels
+            placed_domains = [self._domain_of(p) for p in gang.bound] + [
+                s.assignment.domain for s in steps
+            ]
+            within = required_domain(placed_domains, levels, resume.fresh[0].ask.required_level)
+            try:
+                request = gang_request(gang, resume.fresh, len(placed_domains), within)
+            except ValueError as exc:
+                self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
+                self.parking.park(gang.gang_id, now)
+                return None
+            result = self._place(request, failed_shapes)
+            if isinstance(result, Unschedulable):
+                self.explain(gang, result)
+                self.parking.park(gang.gang_id, now)
+                return None
+            self.parking.release(gang.gang_id)
+            pairs = pair_with_pods(resume.fresh, result)
+            plan_id = uuid.uuid4().hex[:12]
+            steps += [
+                Step(
+                    p, a, RecordedPlan(p.uid, a.node, a.gpu_indices, a.domain, plan_id, len(pairs))
+                )
+                for p, a in pairs
+            ]
+        if len(steps) + len(gang.bound) < gang.min_members:
+            return None
+        try:
+            self.sync.reserve_intents([(s.pod.key, s.assignment) for s in steps])
+        except ReservationError as exc:  # the engine's answer no longer fits: a bug
+            log.error("gang %s: reserving its placement failed: %s", gang.gang_id, exc)
+            self.explain(gang, Unschedulable(gang.gang_id, INVALID, f"internal error: {exc}"))
+            self.parking.park(gang.gang_id, now)
+            return None
+        return steps
+
+    def _place(
+        self, request: GangRequest, failed_shapes: dict[tuple[object, ...], Unschedulable] | None
+    ) -> PlacementResult:
+        shape = shape_key(request)
+        known = failed_shapes.get(shape) if failed_shapes is not None else None
+        if known is not None:  # the same ask failed earlier in this cycle
+            return known
+        started = time.perf_counter()
+        result = place_gang(self.sync.ledger, request)
+        PLACEMENT_SECONDS.observe(time.perf_counter() - started)
+        if isinstance(result, Unschedulable) and failed_shapes is not None:
+            failed_shapes[shape] = result
+        return result
+
+    def _domain_of(self, pod: PodFacts) -> dict[str, str]:
+        """A placed pod's domain at every level: its node's, else what its plan says."""
+        if pod.node is not None and pod.node in self.sync.ledger:
+            return dict(self.sync.ledger.node_view(pod.node).domain)
+        return dict(pod.plan.domain) if pod.plan is not None else {}
+
+    # -- binding a gang ------------------------------------------------------------------
+
+    async def bind_gang(self, gang: Gang, steps: list[Step]) -> None:
+        """Never raises: whatever happens, nothing of this attempt stays held by mistake."""
+        outcomes: dict[str, tuple[Outcome, str]] = {}
+        try:
+            recorded = {s.pod.key for s in steps if s.pod.plan == s.plan}
+            to_record = [s for s in steps if s.pod.key not in recorded]
+            if to_record and (len(steps) > 1 or gang.bound):
+                # Every plan is recorded before the first bind: the crash-safe point.
+                written = await self._steps(self._record, to_record, self.plan_delay)
+                if any(o is not Outcome.DONE for o, _ in written.values()):
+                    for key, (outcome, detail) in written.items():
+                        if outcome is not Outcome.DONE:
+                            outcomes[key] = (outcome, detail)
+                    await self._give_up(gang, steps, outcomes, before_bind=True)
+                    return
+            outcomes = await self._steps(self._bind, steps, self.bind_delay)
+            await self._conclude(gang, steps, outcomes)
+        except asyncio.CancelledError:
+            self._release_unsettled(steps, outcomes)
+            raise
+        except Exception as exc:
+            log.exception("binding gang %s failed unexpectedly", gang.gang_id)
+            BIND_FAILURES.labels(type(exc).__name__).inc()
+            self._release_unsettled(steps, outcomes)
+            self.explain(
+                gang,
+                Unschedulable(gang.gang_id, INVALID, f"binding failed: {exc}"),
+                reason="BindFailed",
+            )
+        finally:
+            self.in_flight.discard(gang.gang_id)
+            self.trigger.kick()
+
+    async def _steps(
+        self, act: Callable[[Step], Awaitable[tuple[Outcome, str]]], steps: list[Step], delay: float
+    ) -> dict[str, tuple[Outcome, str]]:
+        """`act` on every step (concurrently); what each came to."""
+        if delay:  # test hook: a slow, observable sequence
+            results = {}
+            for step in steps:
+                results[step.pod.key] = await act(step)
+                await asyncio.sleep(delay)
+            return results
+        answers = await gather_limited(32, *(act(s) for s in steps))
+        out: dict[str, tuple[Outcome, str]] = {}
+        for step, answer in zip(steps, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.error("pod %s: %r", step.pod.key, answer)
+                out[step.pod.key] = (Outcome.UNKNOWN, repr(answer))
+            else:
+                out[step.pod.key] = answer
+        return out
+
+    async def _record(self, step: Step) -> tuple[Outcome, str]:
+        pod = step.pod
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                await record_plan(self.runtime.client, pod.namespace, pod.name, step.plan)
+                return Outcome.DONE, ""
+            except ApiError as exc:
+                if exc.not_found or exc.conflict or exc.status == 422:
+                    return Outcome.GONE, exc.message  # gone, or another pod of that name
+                if not exc.transient:
+                    return Outcome.FAILED, exc.message
+                detail = exc.message
+            except TransportError as exc:  # a merge patch may simply be sent again
+                detail = str(exc)
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+        return Outcome.FAILED, f"recording the plan failed: {detail}"
+
+    async def _bind(self, step: Step) -> tuple[Outcome, str]:
+        pod, a = step.pod, step.assignment
+        detail = ""
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                await bind_pod(
+                    self.runtime.client,
+                    pod.namespace,
+                    pod.name,
+                    pod.uid,
+                    a.node,
+                    binding_annotations(step),
+                )
+                return Outcome.BOUND, ""
+            except ApiError as exc:
+                if exc.not_found:
+                    return Outcome.GONE, exc.message
+                if not (exc.conflict or exc.transient):
+                    return Outcome.FAILED, exc.message
+                detail = exc.message
+            except TransportError as exc:
+                detail = str(exc)
+            # The reply is lost or the pod changed: ask where it is before trying again.
+            where = await self._where(pod, a.node)
+            if where is not None and where[0] is not Outcome.UNKNOWN:
+                return where
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+        return (await self._where(pod, a.node)) or (Outcome.UNKNOWN, detail)
+
+    async def _where(self, pod: PodFacts, node: str) -> tuple[Outcome, str] | None:
+        """What the API server says of the pod now: bound here or elsewhere, gone, not
+        bound yet (None), or it could not say (UNKNOWN)."""
+        try:
+            current = await read_pod_object(self.runtime.client, pod.namespace, pod.name)
+        except (ApiError, TransportError) as exc:
+            return Outcome.UNKNOWN, str(exc)
+        if current is None or (current.get("metadata") or {}).get("uid") != pod.uid:
+            return Outcome.GONE, "the pod was deleted"
+        bound_to = (current.get("spec") or {}).get("nodeName")
+        if not bound_to:
+            return None
+        if bound_to == node:
+            return Outcome.BOUND, ""
+        return Outcome.ELSEWHERE, f"bound to node {bound_to} by someone else"
+
+    async def _conclude(
+        self, gang: Gang, steps: list[Step], outcomes: dict[str, tuple[Outcome, str]]
+    ) -> None:
+        bound = [s for s in steps if outcomes[s.pod.key][0] is Outcome.BOUND]
+        PODS_BOUND.inc(len(bound))
+        for step in steps:
+            outcome, detail = outcomes[step.pod.key]
+            if outcome in (Outcome.GONE, Outcome.ELSEWHERE):
+                log.info("pod %s not bound: %s", step.pod.key, detail or outcome)
+                self.sync.release_intent(step.pod.key)
+            elif outcome is Outcome.UNKNOWN:
+                self.doubtful[step.pod.key] = step.assignment.node  # asked again next cycle
+        failed = [s for s in steps if outcomes[s.pod.key][0] is Outcome.FAILED]
+        if not failed:
+            if len(bound) == len(steps):
+                self.scheduled(gang, steps)
+            return
+        await self._give_up(gang, steps, outcomes, before_bind=False)
+
+    async def _give_up(
+        self,
+        gang: Gang,
+        steps: list[Step],
+        outcomes: dict[str, tuple[Outcome, str]],
+        before_bind: bool,
+    ) -> None:
+        """Some pods of the attempt could not be recorded or bound: release what is not
+        bound; if the bound part cannot run without the rest, remove it (pods with an
+        owner to recreate them only)."""
+        self.parking.capacity_changed()
+        reasons = sorted({d or str(o) for o, d in outcomes.values() if o is not Outcome.BOUND})
+        BIND_FAILURES.labels("RecordFailed" if before_bind else "BindFailed").inc()
+        bound = [] if before_bind else [s for s in steps if outcomes[s.pod.key][0] is Outcome.BOUND]
+        unbound = [s for s in steps if s not in bound]
+        for step in unbound:
+            if outcomes.get(step.pod.key, (Outcome.FAILED, ""))[0] is not Outcome.UNKNOWN:
+                self.sync.release_intent(step.pod.key)
+        await gather_limited(
+            16,
+            *(
+                clear_plan(self.runtime.client, s.pod.namespace, s.pod.name, s.pod.uid)
+                for s in unbound
+                if outcomes.get(s.pod.key, (Outcome.FAILED, ""))[0] is not Outcome.GONE
+            ),
+        )
+        kept: list[Step] = []
+        if bound and len(gang.bound) + len(bound) < gang.min_members:
+            doomed = [s for s in bound if s.pod.owner is not None]
+            kept = [s for s in bound if s.pod.owner is None]
+            await gather_limited(
+                16,
+                *(
+                    delete_pod(self.runtime.client, s.pod.namespace, s.pod.name, s.pod.uid)
+                    for s in doomed
+                ),
+            )
+        message = f"binding failed and was rolled back: {'; '.join(reasons)[:512]}"
+        if kept:
+            names = ", ".join(s.pod.name for s in kept)
+            message += (
+                f"; pods {names} stay bound (no owner could recreate them): the rest of "
+                "the gang will join them when it can"
+            )
+        log.warning("gang %s: %s", gang.gang_id, message)
+        self.explain(gang, Unschedulable(gang.gang_id, INVALID, message), reason="BindFailed")
+
+    def _release_unsettled(
+        self, steps: list[Step], outcomes: dict[str, tuple[Outcome, str]]
+    ) -> None:
+        for step in steps:
+            outcome = outcomes.get(step.pod.key, (Outcome.UNKNOWN, ""))[0]
+            if outcome is Outcome.UNKNOWN and step.pod.key in self.sync.intents:
+                self.doubtful[step.pod.key] = step.assignment.node
+            elif outcome is not Outcome.BOUND:
+                self.sync.release_intent(step.pod.key)
+
+    async def _settle_doubtful(self) -> None:
+        """Binds whose outcome was unknown: ask again until the API server can say."""
+        for key, node in list(self.doubtful.items()):
+            facts = self.members.get(self._gang_of.get(key, ""), {}).get(key)
+            if facts is None or facts.bound or key not in self.sync.intents:
+                del self.doubtful[key]  # gone, or its bind has been seen
+                continue
+            where = await self._where(facts, node)
+            if where is not None and where[0] is Outcome.UNKNOWN:
+                continue
+            del self.doubtful[key]
+            if where is None or where[0] is not Outcome.BOUND:
+                self.sync.release_intent(key)
+
+    # -- the ledger's audit ------------------------------------------------------------------
+
+    def audit(self) -> list[str]:
+        """Compare the ledger with one rebuilt from scratch; repair it if they differ."""
+        self._last_audit = time.monotonic()
+        problems = self.runtime.audit_ledger()
+        LEDGER_AUDITS.inc()
+        LEDGER_AUDIT_MISMATCHES.set(len(problems))
+        if problems:
+            log.error(
+                "ledger differs from a rebuild on %d node(s); rebuilding: %s",
+                len(problems),
+                "; ".join(problems[:5]),
+            )
+            self.runtime.rebuild_ledger()
+        return problems
+
+    # -- questions from other controllers ------------------------------------------------
+
+    def explanation(self, gang_id: str) -> str | None:
+        """Why the gang (a lone pod: `lone_gang_id(namespace, pod)`) is not placed."""
+        return self._explained.get(gang_id)
+
+    def pod_explanation(self, namespace: str, pod: str) -> str | None:
+        return self._explained.get(lone_gang_id(namespace, pod))
+
+    def where_to_move(
+        self, pod: JSON, demand: PodDemand, required: str | None
+    ) -> tuple[tuple[str, ...], PlacementResult]:
+        """Where a copy of the bound `pod`, sized `demand`, would go inside the pod's own
+        domain at the `required` level (else the topology's lowest level): a what-if,
+        nothing is reserved. Returns that domain's path and the engine's answer."""
+        levels = self.sync.ledger.topology.domain_levels
+        depth = levels.index(required) + 1 if required in levels else len(levels)
+        node = self.runtime.nodes.store.get((pod.get("spec") or {}).get("nodeName") or "")
+        labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+        within = tuple(str(labels.get(level) or "") for level in levels[:depth])
+        facts = read_pod(pod)
+        gang_id = f"move:{facts.key}"
+        if not all(within):
+            return within, Unschedulable(
+                gang_id,
+                UnschedulableReason.NO_MATCHING_NODES,
+                "the pod's node is gone or carries no topology labels",
+            )
+        request = GangRequest(
+            gang_id=gang_id,
+            pod_count=1,
+            gpus_per_pod=max(1, demand.gpus),
+            cpu_millis_per_pod=demand.cpu_millis,
+            memory_bytes_per_pod=demand.memory_bytes,
+            gpu_model=facts.ask.gpu_model,
+            within=within,
+        )
+        return within, place_gang(self.sync.ledger, request)
+
+    def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
+        """How many more pods of this many GPUs (GPUs only) the cluster could take now."""
+        return pod_slots(self.sync.ledger.domain_stats((), model).free_histogram, gpus_per_pod)
+
+    # -- telling users -------------------------------------------------------------------
+
+    def explain(self, gang: Gang, result: Unschedulable, reason: str | None = None) -> None:
+        message = result.message
+        if self._explained.get(gang.gang_id) != message:
+            self._explained[gang.gang_id] = message
+            log.info("gang %s unschedulable: %s", gang.gang_id, message)
+        why = reason or str(result.reason)
+        if gang.workload is not None:
+            self._verdict(gang.namespace, gang.workload, GangVerdict(False, why, message))
+        else:
+            self._tell_pods(gang.pending, "Unschedulable", message)
+
+    def report_bad(self, bad: BadGang) -> None:
+        message = f"not placed: {bad.message}"
+        if self._explained.get(bad.gang_id) != message:
+            self._explained[bad.gang_id] = message
+            log.warning("gang %s set aside: %s", bad.gang_id, bad.message)
+        if bad.workload is not None:
+            self._verdict(bad.namespace, bad.workload, GangVerdict(False, "InvalidMember", message))
+        else:
+            self._tell_pods(bad.pods, "InvalidPod", message)
+
+    def _verdict(self, namespace: str, workload: str, verdict: GangVerdict) -> None:
+        if self.verdicts is not None:
+            self.verdicts.set_verdict(f"{namespace}/{workload}", verdict)
+
+    def _tell_pods(self, pods: Iterable[PodFacts], reason: str, message: str) -> None:
+        """A Warning Event and PodScheduled=False on each pod, once per message, as
+        kube-scheduler reports a pod it cannot place."""
+        client = self.runtime.client
+        for pod in pods:
+            if self._told.get(pod.key) == message:
+                continue
+            self._told[pod.key] = message
+            self.runtime.spawn_once(
+                post_event(client, pod_object(pod), "Warning", "FailedScheduling", message)
+            )
+            self.runtime.spawn_once(
+                self._quietly(
+                    set_pod_scheduled(client, pod.namespace, pod.name, reason, message, now_text())
+                )
+            )
+
+    @staticmethod
+    async def _quietly(work: Awaitable[None]) -> None:
+        try:
+            await work
+        except (ApiError, TransportError) as exc:
+            log.info("could not report on a pod: %s", exc)
 
     def report_bad_nodes(self) -> None:
         """A node whose GPU labels or annotations cannot be read is left out of
         placement; say so once, on the node, where its owner will look."""
         for name, problem in self.sync.bad_nodes.items():
-            if self._bad_reported.get(name) == problem:
+            if self._told.get(f"node:{name}") == problem:
                 continue
-            self._bad_reported[name] = problem
+            self._told[f"node:{name}"] = problem
             node = self.runtime.nodes.store.get(name)
             if node is None:
                 continue
@@ -270,350 +672,24 @@ class Binder:
                     f"egpu-scheduler cannot place GPU pods here: {problem}",
                 )
             )
-        for name in list(self._bad_reported):
-            if name not in self.sync.bad_nodes:
-                del self._bad_reported[name]
+        for key in [k for k in self._told if k.startswith("node:")]:
+            if key[5:] not in self.sync.bad_nodes:
+                del self._told[key]
 
-    def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        if event == "RESYNC":
-            self.rebuild()
-            self.trigger.kick()
-            return
-        self.sync.pod_changed(old, new)
-        # Wake up for new work, and for capacity given back.
-        pending_ours = new is not None and is_ours(new) and not new["spec"].get("nodeName")
-        finished = new is not None and (new.get("status") or {}).get("phase") in (
-            "Succeeded",
-            "Failed",
-        )
-        if finished or event == "DELETED":
-            self.capacity_epoch += 1
-        if pending_ours or finished or event == "DELETED":
-            self.trigger.kick()
-
-    # -- the loop ----------------------------------------------------------------------
-
-    async def run(self) -> None:
-        while True:
-            await self.trigger.wait(timeout=IDLE_CYCLE_SECONDS)
-            if self.sync.ledger.topology != self.topology():
-                self.rebuild()
-            await self.cycle()
-
-    def gangs(self) -> list[Gang]:
-        gangs: dict[str, Gang] = {}
-        members: dict[str, list[JSON]] = defaultdict(list)
-        for pod in self.runtime.pods.store.values():
-            if not is_ours(pod) or pod["metadata"].get("deletionTimestamp"):
-                continue
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            members[gang_id_of(pod)].append(pod)
-        for gang_id, pods in members.items():
-            if not any(not (p.get("spec") or {}).get("nodeName") for p in pods):
-                continue
-            annotations = pods[0]["metadata"].get("annotations") or {}
-            size = int(annotations.get(GANG_SIZE_ANNOTATION) or 1)
-            gang = Gang(
-                gang_id=gang_id,
-                namespace=pods[0]["metadata"]["namespace"],
-                size=size,
-                min_members=int(annotations.get(GANG_MIN_ANNOTATION) or size),
-            )
-            for pod in sorted(pods, key=rank_of):
-                (gang.bound if pod["spec"].get("nodeName") else gang.pending).append(pod)
-            gangs[gang_id] = gang
-        return sorted(gangs.values(), key=lambda g: (-g.priority, g.created, g.gang_id))
-
-    async def cycle(self) -> None:
-        jobs = []
-        waiting = 0
-        # Within a cycle the ledger only fills up: an ask that failed stays failed.
-        failed_shapes: dict[tuple[object, ...], Unschedulable] = {}
-        for gang in self.gangs():
-            if gang.gang_id in self.in_flight:
-                continue
-            if len(gang.pending) + len(gang.bound) < gang.size:
-                waiting += 1  # members still being created: all or nothing
-                continue
-            plan = self.decide(gang, failed_shapes)
-            if plan is None:
-                waiting += 1
-                continue
-            self.in_flight.add(gang.gang_id)
-            jobs.append(self.bind_gang(gang, plan))
-        PENDING_GANGS.set(waiting)
-        FREE_GPUS.set(self.sync.ledger.free_gpus())
-        if jobs:
-            await gather_limited(64, *jobs)
-
-    def still_parked(self, gang_id: str) -> bool:
-        parked = self.parked.get(gang_id)
-        if parked is None:
-            return False
-        epoch, retry_at, _ = parked
-        return epoch == self.capacity_epoch and time.monotonic() < retry_at
-
-    def park(self, gang_id: str) -> None:
-        _, _, backoff = self.parked.get(gang_id, (0, 0.0, PARK_MIN_SECONDS / 2))
-        backoff = min(backoff * 2, PARK_MAX_SECONDS)
-        self.parked[gang_id] = (self.capacity_epoch, time.monotonic() + backoff, backoff)
-
-    def decide(
-        self, gang: Gang, failed_shapes: dict[tuple[object, ...], Unschedulable] | None = None
-    ) -> list[tuple[JSON, PodAssignment]] | None:
-        """Reserve the gang's pods in the ledger; None (and a verdict) when it cannot."""
-        # Pods the binder planned before a restart: their hold is in the ledger already.
-        resumed = [
-            (p, a)
-            for p in gang.pending
-            if (a := assignment_of(p)) is not None and pod_key(p) in self.sync.held
-        ]
-        fresh = [p for p in gang.pending if pod_key(p) not in self.sync.held]
-        plan = list(resumed)
-        if fresh:
-            if self.still_parked(gang.gang_id):
-                return None
-            try:
-                request = gang_request(gang, fresh, self.sync.ledger.topology.domain_levels)
-            except ValueError as exc:
-                self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
-                self.park(gang.gang_id)
-                return None
-            shape = shape_key(request)
-            known = failed_shapes.get(shape) if failed_shapes is not None else None
-            if known is not None:  # the same ask failed earlier in this cycle
-                result: Placement | Unschedulable = known
-            else:
-                started = time.perf_counter()
-                result = place_gang(self.sync.ledger, request)
-                PLACEMENT_SECONDS.observe(time.perf_counter() - started)
-            if isinstance(result, Unschedulable):
-                if failed_shapes is not None:
-                    failed_shapes[shape] = result
-                self.explain(gang, result)
-                self.park(gang.gang_id)
-                return None
-            self.parked.pop(gang.gang_id, None)
-            plan += self.reserve(gang, fresh, result)
-        if len(plan) + len(gang.bound) < gang.min_members:
-            return None
-        return plan
-
-    def reserve(
-        self, gang: Gang, pods: list[JSON], placement: Placement
-    ) -> list[tuple[JSON, PodAssignment]]:
-        # Engine ranks are 0..n-1 along the topology; pods keep their own rank label.
-        ordered = sorted(placement.assignments, key=lambda a: a.rank)
-        pairs = []
-        for pod, a in zip(pods, ordered, strict=False):
-            pairs.append(
-                (
-                    pod,
-                    PodAssignment(
-                        rank=rank_of(pod),
-                        node=a.node,
-                        gpu_indices=a.gpu_indices,
-                        domain=a.domain,
-                        cpu_millis=a.cpu_millis,
-                        memory_bytes=a.memory_bytes,
-                    ),
-                )
-            )
-        self.sync.ledger.reserve_pods(gang.gang_id, [a for _, a in pairs])
-        for pod, a in pairs:
-            self.sync.mark_reserved(pod, gang.gang_id, a.rank)
-        return pairs
-
-    async def bind_gang(self, gang: Gang, plan: list[tuple[JSON, PodAssignment]]) -> None:
-        client = self.runtime.client
-        try:
-            if len(plan) > 1 or gang.bound:
-                # Record every plan before the first bind: the crash-safe point.
-                await self._all(
-                    record_assignment(
-                        client,
-                        p["metadata"]["namespace"],
-                        p["metadata"]["name"],
-                        a.node,
-                        a.gpu_indices,
-                        dict(a.domain),
-                    )
-                    for p, a in plan
-                )
-            if self.bind_delay:
-                for p, a in plan:  # test hook: a slow, observable bind sequence
-                    await self._bind(p, a)
-                    await asyncio.sleep(self.bind_delay)
-            else:
-                await self._all(self._bind(p, a) for p, a in plan)
-        except (TimeoutError, ApiError, OSError) as exc:
-            BIND_FAILURES.labels(getattr(exc, "reason", "") or type(exc).__name__).inc()
-            log.warning("binding gang %s failed (%s); rolling back", gang.gang_id, exc)
-            await self.roll_back(gang, plan)
-            self.explain(
-                gang,
-                Unschedulable(gang.gang_id, INVALID, f"binding failed and was rolled back: {exc}"),
-                reason="BindFailed",
-            )
-        else:
-            PODS_BOUND.inc(len(plan))
-            self.scheduled(gang, plan)
-        finally:
-            self.in_flight.discard(gang.gang_id)
-            self.trigger.kick()
-
-    async def _bind(self, pod: JSON, a: PodAssignment) -> None:
-        meta = pod["metadata"]
-        try:
-            await bind_pod(
-                self.runtime.client,
-                meta["namespace"],
-                meta["name"],
-                meta["uid"],
-                a.node,
-                binding_annotations(a),
-            )
-        except ApiError as exc:
-            # Already bound where we wanted it (a retry after a lost reply) is success.
-            if exc.conflict and await self._bound_to(pod, a.node):
-                return
-            raise
-
-    async def _bound_to(self, pod: JSON, node: str) -> bool:
-        return await self._bound_node(pod) == node
-
-    async def _bound_node(self, pod: JSON) -> str | None:
-        """Where the API server says the pod is bound (the cache may lag behind)."""
-        meta = pod["metadata"]
-        try:
-            current = await self.runtime.client.get(
-                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-            )
-        except ApiError:
-            return None
-        node = (current.get("spec") or {}).get("nodeName")
-        return str(node) if node else None
-
-    async def roll_back(self, gang: Gang, plan: list[tuple[JSON, PodAssignment]]) -> None:
-        client = self.runtime.client
-        self.capacity_epoch += 1
-        self.sync.ledger.release_gang(gang.gang_id)
-        for pod, _ in plan:
-            self.sync.held.pop(pod_key(pod), None)
-        for pod in gang.bound:
-            self.sync.forget(pod_key(pod))
-        # Bound members cannot be unbound: they go, and their controller replaces them.
-        victims = []
-        for pod, _ in plan:
-            meta = pod["metadata"]
-            if await self._bound_node(pod):
-                victims.append(delete_pod(client, meta["namespace"], meta["name"], meta["uid"]))
-            else:
-                victims.append(clear_assignment(client, meta["namespace"], meta["name"]))
-        victims += [
-            delete_pod(
-                client, p["metadata"]["namespace"], p["metadata"]["name"], p["metadata"]["uid"]
-            )
-            for p in gang.bound
-        ]
-        await gather_limited(32, *victims)
-
-    async def _all(self, aws: Any) -> None:
-        results = await gather_limited(32, *aws)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
-
-    # -- questions from other controllers ------------------------------------------------
-
-    def explanation(self, gang_id: str) -> str | None:
-        """Why the gang (a lone pod: "namespace/pod") is not placed, if it is not."""
-        return self._explained.get(gang_id)
-
-    def where_to_move(
-        self, pod: JSON, demand: PodDemand, required: str | None
-    ) -> tuple[tuple[str, ...], PlacementResult]:
-        """Where a copy of the bound `pod`, sized `demand`, would go inside the pod's own
-        domain at the `required` level (else the topology's lowest level): a what-if,
-        nothing is reserved. Returns that domain's path and the engine's answer."""
-        levels = self.sync.ledger.topology.domain_levels
-        depth = levels.index(required) + 1 if required in levels else len(levels)
-        node = self.runtime.nodes.store.get((pod.get("spec") or {}).get("nodeName") or "")
-        labels = ((node or {}).get("metadata") or {}).get("labels") or {}
-        within = tuple(str(labels.get(level) or "") for level in levels[:depth])
-        gang_id = f"move:{pod_key(pod)}"
-        if not all(within):
-            return within, Unschedulable(
-                gang_id,
-                UnschedulableReason.NO_MATCHING_NODES,
-                "the pod's node is gone or carries no topology labels",
-            )
-        annotations = pod["metadata"].get("annotations") or {}
-        request = GangRequest(
-            gang_id=gang_id,
-            pod_count=1,
-            gpus_per_pod=max(1, demand.gpus),
-            cpu_millis_per_pod=demand.cpu_millis,
-            memory_bytes_per_pod=demand.memory_bytes,
-            gpu_model=annotations.get(GPU_MODEL_ANNOTATION) or None,
-            within=within,
-        )
-        return within, place_gang(self.sync.ledger, request)
-
-    def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
-        """How many more pods of this many GPUs (GPUs only) the cluster could take now."""
-        histogram = self.sync.ledger.domain_stats((), model).free_histogram
-        return sum(count * (free // gpus_per_pod) for free, count in enumerate(histogram))
-
-    # -- explaining ----------------------------------------------------------------------
-
-    def _controller(self) -> WorkloadController | None:
-        return getattr(self.runtime, CONTROLLER_KEY, None)
-
-    def explain(self, gang: Gang, result: Unschedulable, reason: str | None = None) -> None:
-        key = gang.gang_id
-        message = result.message
-        if self._explained.get(key) != message:
-            self._explained[key] = message
-            log.info("gang %s unschedulable: %s", key, message)
-        controller = self._controller()
-        if controller is not None and gang.workload:
-            controller.set_verdict(
-                f"{gang.namespace}/{gang.workload}",
-                GangVerdict(scheduled=False, reason=reason or str(result.reason), message=message),
-            )
-
-    def scheduled(self, gang: Gang, plan: list[tuple[JSON, PodAssignment]]) -> None:
+    def scheduled(self, gang: Gang, steps: list[Step]) -> None:
         self._explained.pop(gang.gang_id, None)
-        controller = self._controller()
-        if controller is not None and gang.workload:
-            common = (
-                {
-                    k: v
-                    for k, v in plan[0][1].domain.items()
-                    if all(a.domain.get(k) == v for _, a in plan)
-                }
-                if plan
-                else {}
-            )
-            where = ", ".join(f"{k}={v}" for k, v in common.items()) or "the whole cluster"
-            message = f"{len(plan) + len(gang.bound)} pods bound within {where}"
-            controller.set_verdict(
-                f"{gang.namespace}/{gang.workload}",
-                GangVerdict(scheduled=True, reason="GangBound", message=message),
-            )
+        if gang.workload is None:
+            return
+        first = steps[0].assignment.domain if steps else {}
+        common = {
+            k: v for k, v in first.items() if all(s.assignment.domain.get(k) == v for s in steps)
+        }
+        where = ", ".join(f"{k}={v}" for k, v in common.items()) or "the whole cluster"
+        message = f"{len(steps) + len(gang.bound)} pods bound within {where}"
+        self._verdict(gang.namespace, gang.workload, GangVerdict(True, "GangBound", message))
 
 
-BINDER_KEY = "binder"
-
-
-def start(runtime: Runtime, topology_name: str = "default") -> Binder:
-    binder = Binder(runtime, topology_name)
-    setattr(runtime, BINDER_KEY, binder)
-    binder.rebuild()
-    # The ledger of a large cluster is hundreds of thousands of long-lived
-    # objects: keep them out of the collector's full passes (pauses of 100s of ms).
-    gc.freeze()
-    runtime.spawn("binder", binder.run)
+def start(runtime: Runtime, verdicts: VerdictSink | None = None) -> Binder:
+    binder = Binder(runtime, verdicts)
+    runtime.spawn_leading("binder", binder.run)
     return binder

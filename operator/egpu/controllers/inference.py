@@ -48,9 +48,9 @@ from egpu.api.inference import (
     ScaleDecision,
     ScalerStatus,
 )
-from egpu.controllers.binder import BINDER_KEY, Binder
+from egpu.controllers.binder import Binder
 from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
-from egpu.controllers.runtime import Runtime, Trigger, runtime_of
+from egpu.controllers.runtime import Runtime, Trigger
 from egpu.domain.conditions import same_status, set_condition
 from egpu.domain.duration import parse_duration
 from egpu.engines.autoscaling import (
@@ -164,9 +164,8 @@ def time_to_ready(pod: JSON) -> float | None:
     return ready_at - created
 
 
-def free_pod_slots(runtime: Runtime, gpus_per_pod: int, model: str | None) -> int | None:
+def free_pod_slots(binder: Binder | None, gpus_per_pod: int, model: str | None) -> int | None:
     """Pods of this shape the binder's ledger could place now (GPUs only; None = unknown)."""
-    binder: Binder | None = getattr(runtime, BINDER_KEY, None)
     if binder is None or gpus_per_pod <= 0:
         return None
     try:
@@ -180,9 +179,8 @@ def terminating(exc: ApiError) -> bool:
     return exc.status == 403 and "being terminated" in exc.message
 
 
-def binder_explanation(runtime: Runtime, namespace: str, pod: str) -> str | None:
-    binder: Binder | None = getattr(runtime, BINDER_KEY, None)
-    return binder.explanation(f"{namespace}/{pod}") if binder is not None else None
+def binder_explanation(binder: Binder | None, namespace: str, pod: str) -> str | None:
+    return binder.pod_explanation(namespace, pod) if binder is not None else None
 
 
 @dataclass
@@ -236,8 +234,9 @@ class ServiceScaler:
 
 
 class InferenceController:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, binder: Binder | None = None) -> None:
         self.runtime = runtime
+        self.binder = binder
         self.trigger = Trigger()
         self.dirty: set[str] = set()
         self.bodies: dict[str, JSON] = {}
@@ -276,9 +275,14 @@ class InferenceController:
         scaler = self.scalers.get(key)
         if scaler is None:
             scaler = self.scalers[key] = ServiceScaler(window=SampleWindow(keep_s=3600))
+        if self.runtime.leading.is_set():
+            self._start_scaler(key, scaler)
+        self.touch(key)
+
+    def _start_scaler(self, key: str, scaler: ServiceScaler) -> None:
+        """Scalers write (pods, status): they run on the leader only."""
         if scaler.task is None or scaler.task.done():
             scaler.task = asyncio.create_task(self._scale_loop(key), name=f"scaler-{key}")
-        self.touch(key)
 
     def forget(self, key: str) -> None:
         self.bodies.pop(key, None)
@@ -295,6 +299,8 @@ class InferenceController:
     async def run(self) -> None:
         last_full = 0.0
         loop = asyncio.get_running_loop()
+        for key, scaler in self.scalers.items():  # leading from now on
+            self._start_scaler(key, scaler)
         try:
             while True:
                 await self.trigger.wait(timeout=RESYNC_SECONDS)
@@ -448,7 +454,7 @@ class InferenceController:
         if previous is not None and any(p.revision != revision for p in serving):
             current = min(current, previous)  # a rollout's surge is not demand
         pending_own = sum(1 for p in live if not p.bound)
-        free = free_pod_slots(self.runtime, spec.gpus_per_pod, spec.gpu_model)
+        free = free_pod_slots(self.binder, spec.gpus_per_pod, spec.gpu_model)
         if free is not None:
             free = max(0, free - pending_own)
         history = build_daily_history(
@@ -677,7 +683,7 @@ class InferenceController:
                     f"the cluster has GPUs for {decision.serving_replicas}"
                 )
             if waiting:
-                why = binder_explanation(self.runtime, namespace, waiting[0].name)
+                why = binder_explanation(self.binder, namespace, waiting[0].name)
                 parts.append(f"{len(waiting)} pods waiting for a GPU" + (f": {why}" if why else ""))
             conditions = set_condition(
                 conditions,
@@ -845,21 +851,16 @@ def _invalid(body: JSON) -> bool:
     )
 
 
-CONTROLLER_KEY = "inference_controller"
-
-
-def start(runtime: Runtime) -> InferenceController:
-    controller = InferenceController(runtime)
-    setattr(runtime, CONTROLLER_KEY, controller)
-    runtime.spawn("inference", controller.run)
+def start(runtime: Runtime, binder: Binder | None) -> InferenceController:
+    controller = InferenceController(runtime, binder)
+    runtime.spawn_leading("inference", controller.run)
     return controller
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def on_inference_service(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        runtime = runtime_of(memo)
-        controller: InferenceController | None = getattr(runtime, CONTROLLER_KEY, None)
+        controller: InferenceController | None = getattr(memo, "inference", None)
         if controller is None:
             return
         key = f"{body['metadata']['namespace']}/{body['metadata']['name']}"

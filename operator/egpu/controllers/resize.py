@@ -38,8 +38,6 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from egpu.actuators.events import post_event
 from egpu.actuators.manifests import (
-    RANK_LABEL,
-    WORKLOAD_LABEL,
     moved_member_record,
     with_moved_size,
 )
@@ -52,10 +50,12 @@ from egpu.actuators.resize import (
     pending_reason,
     read_resize_status,
 )
-from egpu.controllers.binder import BINDER_KEY, Binder
+from egpu.controllers.binder import Binder
 from egpu.controllers.runtime import Runtime, Trigger
+from egpu.controllers.workloads import rank_in_name
 from egpu.domain.placement import Unschedulable
 from egpu.engines.resize import (
+    NodeRoom,
     PodResizeDecision,
     Reason,
     ResizePolicy,
@@ -68,11 +68,9 @@ from egpu.engines.resize import (
 )
 from egpu.kube.client import JSON, ApiError
 from egpu.observability.metrics import REGISTRY
-from egpu.state.ledger_sync import pod_demand, rank_of
+from egpu.state.pods import controller_of, owning_workload, pod_demand
 from egpu.state.resize_inputs import (
-    NodeRequests,
     WorkloadResize,
-    node_room,
     pod_resize_input,
     resizable_now,
     workload_resize,
@@ -196,8 +194,11 @@ Member = tuple[str, JSON, str, WorkloadResize]
 
 
 class ResizeController:
-    def __init__(self, runtime: Runtime, reader: UsageReader | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, reader: UsageReader | None = None, binder: Binder | None = None
+    ) -> None:
         self.runtime = runtime
+        self.binder = binder
         self.reader = reader or default_reader(runtime)
         self.history = UsageHistory(keep_s=HISTORY_KEEP_S)
         self.trigger = Trigger()
@@ -206,8 +207,8 @@ class ResizeController:
         self.in_flight: set[str] = set()
         self.not_fitting: set[str] = set()
         # Kept current by pod events, so a pass costs little more than its changes.
-        self.candidates: dict[str, tuple[JSON, str]] = {}  # running members: (pod, workload)
-        self.requests = NodeRequests()
+        # running members: (pod, workload key, the workload's uid)
+        self.candidates: dict[str, tuple[JSON, str, str]] = {}
         self._policies: dict[str, tuple[Any, WorkloadResize | None]] = {}
         self._events: dict[tuple[str, str], str] = {}
         self._last_poll = self._last_full = float("-inf")
@@ -237,7 +238,6 @@ class ResizeController:
 
     def _reindex(self) -> None:
         store = self.runtime.pods.store
-        self.requests.rebuild(store.items())
         self.candidates = {}
         for key, pod in store.items():
             self._index(key, pod)
@@ -246,11 +246,12 @@ class ResizeController:
         """Track the pod as a candidate; True when it is a member of some workload."""
         self.candidates.pop(key, None)
         meta = (pod or {}).get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
+        owner = controller_of(meta)
+        workload = owning_workload(owner)
+        if owner is None or workload is None:  # members by owner reference, not labels
             return False
         if pod is not None and resizable_now(pod):
-            self.candidates[key] = (pod, f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}")
+            self.candidates[key] = (pod, f"{meta.get('namespace')}/{workload}", owner.uid)
         return True
 
     def _on_pod(self, event: str, old: JSON | None, new: JSON | None) -> None:
@@ -261,7 +262,6 @@ class ResizeController:
             return
         meta = (new or old or {}).get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
-        self.requests.update(key, new)
         if self._index(key, new):
             self.dirty.add(key)
             self.trigger.kick()
@@ -299,9 +299,10 @@ class ResizeController:
         """Every running member pod of a workload whose resize mode is not Off."""
         policies = {wkey: self.policy_of(wkey) for wkey in self.runtime.workloads}
         out = []
-        for key, (pod, wkey) in self.candidates.items():
+        for key, (pod, wkey, owner_uid) in self.candidates.items():
             policy = policies.get(wkey)
-            if policy is not None:
+            body = self.runtime.workloads.get(wkey) or {}
+            if policy is not None and (body.get("metadata") or {}).get("uid") == owner_uid:
                 out.append((key, pod, wkey, policy))
         return out
 
@@ -339,7 +340,7 @@ class ResizeController:
             if m[0] not in fresh_keys and now - self._track(m[1]).decided_at >= REVISIT_S
         ]
         stale.sort(key=lambda m: self._track(m[1]).decided_at)
-        requested = dict(self.requests.totals)  # this pass adds what it decides
+        requested: dict[str, tuple[int, int]] = {}  # what this pass decided, by node
         for count, (key, pod, wkey, policy) in enumerate([*fresh, *stale[:REVISIT_BATCH]], 1):
             decision = self._decide(key, pod, wkey, policy, requested, now)
             if decision is not None:
@@ -408,7 +409,7 @@ class ResizeController:
             pod_resize_input(
                 pod,
                 policy,
-                node_room(self.runtime.nodes.store.get(node), requested.get(node, (0, 0))),
+                self._room(node, requested.get(node, (0, 0))),
                 lambda container: self.history.samples((ns, name, container)),
                 last_resize_at=track.last_resize_at,
                 resize_in_progress=status.busy
@@ -462,6 +463,18 @@ class ResizeController:
                     message,
                 )
         return None
+
+    def _room(self, node: str, decided: tuple[int, int]) -> NodeRoom:
+        """Free CPU and memory on the node by the one ledger, less what this pass has
+        decided already; a node the ledger does not hold has no room."""
+        ledger = self.runtime.ledger.ledger
+        if node not in ledger:
+            return NodeRoom(free_cpu_millicores=0, free_memory_bytes=0)
+        usage = ledger.node_usage(node)
+        return NodeRoom(
+            free_cpu_millicores=usage.cpu_allocatable_millis - usage.cpu_used_millis - decided[0],
+            free_memory_bytes=usage.memory_allocatable_bytes - usage.memory_used_bytes - decided[1],
+        )
 
     def _report_kubelet(
         self, key: str, pod: JSON, wkey: str, status: ResizeStatus, policy: WorkloadResize
@@ -527,7 +540,7 @@ class ResizeController:
     ) -> bool:
         """Move the pod to a node of its domain with room for its new size, or say that
         none has room (the pod then waits). False only when no binder runs to ask."""
-        binder: Binder | None = getattr(self.runtime, BINDER_KEY, None)
+        binder = self.binder
         if binder is None:
             return False
         name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
@@ -562,7 +575,10 @@ class ResizeController:
         meta = pod["metadata"]
         wkey = f"{meta['namespace']}/{workload['metadata']['name']}"
         try:
-            updated = await record_moved_member(self.runtime.client, workload, rank_of(pod), record)
+            rank = rank_in_name(meta["name"], workload["metadata"]["name"])
+            if rank is None:
+                return  # not a member by name: never moved
+            updated = await record_moved_member(self.runtime.client, workload, rank, record)
             # The workload controller recreates the rank from the cached workload: it must
             # hold the record before the pod's deletion reaches it.
             if wkey in self.runtime.workloads:
@@ -637,6 +653,8 @@ class ResizeController:
             log.warning("resize of pod %s not sent: %r; retrying next pass", key, exc)
             self.dirty.add(key)
         else:
+            # The one ledger counts the new size now, not when the watch brings it.
+            self.runtime.ledger.pod_changed(pod, resized)
             applied_at = time.time()
             track.last_resize_at = applied_at
             track.applied_generation = int(resized.get("metadata", {}).get("generation") or 0)
@@ -681,11 +699,9 @@ def pod_object(pod: JSON) -> JSON:
     return {**pod, "apiVersion": "v1", "kind": "Pod"}
 
 
-CONTROLLER_KEY = "resize_controller"
-
-
-def start(runtime: Runtime, reader: UsageReader | None = None) -> ResizeController:
-    controller = ResizeController(runtime, reader)
-    setattr(runtime, CONTROLLER_KEY, controller)
-    runtime.spawn("resize", controller.run)
+def start(
+    runtime: Runtime, binder: Binder | None, reader: UsageReader | None = None
+) -> ResizeController:
+    controller = ResizeController(runtime, reader, binder)
+    runtime.spawn_leading("resize", controller.run)
     return controller

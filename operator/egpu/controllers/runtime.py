@@ -1,8 +1,10 @@
-"""What the controllers share: the API client, the watch caches, the loops.
+"""What the controllers share: the API client, the watch caches, the one ledger, the loops.
 
-Created at operator start-up, handed to handlers through kopf's memo, closed
-at clean-up. The loops are level-based: each pass reads the caches whole and
-acts on the difference, so a lost event costs at most one pass of delay.
+Created at operator start-up, handed to handlers through kopf's memo, closed at
+clean-up. Every replica keeps its caches and the ledger warm; only the leader runs the
+loops that write (`spawn_leading`), so a standby that takes over starts binding at
+once. The loops are level-based: each pass reads the caches and acts on the
+difference, so a lost event costs at most one pass of delay.
 """
 
 from __future__ import annotations
@@ -10,14 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from egpu.domain.topology import Topology
 from egpu.kube.client import JSON, Credentials, KubeClient
 from egpu.state.informer import Informer
+from egpu.state.ledger_sync import HOSTNAME_ONLY, LedgerSync
 
 log = logging.getLogger("egpu.runtime")
+
+# A loop that crashed this many times within the window is crash-looping: /healthz
+# says so, and the kubelet restarts the operator.
+CRASH_LIMIT = 3
+CRASH_WINDOW_S = 60.0
 
 
 class Trigger:
@@ -36,25 +47,97 @@ class Trigger:
 
 
 @dataclass
+class LoopHealth:
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LIMIT))
+    last_error: str = ""
+
+    def crash_looping(self, now: float) -> bool:
+        return len(self.crashes) >= CRASH_LIMIT and now - self.crashes[0] <= CRASH_WINDOW_S
+
+
+@dataclass
 class Runtime:
     client: KubeClient
     nodes: Informer
     pods: Informer
+    ledger: LedgerSync = field(default_factory=LedgerSync)
+    topology_name: str = "default"
     workloads: dict[str, JSON] = field(default_factory=dict)
     topologies: dict[str, JSON] = field(default_factory=dict)
+    leading: asyncio.Event = field(default_factory=asyncio.Event)
+    health: dict[str, LoopHealth] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _leader_loops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _background: set[asyncio.Future[None]] = field(default_factory=set)
 
     @classmethod
-    def create(cls, kubeconfig: str | None = None) -> Runtime:
+    def create(cls, kubeconfig: str | None = None, topology_name: str = "default") -> Runtime:
         client = KubeClient(Credentials.load(kubeconfig))
-        return cls(
+        runtime = cls(
             client=client,
             nodes=Informer(client, "/api/v1/nodes", name="nodes"),
             pods=Informer(client, "/api/v1/pods", name="pods"),
+            topology_name=topology_name,
+        )
+        runtime.feed_ledger()
+        return runtime
+
+    # -- the one ledger --------------------------------------------------------------
+
+    def feed_ledger(self) -> None:
+        """The caches feed the ledger first, before any controller hears of a change."""
+        self.nodes.add_listener(self._node_event)
+        self.pods.add_listener(self._pod_event)
+
+    def _node_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self.rebuild_ledger()
+        else:
+            self.ledger.node_changed(old, new)
+
+    def _pod_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self.rebuild_ledger()
+        else:
+            self.ledger.pod_changed(old, new)
+
+    def topology(self) -> Topology:
+        """The levels of the GPUTopology that drives placement; by node alone without it."""
+        body = self.topologies.get(self.topology_name)
+        levels = tuple(
+            lv.get("nodeLabel") for lv in ((body or {}).get("spec") or {}).get("levels") or []
+        )
+        try:
+            return Topology(levels=levels) if levels else HOSTNAME_ONLY
+        except ValueError as exc:
+            log.warning(
+                "GPUTopology %s unusable (%s); placing by node only", self.topology_name, exc
+            )
+            return HOSTNAME_ONLY
+
+    def rebuild_ledger(self, topology: Topology | None = None) -> None:
+        self.ledger.reset(
+            topology or self.ledger.ledger.topology,
+            list(self.nodes.store.values()),
+            list(self.pods.store.values()),
         )
 
+    def refresh_topology(self) -> bool:
+        """Rebuild the ledger when the GPUTopology's levels changed; True if it did."""
+        topology = self.topology()
+        if topology == self.ledger.ledger.topology:
+            return False
+        self.rebuild_ledger(topology)
+        return True
+
+    def audit_ledger(self) -> list[str]:
+        return self.ledger.audit(list(self.nodes.store.values()), list(self.pods.store.values()))
+
+    # -- loops -----------------------------------------------------------------------
+
     def spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        health = self.health.setdefault(name, LoopHealth())
+
         async def guarded() -> None:
             while True:
                 try:
@@ -62,17 +145,51 @@ class Runtime:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a loop must never die for good
+                except Exception as exc:  # a loop must never die for good
+                    health.crashes.append(time.monotonic())
+                    health.last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("loop %s crashed; restarting in 1s", name)
                     await asyncio.sleep(1)
 
         self.tasks.append(asyncio.create_task(guarded(), name=name))
+
+    def spawn_leading(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """A loop that writes: it runs on the leader only, from when it starts leading."""
+        self._leader_loops.append((name, loop))
+        if self.leading.is_set():
+            self.spawn(name, loop)
+
+    def lead(self) -> None:
+        """This replica just won the election: start the writing loops."""
+        if self.leading.is_set():
+            return
+        self.leading.set()
+        for name, loop in self._leader_loops:
+            self.spawn(name, loop)
+
+    def stop_leading(self) -> None:
+        """Leadership lost: stop every writing loop now."""
+        self.leading.clear()
+        names = {name for name, _ in self._leader_loops}
+        for task in self.tasks:
+            if task.get_name() in names:
+                task.cancel()
+
+    def crash_looping(self) -> list[str]:
+        now = time.monotonic()
+        return [
+            f"{name} ({h.last_error})" for name, h in self.health.items() if h.crash_looping(now)
+        ]
 
     def spawn_once(self, work: Awaitable[None]) -> None:
         """Fire and forget (an Event, say); kept referenced until done."""
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @property
+    def synced(self) -> bool:
+        return self.nodes.synced.is_set() and self.pods.synced.is_set()
 
     async def start(self, timeout: float = 60) -> None:
         self.spawn("informer-nodes", self.nodes.run)

@@ -75,5 +75,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 "conditions": conditions,
                 "observedGeneration": generation,
             }
-        if not same_status(old_status, new_status):
-            patch.status.update(new_status)
+        if runtime.leading.is_set() and not same_status(old_status, new_status):
+            patch.status.update(new_status)  # the leader writes; standbys only cache

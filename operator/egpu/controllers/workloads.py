@@ -18,20 +18,16 @@ from pydantic import ValidationError
 
 from egpu import API_VERSION, GROUP, VERSION
 from egpu.actuators.events import patch_status
-from egpu.actuators.manifests import (
-    DOMAIN_ANNOTATION,
-    GPU_IDS_ANNOTATION,
-    RANK_LABEL,
-    WORKLOAD_LABEL,
-    build_member_pod,
-)
+from egpu.actuators.manifests import build_member_pod, member_pod_name, template_overrides
 from egpu.actuators.pods import create_pod, delete_pod
 from egpu.api.base import validation_message
 from egpu.api.workload import GPUWorkloadSpec
+from egpu.controllers.binder import GangVerdict
 from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
 from egpu.domain.duration import parse_duration
+from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, WORKLOAD_LABEL
 from egpu.engines.members import (
     Member,
     count_members,
@@ -39,19 +35,23 @@ from egpu.engines.members import (
     plan_members,
     workload_phase,
 )
-from egpu.kube.client import JSON, ApiError, gather_limited
+from egpu.kube.client import JSON, ApiError, TransportError, gather_limited
 from egpu.observability.metrics import INVALID_OBJECTS, RECONCILE_SECONDS, RECONCILE_TOTAL
+from egpu.state.pods import controller_of, owning_workload
 
 log = logging.getLogger("egpu.controllers.workloads")
 RESYNC_SECONDS = 30.0
+CREATE_BACKOFF_MIN_S = 1.0
+CREATE_BACKOFF_MAX_S = 300.0
 
 
 @dataclass
-class GangVerdict:
-    """The binder's last word on a gang, for the workload's status."""
+class CreateBackoff:
+    """After the API server refused a member pod: when to ask again, and why it refused."""
 
-    scheduled: bool
-    reason: str
+    retry_at: float
+    delay: float
+    generation: int | None
     message: str
 
 
@@ -61,6 +61,7 @@ class WorkloadController:
         self.trigger = Trigger()
         self.dirty: set[str] = set()
         self.verdicts: dict[str, GangVerdict] = {}
+        self.backoff: dict[str, CreateBackoff] = {}
         self.events = EventOnce(runtime.client)
         self.by_workload: dict[str, dict[str, JSON]] = {}
         for pod in runtime.pods.store.values():  # the cache is synced before we start
@@ -82,12 +83,14 @@ class WorkloadController:
             self.trigger.kick()
 
     def _index(self, pod: JSON, present: bool) -> str | None:
-        """Member pods by workload, so a reconcile never scans every pod."""
+        """Member pods by workload, so a reconcile never scans every pod. A member is a
+        pod the workload controls (owner reference); labels alone make nothing a member."""
         meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if WORKLOAD_LABEL not in labels or RANK_LABEL not in labels:
+        owner = controller_of(meta)
+        workload = owning_workload(owner)
+        if owner is None or workload is None:
             return None
-        key = f"{meta.get('namespace')}/{labels[WORKLOAD_LABEL]}"
+        key = f"{meta.get('namespace')}/{workload}"
         members = self.by_workload.setdefault(key, {})
         if present:
             members[meta["name"]] = pod
@@ -109,24 +112,31 @@ class WorkloadController:
     async def run(self) -> None:
         last_full = 0.0
         loop = asyncio.get_running_loop()
+        wait = RESYNC_SECONDS
         while True:
-            await self.trigger.wait(timeout=RESYNC_SECONDS)
+            await self.trigger.wait(timeout=wait)
             if loop.time() - last_full >= RESYNC_SECONDS:
                 self.dirty.update(self.runtime.workloads)
                 last_full = loop.time()
+            due, wait = self.due_retries(time.monotonic())
+            self.dirty |= due
             keys, self.dirty = self.dirty, set()
             for key in keys:
                 body = self.runtime.workloads.get(key)
                 if body is None:
                     self.verdicts.pop(key, None)
+                    self.backoff.pop(key, None)
                     continue
                 with RECONCILE_SECONDS.labels("GPUWorkload").time():
                     try:
                         outcome = await self.reconcile(body)
-                    except ApiError as exc:
+                    except (ApiError, TransportError) as exc:
                         outcome = "error"
                         log.warning("reconcile of %s failed: %s", key, exc)
                         self.dirty.add(key)
+                    except Exception:  # one strange workload must not stop the others
+                        outcome = "error"
+                        log.exception("reconcile of %s failed", key)
                 RECONCILE_TOTAL.labels("GPUWorkload", outcome).inc()
             INVALID_OBJECTS.labels("GPUWorkload").set(
                 sum(
@@ -139,9 +149,17 @@ class WorkloadController:
                 )
             )
 
-    def members(self, namespace: str, name: str) -> list[tuple[Member, JSON]]:
+    def members(self, namespace: str, name: str, uid: str) -> list[tuple[Member, JSON]]:
+        """The workload's member pods: controlled by this very workload (its UID, not
+        only its name), named `<workload>-<rank>`."""
         pods = self.by_workload.get(f"{namespace}/{name}", {})
-        return [(member_of(pod), pod) for pod in pods.values()]
+        out = []
+        for pod in pods.values():
+            owner = controller_of(pod.get("metadata") or {})
+            member = member_of(pod, name)
+            if owner is not None and owner.uid == uid and member is not None:
+                out.append((member, pod))
+        return out
 
     async def reconcile(self, body: JSON) -> str:
         meta = body["metadata"]
@@ -194,21 +212,37 @@ class WorkloadController:
                 now,
             )
 
-        pairs = self.members(namespace, name)
+        pairs = self.members(namespace, name, str(meta.get("uid") or ""))
         members = [m for m, _ in pairs]
         if not problem:
+            overrides = template_overrides((body.get("spec") or {}).get("template") or {})
+            if overrides:
+                await self._event(
+                    body,
+                    "Warning",
+                    "TemplateOverridden",
+                    "spec.template sets what the operator decides itself; the member pods "
+                    f"ignore it: {', '.join(overrides)} (schedulerName is egpu-scheduler, "
+                    "nodes are chosen by the binder, egpu.io/ labels and annotations are "
+                    "the operator's)",
+                )
             plan = plan_members(spec.replicas, members)
             pods = {m.name: p for m, p in pairs}
-            created = await gather_limited(
-                32,
-                *(
-                    create_pod(self.runtime.client, build_member_pod(body, r))
-                    for r in plan.create_ranks
-                ),
-            )
-            for result in created:
-                if isinstance(result, Exception):
-                    raise result
+            refused = await self._create(body, plan.create_ranks, generation)
+            if refused is not None:
+                conditions = set_condition(
+                    conditions, "PodsCreated", False, "FailedCreate", refused, generation, now
+                )
+            elif any(c.get("type") == "PodsCreated" for c in conditions):
+                conditions = set_condition(
+                    conditions,
+                    "PodsCreated",
+                    True,
+                    "Created",
+                    "every member pod was accepted",
+                    generation,
+                    now,
+                )
             await gather_limited(
                 32,
                 *(
@@ -284,6 +318,46 @@ class WorkloadController:
         )
         return "ok"
 
+    async def _create(
+        self, body: JSON, ranks: tuple[int, ...], generation: int | None
+    ) -> str | None:
+        """Create the missing members. When the API server refuses a pod for good (an
+        invalid template, a quota), stop asking for a while (doubling, up to
+        CREATE_BACKOFF_MAX_S) and return its message; a spec change asks again at once."""
+        meta = body["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        backoff = self.backoff.get(key)
+        if backoff is not None and backoff.generation != generation:
+            del self.backoff[key]  # a new spec: try it now
+            backoff = None
+        if not ranks:
+            return None
+        if backoff is not None and time.monotonic() < backoff.retry_at:
+            return backoff.message
+        results = await gather_limited(
+            32, *(create_pod(self.runtime.client, build_member_pod(body, r)) for r in ranks)
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        refusals = [e for e in errors if isinstance(e, ApiError) and not e.transient]
+        if not refusals:
+            self.backoff.pop(key, None)
+            if errors:
+                raise errors[0]  # busy or unreachable: the loop tries again soon
+            return None
+        delay = CREATE_BACKOFF_MIN_S if backoff is None else backoff.delay * 2
+        delay = min(delay, CREATE_BACKOFF_MAX_S)
+        message = f"the API server refused a member pod: {refusals[0].message}"[:1024]
+        self.backoff[key] = CreateBackoff(time.monotonic() + delay, delay, generation, message)
+        log.warning("GPUWorkload %s: %s; asking again in %.0fs", key, message, delay)
+        await self._event(body, "Warning", "FailedCreate", message)
+        return message
+
+    def due_retries(self, now: float) -> tuple[set[str], float]:
+        """Workloads whose create backoff has ended, and the seconds until the next one."""
+        due = {k for k, b in self.backoff.items() if b.retry_at <= now}
+        later = [b.retry_at - now for b in self.backoff.values() if b.retry_at > now]
+        return due, min(later, default=RESYNC_SECONDS)
+
     def topology_problem(self, spec: GPUWorkloadSpec) -> tuple[str, str] | None:
         if spec.topology is None:
             return None
@@ -304,6 +378,19 @@ class WorkloadController:
                     f"spec.topology.{field}: level {level!r} is not one of GPUTopology "
                     f"{spec.topology.topology_name!r}'s levels {levels}",
                 )
+        required, preferred = spec.topology.required, spec.topology.preferred
+        # Levels run from the widest (outermost) to the narrowest.
+        if (
+            required is not None
+            and preferred is not None
+            and levels.index(preferred) <= levels.index(required)
+        ):
+            return (
+                "PreferredNotNarrower",
+                f"spec.topology.preferred {preferred!r} must be a narrower level than "
+                f"required {required!r}; GPUTopology {spec.topology.topology_name!r} "
+                f"orders its levels {levels} (widest first)",
+            )
         return None
 
     async def _write_status(self, body: JSON, status: JSON) -> None:
@@ -334,34 +421,50 @@ def waiting_since(pods: list[JSON]) -> float | None:
     return min(times) if times else None
 
 
-def member_of(pod: JSON) -> Member:
+def gpu_ids_of(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    return tuple(int(p) for p in parts if p.isascii() and p.isdigit())
+
+
+def rank_in_name(pod_name: str, workload: str) -> int | None:
+    """The rank a member's name gives (`<workload>-<rank>`): set by the operator when it
+    created the pod and immutable, unlike the rank label."""
+    prefix = f"{workload}-"
+    suffix = pod_name[len(prefix) :] if pod_name.startswith(prefix) else ""
+    if not (suffix.isascii() and suffix.isdigit()):
+        return None
+    rank = int(suffix)
+    return rank if member_pod_name(workload, rank) == pod_name else None
+
+
+def member_of(pod: JSON, workload: str) -> Member | None:
     meta, status = pod["metadata"], pod.get("status") or {}
+    rank = rank_in_name(str(meta.get("name", "")), workload)
+    if rank is None:
+        return None
     annotations = meta.get("annotations") or {}
-    ids = annotations.get(GPU_IDS_ANNOTATION) or ""
+    ids = str(annotations.get(GPU_IDS_ANNOTATION) or "")
     try:
         domain = json.loads(annotations.get(DOMAIN_ANNOTATION) or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, TypeError):
         domain = {}
-    ready = is_ready(pod)
     return Member(
         name=meta["name"],
-        rank=int(meta["labels"][RANK_LABEL]),
+        rank=rank,
         node=(pod.get("spec") or {}).get("nodeName"),
         phase=status.get("phase", "Pending"),
-        ready=ready,
+        ready=is_ready(pod),
         deleting=bool(meta.get("deletionTimestamp")),
-        gpu_ids=tuple(int(x) for x in ids.split(",") if x.strip().isdigit()),
+        gpu_ids=tuple(
+            int(x) for x in ids.split(",") if x.strip().isascii() and x.strip().isdigit()
+        ),
         domain=domain if isinstance(domain, dict) else {},
     )
 
 
-CONTROLLER_KEY = "workload_controller"
-
-
 def start(runtime: Runtime) -> WorkloadController:
     controller = WorkloadController(runtime)
-    setattr(runtime, CONTROLLER_KEY, controller)
-    runtime.spawn("workloads", controller.run)
+    runtime.spawn_leading("workloads", controller.run)
     return controller
 
 
@@ -374,6 +477,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
             runtime.workloads.pop(key, None)
         else:
             runtime.workloads[key] = dict(body)
-        controller: WorkloadController | None = getattr(runtime, CONTROLLER_KEY, None)
+        controller: WorkloadController | None = getattr(memo, "workloads", None)
         if controller is not None:
             controller.touch(key)

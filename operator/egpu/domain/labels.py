@@ -17,3 +17,49 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 INTERCONNECT_ANNOTATION = "egpu.io/gpu-interconnect"
 UNHEALTHY_GPUS_ANNOTATION = "egpu.io/unhealthy-gpus"
+
+# -- on pods -------------------------------------------------------------------------
+# The operator's own labels and annotations on the pods it creates. A pod template
+# that carries any of OPERATOR_OWNED_* has it removed (and is told so): only the
+# operator writes them.
+WORKLOAD_LABEL = "egpu.io/workload"
+GANG_LABEL = "egpu.io/gang"
+RANK_LABEL = "egpu.io/rank"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+GANG_SIZE_ANNOTATION = "egpu.io/gang-size"
+GANG_MIN_ANNOTATION = "egpu.io/gang-min-members"
+GPU_MODEL_ANNOTATION = "egpu.io/gpu-model"
+TOPOLOGY_ANNOTATION = "egpu.io/topology"
+REQUIRED_LEVEL_ANNOTATION = "egpu.io/topology-required"
+PREFERRED_LEVEL_ANNOTATION = "egpu.io/topology-preferred"
+# The binder's plan, written before it binds so a restarted operator finds it:
+# {"uid", "node", "gpus", "domain", "plan", "size"} (see domain.pod.RecordedPlan).
+PLAN_ANNOTATION = "egpu.io/plan"
+# Written with the Binding: what the pod's containers read (EGPU_GPU_IDS, ...).
+GPU_IDS_ANNOTATION = "egpu.io/gpu-ids"
+DOMAIN_ANNOTATION = "egpu.io/domain"
+# Room the binder asks of a node beyond the pod's requests (resize mode Auto):
+# {"cpu": "500m", "memory": "1Gi"}.
+RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
+# The domain path (outermost level value first) a pod must be placed in: a member
+# moved to grow stays in its old domain.
+WITHIN_ANNOTATION = "egpu.io/within"
+
+OPERATOR_OWNED_LABELS = frozenset({WORKLOAD_LABEL, GANG_LABEL, RANK_LABEL})
+OPERATOR_OWNED_ANNOTATIONS = frozenset(
+    {
+        GANG_SIZE_ANNOTATION,
+        GANG_MIN_ANNOTATION,
+        GPU_MODEL_ANNOTATION,
+        TOPOLOGY_ANNOTATION,
+        REQUIRED_LEVEL_ANNOTATION,
+        PREFERRED_LEVEL_ANNOTATION,
+        PLAN_ANNOTATION,
+        GPU_IDS_ANNOTATION,
+        DOMAIN_ANNOTATION,
+        RESIZE_HEADROOM_ANNOTATION,
+        WITHIN_ANNOTATION,
+        "egpu.io/assigned-node",  # the plan's name before egpu.io/plan
+    }
+)

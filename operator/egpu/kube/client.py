@@ -43,6 +43,23 @@ class ApiError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def transient(self) -> bool:
+        """Worth asking again: the server was busy, throttled us, or timed out."""
+        return self.status == 429 or self.status >= 500
+
+
+class TransportError(ConnectionError):
+    """The API server could not be talked to, or its reply was cut or not JSON.
+
+    Whether a write sent before the failure took effect is unknown: ask the server.
+    A ConnectionError (an OSError), so callers that treat OSError as "unreachable"
+    keep doing so.
+    """
+
+
+TRANSPORT_FAILURES = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -136,18 +153,27 @@ class KubeClient:
         if params:
             url += "?" + urlencode(params)
         data = None if body is None else json.dumps(body, separators=(",", ":"))
-        async with self.session.request(
-            method,
-            url,
-            data=data,
-            headers={"Content-Type": content_type},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            raw = await resp.read()
+        try:
+            async with self.session.request(
+                method,
+                url,
+                data=data,
+                headers={"Content-Type": content_type},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TRANSPORT_FAILURES as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        try:
             payload: Any = json.loads(raw) if raw else None
-            if resp.status >= 400:
-                raise ApiError(resp.status, payload, method, path)
-            return payload
+        except ValueError:
+            if status >= 400:  # a proxy's error page, say: still an answer
+                raise ApiError(status, raw[:200].decode(errors="replace"), method, path) from None
+            raise TransportError(f"{method} {path}: the reply is not JSON") from None
+        if status >= 400:
+            raise ApiError(status, payload, method, path)
+        return payload
 
     async def get(self, path: str, **params: Any) -> JSON:
         result: JSON = await self.request("GET", path, params=params or None)

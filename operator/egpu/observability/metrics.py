@@ -57,3 +57,19 @@ PENDING_GANGS = Gauge(
 FREE_GPUS = Gauge(
     "egpu_free_gpus", "Healthy, unreserved GPUs on schedulable nodes.", registry=REGISTRY
 )
+LEDGER_AUDITS = Counter(
+    "egpu_ledger_audits_total",
+    "Audits of the ledger against one rebuilt from scratch out of the caches.",
+    registry=REGISTRY,
+)
+LEDGER_AUDIT_MISMATCHES = Gauge(
+    "egpu_ledger_audit_mismatches",
+    "Nodes on which the ledger differed from a rebuild at the last audit (0: equal); the "
+    "ledger is rebuilt when they differ.",
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "egpu_leader",
+    "1 while this replica holds the leader Lease and runs the loops.",
+    registry=REGISTRY,
+)

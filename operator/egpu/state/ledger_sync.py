@@ -1,92 +1,65 @@
-"""Keeps the placement ledger equal to the cluster, fed by the node and pod caches.
+"""The one account of every node's resources: the placement ledger, kept equal to what
+the API server says is there, plus the binder's reservations still in flight.
 
-What the ledger holds, per pod:
-- a pod of ours that is bound, or that carries the binder's assignment (written
-  before binding): a gang hold at its recorded GPUs. A restarted operator thus
-  finds every reservation it made, bound or not yet bound.
-- a pod of another scheduler that is bound and not finished: foreign usage.
-Finished (Succeeded/Failed) and deleted pods hold nothing.
+Every controller reads this one ledger (the binder places with it, the resize loop asks
+it for room on a node); the node and pod caches feed it, the binder adds its intents.
+
+What the ledger holds, per pod (an `Account`):
+- bound, not finished: a fact, whoever bound it and however (kube-scheduler, our
+  binder, a `nodeName` written by hand). At the GPUs the binder recorded for it when
+  those can be trusted (see `egpu.state.pods`), else as many GPUs as it asks for.
+  Facts are never refused: a GPU counted twice stays used until both let go.
+- the binder's intent: a pod being bound right now. Kept across relists and rebuilds
+  until the pod shows up bound (or the binder gives up), so a rebuild during a bind
+  cannot hand its GPUs to anyone else.
+- a recorded plan (ours, unbound): a reservation, made by an earlier leader; it must
+  still fit, and a fact that takes its GPUs pushes it out (the binder then replans it).
+Pods seen while their node is unknown or unreadable are remembered and counted as soon
+as the node appears or is repaired.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from egpu import SCHEDULER_NAME
 from egpu.domain.node import node_from_kubernetes
 from egpu.domain.placement import PodAssignment
-from egpu.domain.quantity import cpu_millis, memory_bytes
+from egpu.domain.pod import PodDemand, PodFacts
 from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, ReservationError, UnknownNodeError
+from egpu.state.pods import is_ours, pod_demand, pod_key, read_pod
 
 log = logging.getLogger("egpu.state.ledger")
 
 JSON = dict[str, Any]
+HOSTNAME_ONLY = Topology(levels=("kubernetes.io/hostname",))
 
-GANG_LABEL = "egpu.io/gang"
-RANK_LABEL = "egpu.io/rank"
-ASSIGNED_NODE_ANNOTATION = "egpu.io/assigned-node"
-GPU_IDS_ANNOTATION = "egpu.io/gpu-ids"
-DOMAIN_ANNOTATION = "egpu.io/domain"
-GPU_RESOURCE = "nvidia.com/gpu"
+BOUND, INTENT, PLANNED = "bound", "intent", "planned"
+
+__all__ = [
+    "HOSTNAME_ONLY",
+    "Account",
+    "LedgerSync",
+    "PodDemand",
+    "is_ours",
+    "node_schedulable",
+    "pod_demand",
+    "pod_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class PodDemand:
+class Account:
+    """What the ledger holds for one pod."""
+
+    kind: str  # BOUND, INTENT or PLANNED
+    node: str
+    gpus: tuple[int, ...] | int  # GPU ids, or only how many (ids unknown)
     cpu_millis: int
     memory_bytes: int
-    gpus: int
-
-
-def pod_demand(pod: JSON) -> PodDemand:
-    """Requests summed over containers (init containers: the max, as the scheduler does)."""
-    spec = pod.get("spec") or {}
-
-    def requests(container: JSON) -> Mapping[str, Any]:
-        res = container.get("resources") or {}
-        # Extended resources may be given as limits only; the API server copies
-        # limits to requests, but be tolerant of objects that did not go through it.
-        return {**(res.get("limits") or {}), **(res.get("requests") or {})}
-
-    cpu = mem = gpus = 0
-    for c in spec.get("containers") or []:
-        r = requests(c)
-        cpu += cpu_millis(r.get("cpu", 0))
-        mem += memory_bytes(r.get("memory", 0))
-        gpus += int(str(r.get(GPU_RESOURCE, 0)))
-    for c in spec.get("initContainers") or []:
-        r = requests(c)
-        cpu = max(cpu, cpu_millis(r.get("cpu", 0)))
-        mem = max(mem, memory_bytes(r.get("memory", 0)))
-        gpus = max(gpus, int(str(r.get(GPU_RESOURCE, 0))))
-    return PodDemand(cpu, mem, gpus)
-
-
-def pod_key(pod: JSON) -> str:
-    return f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
-
-
-def gang_id_of(pod: JSON) -> str:
-    meta = pod["metadata"]
-    gang = (meta.get("labels") or {}).get(GANG_LABEL)
-    return f"{meta.get('namespace')}/{gang}" if gang else pod_key(pod)
-
-
-def rank_of(pod: JSON) -> int:
-    raw = (pod["metadata"].get("labels") or {}).get(RANK_LABEL, "0")
-    return int(raw) if str(raw).isdigit() else 0
-
-
-def is_ours(pod: JSON) -> bool:
-    return (pod.get("spec") or {}).get("schedulerName") == SCHEDULER_NAME
-
-
-def finished(pod: JSON) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def node_schedulable(node: JSON) -> bool:
@@ -96,45 +69,74 @@ def node_schedulable(node: JSON) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def assignment_of(pod: JSON) -> PodAssignment | None:
-    """The binder's recorded plan for a pod of ours, or its binding."""
-    meta, spec = pod["metadata"], pod.get("spec") or {}
-    annotations = meta.get("annotations") or {}
-    node = spec.get("nodeName") or annotations.get(ASSIGNED_NODE_ANNOTATION)
-    if not node:
-        return None
-    ids = tuple(
-        int(x) for x in (annotations.get(GPU_IDS_ANNOTATION) or "").split(",") if x.isdigit()
-    )
-    try:
-        domain = json.loads(annotations.get(DOMAIN_ANNOTATION) or "{}")
-    except json.JSONDecodeError:
-        domain = {}
-    demand = pod_demand(pod)
+def _assignment(node: str, gpus: tuple[int, ...], cpu: int, memory: int) -> PodAssignment:
+    # Every pod is its own hold in the ledger (hold id = pod key, rank 0), so no label
+    # a user writes can make two pods share or replace one hold.
     return PodAssignment(
-        rank=rank_of(pod),
-        node=node,
-        gpu_indices=ids,
-        domain=domain if isinstance(domain, dict) else {},
-        cpu_millis=demand.cpu_millis,
-        memory_bytes=demand.memory_bytes,
+        rank=0, node=node, gpu_indices=gpus, domain={}, cpu_millis=cpu, memory_bytes=memory
     )
 
 
 class LedgerSync:
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology = HOSTNAME_ONLY) -> None:
         self.ledger = ClusterLedger(topology)
-        # pod key -> how the pod is held: ("gang", gang_id, rank) or ("foreign", key)
-        self.held: dict[str, tuple[str, str, int]] = {}
-        self.bad_nodes: dict[str, str] = {}  # nodes whose labels cannot be read, and why
+        self.facts: dict[str, PodFacts] = {}  # live pods that are bound or carry a plan
+        self.accounts: dict[str, Account] = {}  # what the ledger holds, by pod key
+        self.intents: dict[str, PodAssignment] = {}  # the binder's binds in flight
+        self.ignored_plans: dict[str, str] = {}  # pod key -> plan id given up on
+        self.bad_nodes: dict[str, str] = {}  # nodes whose GPU info cannot be read, and why
+        self._on_node: dict[str, set[str]] = {}  # node -> pods counted (or to count) there
+        self._where: dict[str, str] = {}  # pod key -> its node in _on_node
 
-    # -- nodes ---------------------------------------------------------------------
+    # -- whole rebuilds ------------------------------------------------------------------
+
+    @classmethod
+    def rebuild(
+        cls,
+        topology: Topology,
+        nodes: Iterable[JSON],
+        pods: Iterable[JSON],
+        intents: dict[str, PodAssignment] | None = None,
+        ignored_plans: dict[str, str] | None = None,
+    ) -> LedgerSync:
+        sync = cls(topology)
+        sync.intents = dict(intents or {})
+        sync.ignored_plans = dict(ignored_plans or {})
+        sync._fill(nodes, pods)
+        return sync
+
+    def reset(self, topology: Topology, nodes: Iterable[JSON], pods: Iterable[JSON]) -> None:
+        """Rebuild from the caches in place (a relist, a new topology); the binds in
+        flight are kept."""
+        self.ledger = ClusterLedger(topology)
+        self.facts, self.accounts, self.bad_nodes = {}, {}, {}
+        self._on_node, self._where = {}, {}
+        self._fill(nodes, pods)
+
+    def _fill(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> None:
+        for node in nodes:
+            self.node_changed(None, node)
+        for pod in pods:
+            facts = read_pod(pod)
+            self._set_facts(facts.key, facts)
+        for key in self.intents:
+            self._index(key)
+        # Facts first, then the binds in flight, then the recorded plans (in one fixed
+        # order), so that an old plan never takes what is really used.
+        bound = [k for k, f in self.facts.items() if f.bound]
+        for key in bound:
+            self._settle(key, retry=False)
+        for key in list(self.intents):
+            self._settle(key, retry=False)
+        for key in sorted(k for k in self.facts if k not in self.accounts):
+            self._settle(key, retry=False)
+
+    # -- nodes ---------------------------------------------------------------------------
 
     def node_changed(self, old: JSON | None, new: JSON | None) -> None:
         if new is None:
-            if old is not None and old["metadata"]["name"] in self.ledger:
-                for pod in self.ledger.remove_node(old["metadata"]["name"]):
-                    log.info("node %s vanished; hold of %s dropped", old["metadata"]["name"], pod)
+            if old is not None:
+                self._node_gone(old["metadata"]["name"])
             return
         meta, status = new["metadata"], new.get("status") or {}
         name = meta["name"]
@@ -148,81 +150,284 @@ class LedgerSync:
             )
         except ValueError as exc:
             self.bad_nodes[name] = str(exc)
-            if name in self.ledger:
+            if name in self.ledger:  # what runs there stays counted; nothing new goes
                 self.ledger.set_schedulable(name, False)
             return
         self.bad_nodes.pop(name, None)
         if name in self.ledger:
             self.ledger.update_node(node)
+            self._recheck_plans(name)  # a cordon, fewer GPUs: old plans must still fit
+            self._retry(name)
         else:
             self.ledger.add_node(node)
+            for key in sorted(self._on_node.get(name, ())):
+                self._settle(key, retry=False)
 
-    # -- pods ------------------------------------------------------------------------
+    def _node_gone(self, name: str) -> None:
+        self.bad_nodes.pop(name, None)
+        if name not in self.ledger:
+            return
+        self.ledger.remove_node(name)
+        for key in self._on_node.get(name, ()):
+            if self.accounts.pop(key, None) is not None:
+                log.info("node %s went; %s is no longer counted there", name, key)
+
+    # -- pods ----------------------------------------------------------------------------
 
     def pod_changed(self, old: JSON | None, new: JSON | None) -> None:
         pod = new or old
         if pod is None:
             return
         key = pod_key(pod)
-        unbound_and_going = bool(new and new["metadata"].get("deletionTimestamp")) and not (
-            (new or {}).get("spec") or {}
-        ).get("nodeName")
-        if new is None or unbound_and_going or finished(new):
+        if new is None:
             self.forget(key)
             return
-        if key in self.held:
-            return  # already accounted (reserved by the binder, or seen before)
-        if is_ours(new):
-            assignment = assignment_of(new)
-            if assignment is None:
-                return
-            gang = gang_id_of(new)
-            try:
-                if (new.get("spec") or {}).get("nodeName"):
-                    # Bound: a fact, held even on a cordoned node or a failed GPU.
-                    self.ledger.adopt_pods(gang, [assignment])
-                else:  # planned, not bound yet: a reservation that must still fit
-                    self.ledger.reserve_pods(gang, [assignment])
-            except (ReservationError, UnknownNodeError, ValueError) as exc:
-                log.warning("cannot account pod %s on %s: %s", key, assignment.node, exc)
-                return
-            self.held[key] = ("gang", gang, assignment.rank)
-        else:
-            node = (new.get("spec") or {}).get("nodeName")
-            if not node or node not in self.ledger:
-                return
-            demand = pod_demand(new)
-            self.ledger.add_foreign_usage(
-                key,
-                node,
-                cpu_millis=demand.cpu_millis,
-                memory_bytes=demand.memory_bytes,
-                gpus=demand.gpus,
-            )
-            self.held[key] = ("foreign", key, 0)
+        self._set_facts(key, read_pod(new))
+        self._settle(key)
 
     def forget(self, key: str) -> None:
-        held = self.held.pop(key, None)
-        if held is None:
-            return
-        kind, ident, rank = held
-        if kind == "gang":
-            self.ledger.release_pod(ident, rank)
+        """The pod is gone: nothing of it is held any more."""
+        self.facts.pop(key, None)
+        self.intents.pop(key, None)
+        self.ignored_plans.pop(key, None)
+        node = self._where.get(key)
+        self._release(key)
+        self._unindex(key)
+        if node is not None:
+            self._retry(node)
+
+    def _set_facts(self, key: str, facts: PodFacts) -> None:
+        if facts.live and (facts.bound or facts.plan is not None):
+            self.facts[key] = facts
         else:
-            self.ledger.remove_foreign_usage(ident)
+            self.facts.pop(key, None)
+            if not facts.live:
+                self.intents.pop(key, None)  # finished or deleted before it was bound
+        self._index(key)
 
-    def mark_reserved(self, pod: JSON, gang: str, rank: int) -> None:
-        """The binder reserved this pod in the ledger itself."""
-        self.held[pod_key(pod)] = ("gang", gang, rank)
+    # -- the binder's intents ------------------------------------------------------------
 
-    # -- whole rebuild -----------------------------------------------------------------
+    def reserve_intents(self, pods: list[tuple[str, PodAssignment]]) -> None:
+        """Hold these pods where the binder is about to bind them: all, or none
+        (ReservationError). A pod whose recorded plan is held already keeps that hold."""
+        fresh: list[tuple[str, PodAssignment]] = []
+        for key, a in pods:
+            held = self.accounts.get(key)
+            if held is None or (held.kind, held.node, held.gpus) != (
+                PLANNED,
+                a.node,
+                a.gpu_indices,
+            ):
+                fresh.append((key, a))
+        with self.ledger.begin():
+            for key, _ in fresh:
+                self._release_in_ledger(key)
+            for key, a in fresh:
+                self.ledger.reserve_pods(
+                    key, [_assignment(a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes)]
+                )
+        for key, a in pods:
+            self.intents[key] = a
+            self.accounts[key] = Account(
+                INTENT, a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes
+            )
+            self._index(key)
 
-    @classmethod
-    def rebuild(cls, topology: Topology, nodes: list[JSON], pods: list[JSON]) -> LedgerSync:
-        sync = cls(topology)
-        for node in nodes:
-            sync.node_changed(None, node)
-        # Bound pods first: a recorded-but-unbound plan must not steal their GPUs.
-        for pod in sorted(pods, key=lambda p: 0 if (p.get("spec") or {}).get("nodeName") else 1):
-            sync.pod_changed(None, pod)
-        return sync
+    def release_intent(self, key: str, *, drop_plan: bool = True) -> None:
+        """The binder gave up binding this pod (it is bound elsewhere, or failed). With
+        `drop_plan`, the plan recorded on the pod is not counted any more either."""
+        self.intents.pop(key, None)
+        facts = self.facts.get(key)
+        if drop_plan and facts is not None and facts.plan is not None:
+            self.ignored_plans[key] = facts.plan.plan_id
+        self._settle(key)
+
+    def drop_plans(self, keys: Iterable[str]) -> None:
+        """Stop counting these pods' recorded plans (an incomplete plan of a dead leader)."""
+        for key in keys:
+            facts = self.facts.get(key)
+            if facts is not None and facts.plan is not None:
+                self.ignored_plans[key] = facts.plan.plan_id
+                self._settle(key)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def account_of(self, key: str) -> Account | None:
+        return self.accounts.get(key)
+
+    def held(self, key: str) -> bool:
+        return key in self.accounts
+
+    def audit(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> list[str]:
+        """Where this ledger differs from one rebuilt from scratch out of `nodes` and
+        `pods` (with the same binds in flight); empty when they agree."""
+        fresh = LedgerSync.rebuild(
+            self.ledger.topology, nodes, pods, self.intents, self.ignored_plans
+        )
+        problems = []
+        for name in sorted(set(self.ledger.node_names()) | set(fresh.ledger.node_names())):
+            mine = self.ledger.node_usage(name) if name in self.ledger else None
+            theirs = fresh.ledger.node_usage(name) if name in fresh.ledger else None
+            if mine != theirs:
+                problems.append(f"node {name}: ledger {mine} != rebuilt {theirs}")
+        if set(self.bad_nodes) != set(fresh.bad_nodes):
+            mine_bad, theirs_bad = sorted(self.bad_nodes), sorted(fresh.bad_nodes)
+            problems.append(f"unreadable nodes {mine_bad} != rebuilt {theirs_bad}")
+        return problems
+
+    # -- keeping one pod's account right ----------------------------------------------
+
+    def _target(self, key: str) -> str | None:
+        intent = self.intents.get(key)
+        facts = self.facts.get(key)
+        if facts is not None and facts.bound:
+            return facts.node
+        if intent is not None:
+            return intent.node
+        if facts is not None and facts.plan is not None:
+            return facts.plan.node
+        return None
+
+    def _index(self, key: str) -> None:
+        node = self._target(key)
+        if self._where.get(key) == node:
+            return
+        self._unindex(key)
+        if node is not None:
+            self._where[key] = node
+            self._on_node.setdefault(node, set()).add(key)
+
+    def _unindex(self, key: str) -> None:
+        node = self._where.pop(key, None)
+        if node is not None:
+            keys = self._on_node.get(node)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._on_node[node]
+
+    def _desired(self, key: str) -> Account | None:
+        facts = self.facts.get(key)
+        intent = self.intents.get(key)
+        if facts is not None and facts.bound:
+            assert facts.node is not None
+            ids = facts.bound_gpus
+            if (
+                ids is None
+                and intent is not None
+                and intent.node == facts.node
+                and len(intent.gpu_indices) == facts.demand.gpus
+            ):
+                ids = intent.gpu_indices
+            return Account(
+                BOUND,
+                facts.node,
+                ids if ids is not None else facts.demand.gpus,
+                facts.demand.cpu_millis,
+                facts.demand.memory_bytes,
+            )
+        if intent is not None:
+            return Account(
+                INTENT, intent.node, intent.gpu_indices, intent.cpu_millis, intent.memory_bytes
+            )
+        plan = facts.plan if facts is not None else None
+        if (
+            facts is not None
+            and plan is not None
+            and facts.ours
+            and self.ignored_plans.get(key) != plan.plan_id
+            and len(plan.gpu_indices) == facts.demand.gpus
+        ):
+            return Account(
+                PLANNED,
+                plan.node,
+                plan.gpu_indices,
+                facts.demand.cpu_millis,
+                facts.demand.memory_bytes,
+            )
+        return None
+
+    def _settle(self, key: str, retry: bool = True) -> None:
+        facts = self.facts.get(key)
+        if facts is not None and facts.bound and key in self.intents:
+            del self.intents[key]  # the bind is seen (here, or elsewhere by someone else)
+        self._index(key)
+        desired = self._desired(key)
+        current = self.accounts.get(key)
+        if desired == current:
+            return
+        if current is not None:
+            self._release(key)
+        applied = desired is not None and self._apply(key, desired)
+        if not retry:
+            return
+        if current is not None:  # room given back there
+            self._retry(current.node)
+        if applied and desired is not None and desired.kind == BOUND:
+            self._recheck_plans(desired.node)
+
+    def _apply(self, key: str, account: Account) -> bool:
+        if account.node not in self.ledger:
+            return False  # counted when the node appears (or is readable again)
+        try:
+            if account.kind == BOUND:
+                try:
+                    self.ledger.add_foreign_usage(
+                        key,
+                        account.node,
+                        cpu_millis=account.cpu_millis,
+                        memory_bytes=account.memory_bytes,
+                        gpus=account.gpus,
+                    )
+                except ValueError:  # GPU ids the node does not have: count them instead
+                    count = account.gpus if isinstance(account.gpus, int) else len(account.gpus)
+                    self.ledger.add_foreign_usage(
+                        key,
+                        account.node,
+                        cpu_millis=account.cpu_millis,
+                        memory_bytes=account.memory_bytes,
+                        gpus=count,
+                    )
+            else:
+                assert isinstance(account.gpus, tuple)
+                hold = _assignment(
+                    account.node, account.gpus, account.cpu_millis, account.memory_bytes
+                )
+                if account.kind == INTENT:  # the binder reserved it: a fact to us
+                    self.ledger.adopt_pods(key, [hold])
+                else:  # an old plan: only if it still fits
+                    self.ledger.reserve_pods(key, [hold])
+        except (ReservationError, UnknownNodeError, ValueError) as exc:
+            log.info("%s not counted on %s as %s: %s", key, account.node, account.kind, exc)
+            return False
+        self.accounts[key] = account
+        return True
+
+    def _release(self, key: str) -> None:
+        if self.accounts.pop(key, None) is not None:
+            self._release_in_ledger(key)
+
+    def _release_in_ledger(self, key: str) -> None:
+        self.ledger.release_pod(key, 0)
+        self.ledger.remove_foreign_usage(key)
+
+    def _retry(self, node: str) -> None:
+        """Something on `node` changed: count what could not be counted there before."""
+        for key in sorted(self._on_node.get(node, ())):
+            if key not in self.accounts:
+                self._settle(key, retry=False)
+
+    def _recheck_plans(self, node: str) -> None:
+        """A fact arrived on `node`: recorded plans there must still fit beside it, in
+        the order a rebuild would count them."""
+        planned = sorted(
+            key
+            for key in self._on_node.get(node, ())
+            if (held := self.accounts.get(key)) is not None and held.kind == PLANNED
+        )
+        if not planned:
+            return
+        for key in planned:
+            self._release(key)
+        for key in planned:
+            self._settle(key, retry=False)

@@ -37,7 +37,6 @@ from egpu.engines.resize import (
     container_resources_from_k8s,
     pod_qos_class,
 )
-from egpu.state.ledger_sync import pod_demand
 
 JSON = dict[str, Any]
 
@@ -154,78 +153,3 @@ def pod_resize_input(
         qos=pod_qos(pod),
         resize_in_progress=resize_in_progress,
     )
-
-
-# --- the node's free room --------------------------------------------------------------
-
-
-def holds_node_resources(pod: JSON) -> bool:
-    phase = (pod.get("status") or {}).get("phase")
-    return bool((pod.get("spec") or {}).get("nodeName")) and phase not in ("Succeeded", "Failed")
-
-
-def requested_by_node(pods: Iterable[JSON]) -> dict[str, tuple[int, int]]:
-    """(cpu millicores, memory bytes) requested on each node by the pods bound there."""
-    out: dict[str, tuple[int, int]] = {}
-    for pod in pods:
-        if not holds_node_resources(pod):
-            continue
-        try:
-            demand = pod_demand(pod)
-        except ValueError:
-            continue  # a quantity the API server would not have stored
-        node = pod["spec"]["nodeName"]
-        cpu, memory = out.get(node, (0, 0))
-        out[node] = (cpu + demand.cpu_millis, memory + demand.memory_bytes)
-    return out
-
-
-class NodeRequests:
-    """`requested_by_node`, kept current from pod events at O(1) per event: the resize
-    loop asks on every pass, and a cluster has many more pods than events per pass.
-    A pod's demand is parsed again only when its node, uid or generation moves (its
-    resources change only through a resize, which moves the generation)."""
-
-    def __init__(self) -> None:
-        self._share: dict[str, tuple[str, str, Any, int, int]] = {}
-        self.totals: dict[str, tuple[int, int]] = {}
-
-    def rebuild(self, pods: Iterable[tuple[str, JSON]]) -> None:
-        self._share, self.totals = {}, {}
-        for key, pod in pods:
-            self.update(key, pod)
-
-    def _add(self, node: str, cpu: int, memory: int) -> None:
-        old_cpu, old_memory = self.totals.get(node, (0, 0))
-        self.totals[node] = (old_cpu + cpu, old_memory + memory)
-
-    def update(self, key: str, pod: JSON | None) -> None:
-        """The pod at `key` is now `pod` (None: deleted)."""
-        old = self._share.pop(key, None)
-        if old is not None:
-            self._add(old[0], -old[3], -old[4])
-        if pod is None or not holds_node_resources(pod):
-            return
-        meta = pod["metadata"]
-        signature = (pod["spec"]["nodeName"], meta.get("uid", ""), meta.get("generation"))
-        if old is not None and old[:3] == signature:
-            cpu, memory = old[3], old[4]
-        else:
-            try:
-                demand = pod_demand(pod)
-            except ValueError:
-                return  # a quantity the API server would not have stored
-            cpu, memory = demand.cpu_millis, demand.memory_bytes
-        self._share[key] = (*signature, cpu, memory)
-        self._add(signature[0], cpu, memory)
-
-
-def node_room(node: JSON | None, requested: tuple[int, int]) -> NodeRoom:
-    """Allocatable minus requested; a node the cache does not hold has no room."""
-    allocatable = ((node or {}).get("status") or {}).get("allocatable") or {}
-    try:
-        cpu = cpu_millis(allocatable.get("cpu", 0))
-        memory = memory_bytes(allocatable.get("memory", 0))
-    except ValueError:
-        cpu = memory = 0
-    return NodeRoom(free_cpu_millicores=cpu - requested[0], free_memory_bytes=memory - requested[1])

@@ -11,12 +11,13 @@ No Kubernetes imports and no clock: the caller feeds node facts and usage in.
 from egpu.engines.placement.engine import place_gang
 from egpu.engines.placement.errors import ReservationError, TransactionError, UnknownNodeError
 from egpu.engines.placement.ledger import ClusterLedger, Transaction
-from egpu.engines.placement.views import DomainStats, HeldPod, NodeView
+from egpu.engines.placement.views import DomainStats, HeldPod, NodeUsage, NodeView
 
 __all__ = [
     "ClusterLedger",
     "DomainStats",
     "HeldPod",
+    "NodeUsage",
     "NodeView",
     "ReservationError",
     "Transaction",

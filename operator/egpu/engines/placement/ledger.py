@@ -20,7 +20,7 @@ from egpu.engines.placement.capacity import stats_for
 from egpu.engines.placement.errors import ReservationError, TransactionError, UnknownNodeError
 from egpu.engines.placement.gpus import indices, pick_gpus
 from egpu.engines.placement.tree import DomainNode, DomainTree, NodeState, Stats
-from egpu.engines.placement.views import DomainStats, HeldPod, NodeView
+from egpu.engines.placement.views import DomainStats, HeldPod, NodeUsage, NodeView
 
 HoldKey = tuple[str, str, int]  # ("gang", gang id, rank) or ("foreign", key, 0)
 _GANG = "gang"
@@ -370,6 +370,19 @@ class ClusterLedger:
             memory_free_bytes=state.mem_free,
             schedulable=state.schedulable,
             domain=dict(state.domain_labels),
+        )
+
+    def node_usage(self, name: str) -> NodeUsage:
+        state = self._state(name)
+        return NodeUsage(
+            name=name,
+            gpus_used=(state.used_mask & state.all_mask).bit_count(),
+            cpu_used_millis=state.cpu_used,
+            memory_used_bytes=state.mem_used,
+            cpu_allocatable_millis=state.cpu_alloc,
+            memory_allocatable_bytes=state.mem_alloc,
+            schedulable=state.schedulable,
+            holders=frozenset(key[1] for key in state.holds),
         )
 
     def domain_paths(self, level: str) -> list[tuple[str, ...]]:

@@ -48,3 +48,17 @@ class HeldPod:
     gpu_indices: tuple[int, ...]
     cpu_millis: int
     memory_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUsage:
+    """What the ledger counts as used on one node, and by whom (for audits)."""
+
+    name: str
+    gpus_used: int
+    cpu_used_millis: int
+    memory_used_bytes: int
+    cpu_allocatable_millis: int
+    memory_allocatable_bytes: int
+    schedulable: bool
+    holders: frozenset[str]  # hold identities: gang ids of reservations, keys of facts
