@@ -112,6 +112,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+# Tests kill operators and start new ones: a short Lease, so a takeover takes seconds.
+FAST_LEASE = {
+    "EGPU_LEASE_DURATION": "4s",
+    "EGPU_RENEW_DEADLINE": "3s",
+    "EGPU_RETRY_PERIOD": "500ms",
+}
+
+
 class OperatorProcess:
     """The real `egpu-operator` console script, run against the test cluster."""
 
@@ -146,7 +154,7 @@ class OperatorProcess:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**self.cluster.env, **self.extra_env},
+                env={**self.cluster.env, **FAST_LEASE, **self.extra_env},
             )
         wait_until(self.healthy, 60, "the operator's /healthz")
 

@@ -187,10 +187,11 @@ def test_operator_killed_mid_gang_leaves_no_half_bound_gang(
     half = pods(gpu_cluster, namespace)
     assert 1 <= len(bound(half)) < 8, "the kill came too late to test anything"
     plans = {
-        p["metadata"]["name"]: p["metadata"]["annotations"].get("egpu.io/assigned-node")
+        p["metadata"]["name"]: json.loads(p["metadata"]["annotations"]["egpu.io/plan"])["node"]
         for p in half
+        if "egpu.io/plan" in p["metadata"]["annotations"]
     }
-    assert all(plans.values()), "the whole plan must be written before the first bind"
+    assert len(plans) == 8, "the whole plan must be written before the first bind"
 
     again = OperatorProcess(gpu_cluster, RUN_DIR / "operator-restarted.log")
     again.start()

@@ -62,6 +62,17 @@ class Account:
     memory_bytes: int
 
 
+def _order(account: Account) -> int:
+    """Counting order on a node: known GPUs, then GPU counts, then recorded plans."""
+    if account.kind == PLANNED:
+        return 2
+    return 1 if isinstance(account.gpus, int) else 0
+
+
+def _placed_first(account: Account) -> bool:
+    return _order(account) == 0
+
+
 def node_schedulable(node: JSON) -> bool:
     if (node.get("spec") or {}).get("unschedulable"):
         return False
@@ -121,14 +132,14 @@ class LedgerSync:
             self._set_facts(facts.key, facts)
         for key in self.intents:
             self._index(key)
-        # Facts first, then the binds in flight, then the recorded plans (in one fixed
-        # order), so that an old plan never takes what is really used.
-        bound = [k for k, f in self.facts.items() if f.bound]
-        for key in bound:
-            self._settle(key, retry=False)
-        for key in list(self.intents):
-            self._settle(key, retry=False)
-        for key in sorted(k for k in self.facts if k not in self.accounts):
+        # Pods whose GPUs are known (facts, binds in flight) first, then pods counted by
+        # GPU count alone, then recorded plans, each in one fixed order: an old plan
+        # never takes what is really used, and `_refresh` lays a node out the same way.
+        keys = set(self.facts) | set(self.intents)
+        ordered = sorted(
+            (_order(desired), key) for key in keys if (desired := self._desired(key)) is not None
+        )
+        for _, key in ordered:
             self._settle(key, retry=False)
 
     # -- nodes ---------------------------------------------------------------------------
@@ -149,19 +160,18 @@ class LedgerSync:
                 schedulable=node_schedulable(new),
             )
         except ValueError as exc:
+            # Out of placement until it can be read, as if it were not there; what runs
+            # on it is counted again once it is repaired.
+            self._node_gone(name)
             self.bad_nodes[name] = str(exc)
-            if name in self.ledger:  # what runs there stays counted; nothing new goes
-                self.ledger.set_schedulable(name, False)
             return
         self.bad_nodes.pop(name, None)
         if name in self.ledger:
             self.ledger.update_node(node)
-            self._recheck_plans(name)  # a cordon, fewer GPUs: old plans must still fit
-            self._retry(name)
+            self._refresh(name)  # a cordon, fewer GPUs: old plans must still fit
         else:
             self.ledger.add_node(node)
-            for key in sorted(self._on_node.get(name, ())):
-                self._settle(key, retry=False)
+            self._refresh(name)
 
     def _node_gone(self, name: str) -> None:
         self.bad_nodes.pop(name, None)
@@ -194,7 +204,7 @@ class LedgerSync:
         self._release(key)
         self._unindex(key)
         if node is not None:
-            self._retry(node)
+            self._refresh(node)
 
     def _set_facts(self, key: str, facts: PodFacts) -> None:
         if facts.live and (facts.bound or facts.plan is not None):
@@ -358,13 +368,14 @@ class LedgerSync:
             return
         if current is not None:
             self._release(key)
-        applied = desired is not None and self._apply(key, desired)
-        if not retry:
+        if not retry:  # a rebuild, in its own order
+            if desired is not None:
+                self._apply(key, desired)
             return
-        if current is not None:  # room given back there
-            self._retry(current.node)
-        if applied and desired is not None and desired.kind == BOUND:
-            self._recheck_plans(desired.node)
+        if desired is not None and _placed_first(desired):
+            self._apply(key, desired)
+        for node in {a.node for a in (current, desired) if a is not None}:
+            self._refresh(node)
 
     def _apply(self, key: str, account: Account) -> bool:
         if account.node not in self.ledger:
@@ -411,23 +422,25 @@ class LedgerSync:
         self.ledger.release_pod(key, 0)
         self.ledger.remove_foreign_usage(key)
 
-    def _retry(self, node: str) -> None:
-        """Something on `node` changed: count what could not be counted there before."""
-        for key in sorted(self._on_node.get(node, ())):
-            if key not in self.accounts:
-                self._settle(key, retry=False)
-
-    def _recheck_plans(self, node: str) -> None:
-        """A fact arrived on `node`: recorded plans there must still fit beside it, in
-        the order a rebuild would count them."""
-        planned = sorted(
-            key
-            for key in self._on_node.get(node, ())
-            if (held := self.accounts.get(key)) is not None and held.kind == PLANNED
-        )
-        if not planned:
-            return
-        for key in planned:
+    def _refresh(self, node: str) -> None:
+        """Something on `node` changed: count what could not be counted there before,
+        and lay out again what depends on the order things are counted in (pods counted
+        by GPU count alone take whichever GPUs are left; recorded plans must still fit),
+        in the one order a rebuild uses, so the two always agree to the GPU."""
+        keys = sorted(self._on_node.get(node, ()))
+        later: list[tuple[int, str]] = []
+        for key in keys:
+            desired = self._desired(key)
+            if desired is None:
+                continue
+            if _placed_first(desired):
+                if key not in self.accounts:
+                    self._apply(key, desired)
+            else:
+                later.append((_order(desired), key))
+        for _, key in later:
             self._release(key)
-        for key in planned:
-            self._settle(key, retry=False)
+        for _, key in sorted(later):
+            desired = self._desired(key)
+            if desired is not None:
+                self._apply(key, desired)

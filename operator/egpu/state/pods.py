@@ -160,7 +160,8 @@ def read_plan(text: str | None, uid: str) -> RecordedPlan | None:
 
 
 def controller_of(meta: JSON) -> Owner | None:
-    for ref in meta.get("ownerReferences") or []:
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else []:
         if isinstance(ref, dict) and ref.get("controller"):
             return Owner(
                 str(ref.get("apiVersion", "")),
@@ -225,6 +226,32 @@ def _bound_gpus(
 
 
 def read_pod(pod: JSON) -> PodFacts:
+    try:
+        return _read_pod(pod)
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        # Shapes the API server would never serve: say so rather than fail.
+        meta = pod.get("metadata") if isinstance(pod, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        return PodFacts(
+            key=f"{namespace}/{name}",
+            namespace=namespace,
+            name=name,
+            uid=str(meta.get("uid") or ""),
+            ours=is_ours(pod) if isinstance(pod.get("spec"), dict) else False,
+            node=None,
+            finished=False,
+            deleting=bool(meta.get("deletionTimestamp")),
+            demand=NO_DEMAND,
+            gang_id=lone_gang_id(namespace, name),
+            gang_size=1,
+            gang_min=1,
+            rank=None,
+            problem=f"the pod cannot be read: {type(exc).__name__}: {exc}",
+        )
+
+
+def _read_pod(pod: JSON) -> PodFacts:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
