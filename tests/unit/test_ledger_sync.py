@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from egpu.domain.gang import GangRequest
-from egpu.domain.placement import Placement, PodAssignment, Unschedulable
+from egpu.domain.placement import Placement, PodAssignment
 from egpu.domain.topology import Topology
 from egpu.engines.placement import place_gang
 from egpu.state.ledger_sync import BOUND, INTENT, PLANNED, LedgerSync
