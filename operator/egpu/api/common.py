@@ -35,6 +35,16 @@ class ContainerResizePolicy(ApiModel):
     )
 
 
+# CEL, for a resource `k` of a ResourceRequirements: its request is above its limit.
+_REQUEST_OVER_LIMIT = (
+    "k in self.limits && isQuantity(string(self.requests[k])) "
+    "&& isQuantity(string(self.limits[k])) "
+    "&& quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) > 0"
+)
+# CEL, for an init container's name `n`: a container has it too.
+_NAME_OF_A_CONTAINER = "self.containers.exists(c, c.name == n)"
+
+
 class ResourceRequirements(ApiModel):
     """A container's requests and limits (core/v1 ResourceRequirements)."""
 
@@ -43,17 +53,11 @@ class ResourceRequirements(ApiModel):
 
     cel_rules = (
         Rule(
-            rule="!has(self.requests) || !has(self.limits) || self.requests.all(k, "
-            "!(k in self.limits) || !isQuantity(string(self.requests[k])) "
-            "|| !isQuantity(string(self.limits[k])) "
-            "|| quantity(string(self.requests[k])).compareTo("
-            "quantity(string(self.limits[k]))) <= 0)",
+            rule="!has(self.requests) || !has(self.limits) "
+            f"|| !self.requests.exists(k, {_REQUEST_OVER_LIMIT})",
             message="a request must not be greater than its limit",
-            message_expression='"the " + self.requests.filter(k, k in self.limits '
-            "&& isQuantity(string(self.requests[k])) && isQuantity(string(self.limits[k])) "
-            "&& quantity(string(self.requests[k])).compareTo("
-            'quantity(string(self.limits[k]))) > 0)[0] + " request must not be greater than its '
-            'limit"',
+            message_expression=f'"the " + self.requests.filter(k, {_REQUEST_OVER_LIMIT})[0] '
+            '+ " request must not be greater than its limit"',
             field_path=".requests",
         ),
     )
@@ -117,11 +121,11 @@ class PodSpecTemplate(ApiModel):
         ),
         Rule(
             rule="!has(self.initContainers) || "
-            "self.initContainers.all(i, !self.containers.exists(c, c.name == i.name))",
+            f"!self.initContainers.map(i, i.name).exists(n, {_NAME_OF_A_CONTAINER})",
             message="an init container must not share a name with a container",
             message_expression='"init container \'" + self.initContainers.map(i, i.name)'
-            ".filter(n, self.containers.exists(c, c.name == n))[0] + \"' shares its name "
-            'with a container: names must be unique in the pod"',
+            f".filter(n, {_NAME_OF_A_CONTAINER})[0] + \"' shares its name with a container: "
+            'names must be unique in the pod"',
             field_path=".initContainers",
         ),
     )
