@@ -208,8 +208,8 @@ _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
 
 def map_keys_rule(key_bad: str, what: str, message: str) -> Rule:
-    """A rule on a map: no key `k` satisfies `key_bad`; the message names the bad ones."""
-    # Only the first: the server refuses to join a list of unbounded keys (its cost).
+    """A rule on a map: no key `k` satisfies `key_bad`; the message names the first that
+    does (naming all would join keys of unbounded length: the server refuses the cost)."""
     return Rule(
         rule=f"!self.exists(k, {key_bad})",
         message=message,
