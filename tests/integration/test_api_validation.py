@@ -135,6 +135,44 @@ def levels(*labels: str) -> dict[str, Any]:
     return gw(levels=[{"nodeLabel": label} for label in labels])
 
 
+def container(name: str = "main", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": "registry.local/egpu/sim:latest", **fields}
+
+
+def sized(
+    requests: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+    name: str = "main",
+    **fields: Any,
+) -> dict[str, Any]:
+    """A container with these requests and limits."""
+    resources = {k: v for k, v in (("requests", requests), ("limits", limits)) if v is not None}
+    return container(name, resources=resources, **fields)
+
+
+def pod(
+    *containers: dict[str, Any], init: list[dict[str, Any]] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A patch whose template has these containers (and init containers)."""
+    body: dict[str, Any] = {"containers": list(containers), **spec}
+    if init is not None:
+        body["initContainers"] = init
+    return gw(template={"spec": body})
+
+
+def pod_meta(**metadata: Any) -> dict[str, Any]:
+    return gw(template={"metadata": metadata})
+
+
+# The notebook's container asks for cpu 2 and memory 16Gi.
+NOTEBOOK_SIZE = {"cpu": "2", "memory": "16Gi"}
+QUANTITY = "must be a non-negative quantity, e.g. 500m, 2 or 4Gi"
+NODE_NAME = (
+    "nodeName is not allowed: egpu-scheduler places every pod; remove it and use "
+    "nodeSelector or affinity instead"
+)
+
+
 PROM = {"url": "http://prometheus.monitoring:9090", "query": "sum(inflight)"}
 POD_METRICS = {"port": 8080}
 
@@ -157,7 +195,7 @@ REFUSALS = [
     Refusal("gw-too-many-gpus", NOTEBOOK, gw(gpusPerPod=65),
             "spec.gpusPerPod", "less than or equal to 64"),
     Refusal("gw-bad-gpu-model", NOTEBOOK, gw(gpuModel="NVIDIA H100"),
-            "spec.gpuModel", "should match"),
+            "spec.gpuModel", "must be a valid label value"),
     Refusal("gw-name-too-long", NOTEBOOK, {"metadata": {"name": "n" * 64}},
             "metadata.name", "may not be more than 63"),
     Refusal("gw-unknown-field", NOTEBOOK, gw(gpus=2),
@@ -171,6 +209,50 @@ REFUSALS = [
     Refusal("gw-container-without-image", NOTEBOOK,
             gw(template={"spec": {"containers": [{"name": "c"}]}}),
             "spec.template.spec.containers[0].image", "Required value"),
+    Refusal("gw-cpu-request-not-a-quantity", NOTEBOOK, pod(sized({"cpu": "abc"})),
+            "spec.template.spec.containers[0].resources.requests[cpu]", QUANTITY),
+    Refusal("gw-memory-limit-not-a-quantity", NOTEBOOK,
+            pod(container("side"), sized(limits={"memory": "16 GiB"})),
+            "spec.template.spec.containers[1].resources.limits[memory]", QUANTITY),
+    Refusal("gw-negative-request", NOTEBOOK, pod(sized({"cpu": -1})),
+            "spec.template.spec.containers[0].resources.requests[cpu]", QUANTITY),
+    Refusal("gw-fractional-cpu-number", NOTEBOOK, pod(sized({"cpu": 0.5})),
+            "spec.template.spec.containers[0].resources.requests.cpu",
+            "must be of type integer,string"),
+    Refusal("gw-init-container-request-not-a-quantity", NOTEBOOK,
+            pod(container(), init=[sized({"cpu": "abc"}, name="setup")]),
+            "spec.template.spec.initContainers[0].resources.requests[cpu]", QUANTITY),
+    Refusal("gw-request-over-limit", NOTEBOOK,
+            pod(sized({"cpu": 1, "memory": "16Gi"}, {"memory": "8Gi"})),
+            "spec.template.spec.containers[0].resources.requests",
+            "the memory request must not be greater than its limit"),
+    Refusal("gw-unknown-resource", NOTEBOOK, pod(sized({"cpus": 2})),
+            "spec.template.spec.containers[0].resources.requests",
+            "unknown resource 'cpus': a container resource is cpu, memory"),
+    Refusal("gw-duplicate-container-names", NOTEBOOK, pod(container("a"), container("a")),
+            "spec.template.spec.containers[1]", 'Duplicate value: {"name":"a"}'),
+    Refusal("gw-duplicate-init-container-names", NOTEBOOK,
+            pod(container(), init=[container("setup"), container("setup")]),
+            "spec.template.spec.initContainers[1]", 'Duplicate value: {"name":"setup"}'),
+    Refusal("gw-init-container-named-like-a-container", NOTEBOOK,
+            pod(container("main"), init=[container("prep"), container("main")]),
+            "spec.template.spec.initContainers",
+            "init container 'main' shares its name with a container"),
+    Refusal("gw-template-bad-label-key", TRAINING, pod_meta(labels={"app name": "x"}),
+            "spec.template.metadata.labels", "invalid label key 'app name'"),
+    Refusal("gw-template-bad-label-prefix", TRAINING, pod_meta(labels={"Egpu.IO/team": "x"}),
+            "spec.template.metadata.labels", "invalid label key 'Egpu.IO/team'"),
+    Refusal("gw-template-bad-label-value", TRAINING, pod_meta(labels={"app": "llm pretrain"}),
+            "spec.template.metadata.labels[app]", "must be a valid label value"),
+    Refusal("gw-template-long-label-value", TRAINING, pod_meta(labels={"app": "a" * 64}),
+            "spec.template.metadata.labels.app", "may not be more than 63"),
+    Refusal("gw-template-label-not-a-string", TRAINING, pod_meta(labels={"version": 2}),
+            "spec.template.metadata.labels.version", "must be of type string"),
+    Refusal("gw-template-bad-annotation-key", TRAINING,
+            pod_meta(annotations={"example.com/a/b": "x"}),
+            "spec.template.metadata.annotations", "invalid annotation key 'example.com/a/b'"),
+    Refusal("gw-template-node-name", NOTEBOOK, gw(template={"spec": {"nodeName": "gpu-0"}}),
+            "spec.template.spec.nodeName", NODE_NAME),
     # GPUWorkload: gang
     Refusal("gw-min-members-over-replicas", TRAINING, gw(gang={"minMembers": 9}),
             "spec.gang.minMembers", "gang.minMembers must not be greater than replicas"),
@@ -228,6 +310,27 @@ REFUSALS = [
             "spec.resize.headroom", "headroom only applies to mode Auto"),
     Refusal("gw-negative-headroom", NOTEBOOK, gw(resize={"headroom": {"cpu": "-1"}}),
             "spec.resize.headroom.cpu", "should match"),
+    # GPUWorkload: resize bounds against the template (each container's request)
+    Refusal("gw-cpu-max-under-request", NOTEBOOK, cpu(max="1500m"), "spec.resize.cpu.max",
+            "resize.cpu.max 1500m contradicts the template: the cpu request of container "
+            "'jupyter' (2) is above it"),
+    Refusal("gw-cpu-min-over-request", NOTEBOOK, cpu(min=4), "spec.resize.cpu.min",
+            "resize.cpu.min 4 contradicts the template: the cpu request of container "
+            "'jupyter' (2) is below it"),
+    Refusal("gw-memory-max-under-request", NOTEBOOK, mem(max="12Gi"), "spec.resize.memory.max",
+            "the memory request of container 'jupyter' (16Gi) is above it"),
+    Refusal("gw-memory-min-over-request", NOTEBOOK, mem(min="32Gi"), "spec.resize.memory.min",
+            "the memory request of container 'jupyter' (16Gi) is below it"),
+    Refusal("gw-cpu-max-under-a-second-container", NOTEBOOK,
+            merged(cpu(max=4),
+                   pod(sized(NOTEBOOK_SIZE, name="jupyter"), sized({"cpu": 6}, name="side"))),
+            "spec.resize.cpu.max", "the cpu request of container 'side' (6) is above it"),
+    Refusal("gw-cpu-max-under-a-limit-without-request", NOTEBOOK,
+            merged(cpu(max=4), pod(sized(limits={"cpu": 8}, name="jupyter"))),
+            "spec.resize.cpu.max", "the cpu request of container 'jupyter' (8) is above it"),
+    Refusal("gw-recommend-bounds-contradict-the-template", NOTEBOOK,
+            gw(resize={"mode": "Recommend", "cpu": {**CPU, "max": 1}}),
+            "spec.resize.cpu.max", "contradicts the template"),
     # GPUWorkload: repair
     Refusal("gw-unknown-repair-policy", TRAINING, gw(repair={"policy": "Pray"}),
             "spec.repair.policy", 'Unsupported value: "Pray"'),
@@ -255,6 +358,24 @@ REFUSALS = [
             "spec.replicas", "replicas must not be less than minReplicas"),
     Refusal("gis-zero-gpus", SERVICE, gw(gpusPerPod=0),
             "spec.gpusPerPod", "greater than or equal to 1"),
+    # GPUInferenceService: pod template
+    Refusal("gis-cpu-request-not-a-quantity", SERVICE, pod(sized({"cpu": "abc"})),
+            "spec.template.spec.containers[0].resources.requests[cpu]", QUANTITY),
+    Refusal("gis-init-container-limit-not-a-quantity", SERVICE,
+            pod(container(), init=[sized(limits={"memory": "lots"}, name="fetch-model")]),
+            "spec.template.spec.initContainers[0].resources.limits[memory]", QUANTITY),
+    Refusal("gis-duplicate-container-names", SERVICE, pod(container("s"), container("s")),
+            "spec.template.spec.containers[1]", 'Duplicate value: {"name":"s"}'),
+    Refusal("gis-template-bad-label-key", SERVICE, pod_meta(labels={"-app": "chat"}),
+            "spec.template.metadata.labels", "invalid label key '-app'"),
+    Refusal("gis-template-bad-label-value", SERVICE, pod_meta(labels={"app": "chat!"}),
+            "spec.template.metadata.labels[app]", "must be a valid label value"),
+    Refusal("gis-template-bad-annotation-key", SERVICE,
+            pod_meta(annotations={"prometheus io/scrape": "true"}),
+            "spec.template.metadata.annotations",
+            "invalid annotation key 'prometheus io/scrape'"),
+    Refusal("gis-template-node-name", SERVICE, gw(template={"spec": {"nodeName": "gpu-0"}}),
+            "spec.template.spec.nodeName", NODE_NAME),
     Refusal("gis-warm-pool-over-max", SERVICE, gw(warmPool={"size": 33}),
             "spec.warmPool.size", "warmPool.size must not be greater than maxReplicas"),
     # GPUInferenceService: the signal
@@ -374,6 +495,62 @@ def test_malformed_objects_are_refused_naming_the_field(
     assert proc.returncode != 0, f"accepted: {json.dumps(bad['spec'])}"
     assert case.field in proc.stderr, proc.stderr
     assert case.says in proc.stderr, proc.stderr
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    id: str
+    base: str
+    patch: dict[str, Any]
+
+
+RESTARTS_ON_CPU = [{"resourceName": "cpu", "restartPolicy": "RestartContainer"}]
+
+# Near misses of the refusals above: what the pods would accept, or what the resize loop
+# leaves alone, must pass, and pass through unpruned.
+ACCEPTED = [
+    Acceptance("bounds-with-resize-off", NOTEBOOK,
+               gw(resize={"mode": "Off", "cpu": {**CPU, "max": 1}})),
+    Acceptance("bounds-skip-a-resource-that-restarts", NOTEBOOK,
+               merged(cpu(max=1), pod(sized(NOTEBOOK_SIZE, name="jupyter",
+                                            resizePolicy=RESTARTS_ON_CPU)))),
+    Acceptance("bounds-skip-init-containers", NOTEBOOK,
+               merged(cpu(max=4), pod(sized(NOTEBOOK_SIZE, name="jupyter"),
+                                      init=[sized({"cpu": 8}, name="warmup")]))),
+    Acceptance("bounds-skip-a-zero-or-absent-request", NOTEBOOK,
+               merged(cpu(min=1), pod(sized({"cpu": 0, "memory": "16Gi"}, name="jupyter"),
+                                      container("side")))),
+    Acceptance("bounds-hold-at-the-edges", NOTEBOOK,
+               gw(resize={"mode": "Auto", "cpu": {"min": 2, "max": 2, "step": 1},
+                          "memory": {"min": "16Gi", "max": "16Gi", "step": "1Gi"}})),
+    Acceptance("scheduler-name-and-empty-node-name", NOTEBOOK,
+               gw(template={"spec": {"schedulerName": "default-scheduler", "nodeName": ""}})),
+    Acceptance("quantities-and-resource-names", NOTEBOOK,
+               pod(sized({"cpu": 2, "memory": "16Gi", "ephemeral-storage": "10G",
+                          "hugepages-2Mi": "1Gi", "nvidia.com/gpu": 1, "example.com/nic": "1"},
+                         {"cpu": "2.5", "memory": 17179869184, "nvidia.com/gpu": 1},
+                         name="jupyter"))),
+    Acceptance("template-fields-pass-through", TRAINING,
+               merged(pod_meta(labels={"tier": "", "app.kubernetes.io/name": "llm"},
+                               annotations={"Example.com/Owner": "ml-team", "note": "a b c"},
+                               generateName="ignored-"),
+                      pod(sized({"cpu": "64", "memory": "1024Gi"}, name="trainer",
+                                env=[{"name": "A", "value": "1"}], ports=[{"containerPort": 80}],
+                                resizePolicy=[{"resourceName": "memory",
+                                               "restartPolicy": "NotRequired"}]),
+                          init=[container("setup", command=["sh", "-c", "true"],
+                                          restartPolicy="Always")],
+                          tolerations=[{"key": "gpu", "operator": "Exists"}],
+                          priorityClassName="high"))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[a.id for a in ACCEPTED])
+def test_near_misses_are_accepted_and_kept_whole(crds: Cluster, ns: str, case: Acceptance) -> None:
+    good = merged(example(case.base), case.patch)
+    proc = server_dry_run(crds, ns, good)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["spec"]["template"] == good["spec"]["template"]
 
 
 def test_gpus_per_pod_cannot_change_after_creation(crds: Cluster, ns: str) -> None:

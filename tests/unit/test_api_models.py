@@ -26,7 +26,7 @@ from egpu.api import (
 )
 from egpu.api.kinds import KINDS
 from egpu.api.schema import SchemaError, structural_schema, walk
-from egpu.api.types import is_label_key
+from egpu.api.types import is_container_resource_name, is_label_key
 
 pytestmark = pytest.mark.unit
 
@@ -145,14 +145,85 @@ def test_the_models_refuse_what_the_schema_refuses(patch: dict[str, Any], field:
 
 def test_the_pod_template_keeps_fields_it_does_not_model() -> None:
     template = {
-        "metadata": {"labels": {"app": "x"}},
+        "metadata": {
+            "labels": {"app": "x", "tier": ""},
+            "annotations": {"Example.com/Owner": "ml team"},
+            "generateName": "ignored-",
+        },
         "spec": {
             "nodeSelector": {"a": "b"},
-            "containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}],
+            "schedulerName": "default-scheduler",
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "i",
+                    "env": [{"name": "A", "value": "1"}],
+                    "resources": {
+                        "requests": {"cpu": 2, "memory": "1Gi", "nvidia.com/gpu": 1},
+                        "limits": {"cpu": "2.5", "hugepages-2Mi": "1Gi"},
+                        "claims": [{"name": "gpu"}],
+                    },
+                    "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}],
+                }
+            ],
+            "initContainers": [{"name": "setup", "image": "i", "restartPolicy": "Always"}],
         },
     }
     spec = GPUWorkloadSpec.model_validate({"template": template})
+    # Quantities stay as written (an integer is not turned into a string).
     assert spec.to_wire()["template"] == template
+
+
+def _container(**fields: Any) -> dict[str, Any]:
+    return {"template": {"spec": {"containers": [{"name": "c", "image": "i", **fields}]}}}
+
+
+def _pod_metadata(**metadata: Any) -> dict[str, Any]:
+    return {"template": {**TEMPLATE, "metadata": metadata}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        (_container(resources={"requests": {"cpu": "abc"}}), "'abc' is not a non-negative"),
+        (_container(resources={"limits": {"memory": -1}}), "-1 is not a non-negative"),
+        (_container(resources={"requests": {"cpu": 0.5}}), "an integer or a string"),
+        (_container(resources={"requests": {"cpu": True}}), "an integer or a string"),
+        (_container(resources={"requests": {"cpus": 2}}), "unknown resource 'cpus'"),
+        (_container(resources={"requests": {"storage": "1Gi"}}), "unknown resource 'storage'"),
+        (_container(resizePolicy=[{"resourceName": "gpu", "restartPolicy": "NotRequired"}]),
+         "resourceName"),
+        (_pod_metadata(labels={"app name": "x"}), "invalid label key 'app name'"),
+        (_pod_metadata(labels={"app": "a b"}), "should match pattern"),
+        (_pod_metadata(labels={"app": "a" * 64}), "at most 63 characters"),
+        (_pod_metadata(labels={"version": 2}), "valid string"),
+        (_pod_metadata(annotations={"a/b/c": "x"}), "invalid annotation key 'a/b/c'"),
+        (_pod_metadata(labels={f"l{i}": "x" for i in range(65)}), "at most 64 items"),
+    ],
+)  # fmt: skip
+def test_the_pod_template_refuses_what_its_pods_would(spec: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        GPUWorkloadSpec.model_validate(spec)
+    assert says in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("cpu", True),
+        ("memory", True),
+        ("ephemeral-storage", True),
+        ("hugepages-1Gi", True),
+        ("nvidia.com/gpu", True),
+        ("example.com/nic_a", True),
+        ("gpu", False),
+        ("storage", False),
+        ("nvidia.com/", False),
+        ("Nvidia.com/gpu", False),
+    ],
+)
+def test_container_resource_names(name: str, valid: bool) -> None:
+    assert is_container_resource_name(name) is valid
 
 
 @pytest.mark.parametrize(
@@ -314,8 +385,9 @@ def _resolve(node: dict[str, Any], dotted: str) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize(("kind", "schema"), crd_schemas(), ids=[k.name for k in KINDS])
 def test_every_rule_has_a_message_and_bounded_inputs(kind: str, schema: dict[str, Any]) -> None:
-    """The API server refuses a rule whose cost it cannot bound: every string or list a
-    rule reads needs a maxLength or maxItems. A fieldPath must name a real field."""
+    """The API server refuses a rule whose cost it cannot bound: every string, list or
+    map a rule (or its message expression) reads needs a maxLength, maxItems or
+    maxProperties. A fieldPath must name a real field."""
     rules = 0
     for path, node in walk(schema):
         for rule in node.get("x-kubernetes-validations", []):
@@ -324,7 +396,8 @@ def test_every_rule_has_a_message_and_bounded_inputs(kind: str, schema: dict[str
             assert rule.get("message"), where
             if "fieldPath" in rule:
                 assert _resolve(node, rule["fieldPath"]) is not None, where
-            for match in _SELF_PATH.finditer(rule["rule"]):
+            expressions = rule["rule"] + " " + rule.get("messageExpression", "")
+            for match in _SELF_PATH.finditer(expressions):
                 read = _resolve(node, match.group(1))
                 assert read is not None, f"{where}: no field {match.group(1)}"
                 if read.get("type") == "string" and "enum" not in read:
@@ -333,7 +406,29 @@ def test_every_rule_has_a_message_and_bounded_inputs(kind: str, schema: dict[str
                     assert "maxLength" in read, f"{where}: {match.group(1)} unbounded"
                 if read.get("type") == "array":
                     assert "maxItems" in read, f"{where}: {match.group(1)} unbounded"
+                if isinstance(read.get("additionalProperties"), dict):
+                    assert "maxProperties" in read, f"{where}: {match.group(1)} unbounded"
     assert rules > 0
+
+
+def test_the_crds_spell_every_shared_schema_out() -> None:
+    """Two fields of one type (containers, initContainers) share schema objects; YAML
+    anchors and aliases would make the CRDs unreadable for a person."""
+    for text in crdgen.rendered_files().values():
+        assert "&id0" not in text and "*id0" not in text
+
+
+def test_the_api_reference_says_what_the_operator_checks_and_replaces() -> None:
+    docs = docgen.render()
+    assert (
+        "the operator reports TopologyResolved=False (reason PreferredNotNarrower) and "
+        "creates no pods" in docs
+    )
+    assert (
+        "| `template.spec.schedulerName` | string, ≤ 253 chars |  | Replaced by "
+        "egpu-scheduler on every pod" in docs
+    )
+    assert "`spec.template.spec.nodeName` | nodeName is not allowed" in docs
 
 
 def test_there_are_at_least_thirty_distinct_rules() -> None:

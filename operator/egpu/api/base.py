@@ -23,15 +23,22 @@ RuleReason = Literal["FieldValueInvalid", "FieldValueRequired", "FieldValueForbi
 
 @dataclass(frozen=True)
 class Rule:
-    """One CEL rule (`x-kubernetes-validations` entry) with the message a user reads."""
+    """One CEL rule (`x-kubernetes-validations` entry) with the message a user reads.
+
+    `message_expression` (CEL, a string) names the offending item, e.g. the container;
+    the server falls back to `message` when it cannot evaluate it.
+    """
 
     rule: str
     message: str
     field_path: str | None = None
     reason: RuleReason | None = None
+    message_expression: str | None = None
 
     def to_schema(self) -> dict[str, str]:
         out = {"rule": self.rule, "message": self.message}
+        if self.message_expression is not None:
+            out["messageExpression"] = self.message_expression
         if self.field_path is not None:
             out["fieldPath"] = self.field_path
         if self.reason is not None:

@@ -83,6 +83,9 @@ def build_crd(kind: Kind) -> dict[str, Any]:
 class _Dumper(yaml.SafeDumper):
     """Block style everywhere; long CEL rules stay on one line so diffs stay readable."""
 
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # a schema shared by two fields is written out twice, never as &id001
+
 
 def _str_presenter(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None

@@ -18,7 +18,8 @@ from egpu.api.types import (
     DNS_SUBDOMAIN_PATTERN,
     DURATION_PATTERN,
     LABEL_KEY_RULE,
-    LABEL_VALUE_PATTERN,
+    LABEL_VALUE_RULE,
+    RESOURCE_QUANTITY_RULE,
     TIME_OF_DAY_PATTERN,
 )
 
@@ -29,7 +30,12 @@ _NAMED_PATTERNS = {
     CRON_PATTERN: "cron expression (UTC)",
     DNS_LABEL_PATTERN: "DNS label",
     DNS_SUBDOMAIN_PATTERN: "object name (DNS subdomain)",
-    LABEL_VALUE_PATTERN: "label value",
+}
+# Types a reader knows better by name, told by their rule.
+_NAMED_RULES = {
+    LABEL_KEY_RULE.rule: "label key (e.g. `egpu.io/leaf`)",
+    LABEL_VALUE_RULE.rule: "label value",
+    RESOURCE_QUANTITY_RULE.rule: "quantity (integer or string, e.g. `500m`, `4Gi`)",
 }
 
 
@@ -48,6 +54,9 @@ def _range(node: dict[str, Any]) -> str:
 
 def type_of(node: dict[str, Any]) -> str:
     """A short, readable type: `integer (≥ 1, ≤ 64)`, `duration`, `[]ScheduleWindow`..."""
+    for rule in node.get("x-kubernetes-validations", []):
+        if rule["rule"] in _NAMED_RULES:
+            return _NAMED_RULES[rule["rule"]]
     if node.get("x-kubernetes-int-or-string"):
         return "quantity (integer or string, e.g. `500m`, `4Gi`)"
     if "enum" in node:
@@ -59,8 +68,6 @@ def type_of(node: dict[str, Any]) -> str:
     if kind == "string":
         if node.get("format") == "date-time":
             return "time (RFC 3339)"
-        if LABEL_KEY_RULE.to_schema() in node.get("x-kubernetes-validations", []):
-            return "label key (e.g. `egpu.io/leaf`)"
         if node.get("pattern") in _NAMED_PATTERNS:
             return _NAMED_PATTERNS[node["pattern"]]
         parts = ["string"]
@@ -132,6 +139,8 @@ def rules_of(node: dict[str, Any], path: str) -> list[tuple[str, str]]:
         found += rules_of(sub, f"{path}.{name}")
     if isinstance(node.get("items"), dict):
         found += rules_of(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += rules_of(node["additionalProperties"], f"{path}[*]")
     return found
 
 
@@ -194,7 +203,8 @@ def render() -> str:
     lines += [
         "",
         "Durations use Go syntax (`500ms`, `30s`, `5m`, `1h30m`); quantities use Kubernetes "
-        "syntax (`500m`, `2`, `4Gi`) and may be written as integers. Fields marked "
+        "syntax (`500m`, `2`, `4Gi`) and may be written as integers, not as fractions: "
+        '`cpu: 0.5` is refused, write `"0.5"` or `500m`. Fields marked '
         "*(required)* must be set; others take the default shown, or are unset.",
     ]
     for kind in KINDS:

@@ -157,7 +157,7 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rule_order(rule: dict[str, str]) -> dict[str, str]:
-    order = ("rule", "message", "fieldPath", "reason")
+    order = ("rule", "message", "messageExpression", "fieldPath", "reason")
     return {k: rule[k] for k in order if k in rule}
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 
-from egpu.api.base import Rule
+from egpu.api.base import Rule, rules_extra
 
 # Go's time.ParseDuration syntax, the one CEL's duration() reads ("90s", "1h30m", "1.5s").
 # Digits are bounded so no value can overflow a Go duration.
@@ -65,10 +65,18 @@ def _quantity_to_str(value: Any) -> Any:
     return value
 
 
+_QUALIFIED_NAME = (
+    "an optional DNS prefix and '/', then a name of at most 63 alphanumerics, '-', '_' or '.'"
+)
+
 LABEL_KEY_RULE = Rule(
     rule="!format.qualifiedName().validate(self).hasValue()",
-    message="must be a valid label key: an optional DNS prefix and '/', then a name "
-    "of at most 63 alphanumerics, '-', '_' or '.' (e.g. egpu.io/leaf)",
+    message=f"must be a valid label key: {_QUALIFIED_NAME} (e.g. egpu.io/leaf)",
+)
+LABEL_VALUE_RULE = Rule(
+    rule="!format.labelValue().validate(self).hasValue()",
+    message="must be a valid label value: at most 63 alphanumerics, '-', '_' or '.', "
+    "beginning and ending with an alphanumeric (or empty)",
 )
 
 Duration = Annotated[
@@ -112,8 +120,15 @@ LabelKey = Annotated[
 LabelValue = Annotated[
     str,
     StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63),
-    WithJsonSchema({"type": "string", "pattern": LABEL_VALUE_PATTERN, "maxLength": 63}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 63,
+            "x-kubernetes-validations": [LABEL_VALUE_RULE.to_schema()],
+        }
+    ),
 ]
+"""A label value: empty, or up to 63 alphanumerics, '-', '_', '.' ("NVIDIA-H100-80GB-HBM3")."""
 
 DnsLabel = Annotated[
     str,
@@ -181,3 +196,125 @@ def cel_duration_le(shorter: str, longer: str) -> str:
         f"!{shorter}.matches(r'{DURATION_PATTERN}') || !{longer}.matches(r'{DURATION_PATTERN}')"
         f" || duration({shorter}) <= duration({longer})"
     )
+
+
+# --- maps of a pod template: labels, annotations, resource lists ------------------------
+
+MAX_LABELS = 64
+MAX_ANNOTATIONS = 128
+MAX_RESOURCES = 16  # names in one requests or limits map
+RESOURCE_QUANTITY_MAX_LENGTH = 64
+_STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def map_keys_rule(key_bad: str, what: str, message: str) -> Rule:
+    """A rule on a map: no key `k` satisfies `key_bad`; the message names the first that
+    does (naming all would join keys of unbounded length: the server refuses the cost)."""
+    return Rule(
+        rule=f"!self.exists(k, {key_bad})",
+        message=message,
+        message_expression=f'"{what} \'" + self.filter(k, {key_bad})[0] + "\': {message}"',
+    )
+
+
+LABEL_KEYS_RULE = map_keys_rule(
+    "format.qualifiedName().validate(k).hasValue()",
+    "invalid label key",
+    f"a label key is {_QUALIFIED_NAME} (e.g. app.kubernetes.io/name)",
+)
+# The API server lower-cases an annotation key before it checks it.
+ANNOTATION_KEYS_RULE = map_keys_rule(
+    "format.qualifiedName().validate(k.lowerAscii()).hasValue()",
+    "invalid annotation key",
+    f"an annotation key is {_QUALIFIED_NAME} (e.g. example.com/owner)",
+)
+RESOURCE_NAMES_RULE = map_keys_rule(
+    f"!(k in {list(_STANDARD_RESOURCES)} || k.startsWith('hugepages-') "
+    "|| (k.contains('/') && !format.qualifiedName().validate(k).hasValue()))",
+    "unknown resource",
+    "a container resource is cpu, memory, ephemeral-storage, hugepages-<size>, "
+    "or a name with a domain prefix such as nvidia.com/gpu",
+)
+RESOURCE_QUANTITY_RULE = Rule(
+    rule="isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))",
+    message="must be a non-negative quantity, e.g. 500m, 2 or 4Gi",
+)
+
+
+def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in labels if not is_label_key(k)]
+    if bad:
+        raise ValueError(f"invalid label key {', '.join(map(repr, bad))}")
+    return labels
+
+
+def _check_annotation_keys(annotations: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in annotations if not is_label_key(k.lower())]
+    if bad:
+        raise ValueError(f"invalid annotation key {', '.join(map(repr, bad))}")
+    return annotations
+
+
+def is_container_resource_name(name: str) -> bool:
+    if name in _STANDARD_RESOURCES or name.startswith("hugepages-"):
+        return True
+    return "/" in name and is_label_key(name)
+
+
+def _check_resource_names(resources: dict[str, Any]) -> dict[str, Any]:
+    bad = [k for k in resources if not is_container_resource_name(k)]
+    if bad:
+        raise ValueError(f"unknown resource {', '.join(map(repr, bad))}")
+    return resources
+
+
+def _check_resource_quantity(value: Any) -> Any:
+    # Kept as written (2 stays an integer): the template is copied onto pods as it is.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError('a quantity is an integer or a string, e.g. 2, "0.5" or 500m')
+    negative = isinstance(value, int) and value < 0
+    if negative or (isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value)):
+        raise ValueError(f"{value!r} is not a non-negative quantity, e.g. 500m, 2 or 4Gi")
+    return value
+
+
+ResourceQuantity = Annotated[
+    int | str,
+    BeforeValidator(_check_resource_quantity),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "maxLength": RESOURCE_QUANTITY_MAX_LENGTH,
+            "x-kubernetes-validations": [RESOURCE_QUANTITY_RULE.to_schema()],
+        }
+    ),
+]
+"""A container's request or limit: a Kubernetes quantity, as an integer or a string.
+
+Unlike a pod, a custom resource cannot take a fractional number here (`cpu: 0.5`):
+its schema types a quantity as integer-or-string. Write "0.5" or 500m.
+"""
+
+
+# Each map's bound comes before its validator, or pydantic writes it as a maxLength.
+ResourceList = Annotated[
+    dict[str, ResourceQuantity],
+    Field(max_length=MAX_RESOURCES, json_schema_extra=rules_extra(RESOURCE_NAMES_RULE)),
+    AfterValidator(_check_resource_names),
+]
+"""A container's requests or limits: resource name -> quantity."""
+
+Labels = Annotated[
+    dict[str, LabelValue],
+    Field(max_length=MAX_LABELS, json_schema_extra=rules_extra(LABEL_KEYS_RULE)),
+    AfterValidator(_check_label_keys),
+]
+"""Labels: label key -> label value."""
+
+Annotations = Annotated[
+    dict[str, str],
+    Field(max_length=MAX_ANNOTATIONS, json_schema_extra=rules_extra(ANNOTATION_KEYS_RULE)),
+    AfterValidator(_check_annotation_keys),
+]
+"""Annotations: annotation key (a label key, in any letter case) -> any string."""

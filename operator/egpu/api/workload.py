@@ -107,7 +107,9 @@ class TopologyConstraint(ApiModel):
     preferred: LabelKey | None = Field(
         None,
         description="Pack the pods into one domain of this level when possible; must be a "
-        "narrower level than `required` (checked by the operator against the GPUTopology).",
+        "narrower level than `required`. Only the GPUTopology knows the order of levels, so "
+        "a coarser one is not refused at admission: the operator reports "
+        "TopologyResolved=False (reason PreferredNotNarrower) and creates no pods.",
     )
 
 
@@ -159,7 +161,11 @@ def _memory_is_whole(path: str) -> str:
 
 
 class CpuBounds(ApiModel):
-    """CPU request bounds for in-place resize, in steps (e.g. 0.5 vCPU)."""
+    """CPU request bounds for in-place resize, in steps (e.g. 0.5 vCPU).
+
+    They bound each container's request (not the pod's sum); the template's requests
+    must lie within them.
+    """
 
     cel_rules = _bound_rules(
         step_ok=f"{cel_millis('self.step')} > 0",
@@ -174,7 +180,11 @@ class CpuBounds(ApiModel):
 
 
 class MemoryBounds(ApiModel):
-    """Memory request bounds for in-place resize, in steps (e.g. 1Gi)."""
+    """Memory request bounds for in-place resize, in steps (e.g. 1Gi).
+
+    They bound each container's request (not the pod's sum); the template's requests
+    must lie within them.
+    """
 
     cel_rules = _bound_rules(
         step_ok=f"{_memory_is_whole('self.step')}{_memory_int('self.step')} > 0",
@@ -298,6 +308,66 @@ class RepairPolicy(ApiModel):
     )
 
 
+def _template_request(container: str, resource: str) -> tuple[str, str]:
+    """CEL: whether a container has a request for `resource` as the API server stores
+    it (an absent request is its limit), and that request as a string.
+
+    has() guards rather than optional chaining (`c.?resources...`): the server's cost
+    estimate loses every size bound through an optional and refuses the rule.
+    """
+    requests, limits = f"{container}.resources.requests", f"{container}.resources.limits"
+    in_requests = f"(has({requests}) && '{resource}' in {requests})"
+    in_limits = f"(has({limits}) && '{resource}' in {limits})"
+    present = f"has({container}.resources) && ({in_requests} || {in_limits})"
+    value = f"string({in_requests} ? {requests}['{resource}'] : {limits}['{resource}'])"
+    return present, value
+
+
+def _bound_contradictions() -> tuple[Rule, ...]:
+    """The resize bounds against the template's requests, as the resize loop applies
+    them: to every container (init containers are never resized), to a request that is
+    set and above zero, unless the container's resizePolicy restarts it for that
+    resource; and only while the mode is not Off. A request outside [min, max] would be
+    resized as soon as the pod runs: the template and the bounds contradict each other.
+    """
+    rules = []
+    for resource in ("cpu", "memory"):
+        present, request = _template_request("c", resource)
+        restarts = (
+            f"has(c.resizePolicy) && c.resizePolicy.exists(p, p.resourceName == '{resource}' "
+            "&& p.restartPolicy == 'RestartContainer')"
+        )
+        for bound, beyond, op in (("max", "above", ">"), ("min", "below", "<")):
+            value = f"self.resize.{resource}.{bound}"
+            contradicts = (
+                f"{present} && !({restarts}) && isQuantity({request}) "
+                f"&& quantity({request}).isGreaterThan(quantity('0')) "
+                f"&& quantity({request}).compareTo({cel_quantity(value)}) {op} 0"
+            )
+            # Names, then filter: filtering the containers themselves costs too much.
+            first = (
+                f"self.template.spec.containers.map(c, ({contradicts}) "
+                f'? c.name + "\' (" + {request} + ")" : \'\')'
+                ".filter(n, n != '')[0]"
+            )
+            rules.append(
+                Rule(
+                    rule=f"self.resize.mode == 'Off' || !has(self.resize.{resource}) "
+                    f"|| !isQuantity(string({value})) "
+                    f"|| !self.template.spec.containers.exists(c, {contradicts})",
+                    message=f"a container's {resource} request in the template is {beyond} "
+                    f"resize.{resource}.{bound}: resize keeps every container's request "
+                    "between min and max",
+                    message_expression=f'"resize.{resource}.{bound} " + string({value}) '
+                    f'+ " contradicts the template: the {resource} request of container \'" '
+                    f"+ {first} + \" is {beyond} it; resize keeps every container's "
+                    'request between min and max"',
+                    field_path=f".resize.{resource}.{bound}",
+                )
+            )
+    return tuple(rules)
+
+
 def _gpus_immutable() -> dict[str, Any]:
     return rules_extra(
         Rule(
@@ -332,6 +402,7 @@ class GPUWorkloadSpec(ApiModel):
             message="gang.minMembers must not be greater than replicas",
             field_path=".gang.minMembers",
         ),
+        *_bound_contradictions(),
     )
 
     template: PodTemplate = Field(description="Template of each pod (core/v1 PodTemplateSpec).")
