@@ -64,7 +64,7 @@ def test_install_creates_operator_objects(cluster: Cluster, namespace: str) -> N
         spec = deploy[0]["spec"]
         assert spec["replicas"] == 2
         args = spec["template"]["spec"]["containers"][0]["args"]
-        assert "--namespace=team-a" in args and "--peering=egpu-operator" in args
+        assert "--namespace=team-a" in args and "--lease-name=egpu-operator" in args
         cluster.kubectl("get", "clusterrole", deploy[0]["metadata"]["name"])
         cluster.kubectl("get", "pdb", "-n", namespace, deploy[0]["metadata"]["name"])
         can_bind = cluster.kubectl(
