@@ -21,6 +21,15 @@ Listener = Callable[[str, JSON | None, JSON | None], None]
 """listener(event, old, new) with event in ADDED, MODIFIED, DELETED, RESYNC."""
 
 
+def slim(obj: JSON) -> JSON:
+    """What the caches keep: the object less `managedFields`, which no controller reads
+    and which is often the larger part of a pod (tens of thousands of pods are cached)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
 def object_key(obj: JSON) -> str:
     meta = obj.get("metadata", {})
     ns = meta.get("namespace")
@@ -62,7 +71,7 @@ class Informer:
 
     async def relist(self) -> None:
         items, rv = await self.client.list_all(self.path, **self.params)
-        self.store = {object_key(o): o for o in items}
+        self.store = {object_key(o): slim(o) for o in items}
         self.resource_version = rv
         self._emit("RESYNC", None, None)
         self.synced.set()
@@ -76,7 +85,7 @@ class Informer:
             return
         if kind == "ERROR":
             raise ApiError(int(obj.get("code", 500)), obj, "WATCH", self.path)
-        key = object_key(obj)
+        key = object_key(slim(obj))
         old = self.store.get(key)
         if kind == "DELETED":
             self.store.pop(key, None)
