@@ -468,3 +468,16 @@ def test_a_resize_in_flight_holds_everything() -> None:
 def test_policy_refuses_a_margin_that_would_grow_forever() -> None:
     with pytest.raises(ValueError, match="margin"):
         ResizePolicy(memory_limit_margin=0.05, memory_pressure_ratio=0.9)
+
+
+def test_move_goes_elsewhere_or_waits_saying_why() -> None:
+    from egpu.domain.placement import Placement, PodAssignment, Unschedulable, UnschedulableReason
+    from egpu.engines.resize.move import move_or_wait
+
+    def answer(node: str) -> Placement:
+        return Placement("m", (PodAssignment(0, node, (0,), {}),), "egpu.io/leaf", {}, 1)
+
+    assert move_or_wait(answer("n2"), "n1").target == "n2"
+    assert move_or_wait(answer("n1"), "n1").why == "only its own node"
+    full = Unschedulable("m", UnschedulableReason.INSUFFICIENT_CAPACITY, "no room in the leaf")
+    assert move_or_wait(full, "n1").why == "no room in the leaf"

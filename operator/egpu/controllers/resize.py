@@ -53,7 +53,6 @@ from egpu.actuators.resize import (
 from egpu.controllers.binder import Binder
 from egpu.controllers.runtime import Runtime, Trigger
 from egpu.controllers.workloads import rank_in_name
-from egpu.domain.placement import Unschedulable
 from egpu.engines.resize import (
     NodeRoom,
     PodResizeDecision,
@@ -66,6 +65,7 @@ from egpu.engines.resize import (
     format_cpu,
     format_memory,
 )
+from egpu.engines.resize.move import move_or_wait
 from egpu.kube.client import JSON, ApiError
 from egpu.observability.metrics import REGISTRY
 from egpu.state.pods import controller_of, owning_workload, pod_demand
@@ -550,11 +550,11 @@ class ResizeController:
             pod, pod_demand(with_moved_size(pod, record)), required
         )
         where = domain_words(binder, within)
-        if isinstance(result, Unschedulable) or result.assignments[0].node == node:
-            answer = result.message if isinstance(result, Unschedulable) else "only its own node"
+        choice = move_or_wait(result, node)
+        if choice.target is None:
             message = (
                 f"pod {name} cannot grow in place on node {node} ({why}) and no other node "
-                f"{where} has room for it ({answer}); waiting for room (resize policy: Move)"
+                f"{where} has room for it ({choice.why}); waiting for room (resize policy: Move)"
             )
             for obj in (workload, pod_object(pod)):
                 self._event_once(
@@ -562,7 +562,7 @@ class ResizeController:
                 )
             return True
         record["within"] = list(within)
-        target = result.assignments[0].node
+        target = choice.target
         message = (
             f"pod {name} cannot grow in place on node {node} ({why}); it is recreated at its "
             f"new size on node {target} {where}: the pod restarts (resize policy: Move)"
