@@ -212,3 +212,9 @@ def test_any_order_of_events_ends_equal_to_a_rebuild() -> None:
                 sync.pod_changed(pods.pop(name), None)
             problems = sync.audit(list(nodes.values()), list(pods.values()))
             assert problems == [], f"trial {trial} step {step}: {problems}"
+
+
+def test_a_node_claiming_impossibly_many_gpus_is_left_out_and_said_why() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, [gpu_node("liar", gpus=100_000)], [])
+    assert "liar" not in sync.ledger
+    assert "100000 GPUs" in sync.bad_nodes["liar"]

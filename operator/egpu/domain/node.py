@@ -21,6 +21,10 @@ from egpu.domain.labels import (
 )
 from egpu.domain.quantity import cpu_millis, memory_bytes, whole_count
 
+# More GPUs than any machine has (HGX boards have 8, the largest systems 16 per node):
+# a node that claims more is misconfigured or lying, and would draw every gang to it.
+MAX_GPUS_PER_NODE = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -100,6 +104,11 @@ def node_from_kubernetes(
     try:
         gpu_text = allocatable.get(GPU_RESOURCE, labels.get(GPU_COUNT_LABEL, "0"))
         gpu_count = whole_count(gpu_text, "nvidia.com/gpu")
+        if gpu_count > MAX_GPUS_PER_NODE:
+            raise ValueError(
+                f"it claims {gpu_count} GPUs (nvidia.com/gpu), more than the "
+                f"{MAX_GPUS_PER_NODE} a node can have"
+            )
         unhealthy = parse_unhealthy_gpus(annotations.get(UNHEALTHY_GPUS_ANNOTATION), gpu_count)
         wiring = parse_interconnect(annotations.get(INTERCONNECT_ANNOTATION), gpu_count)
         cpu = cpu_millis(allocatable.get("cpu", "0"))
