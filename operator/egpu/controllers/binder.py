@@ -168,7 +168,7 @@ class Binder:
             self.trigger.kick()
             return
         key = pod_key(new or old or {})
-        facts = read_pod(new) if new is not None and is_ours(new) else None
+        facts = self.sync.facts_of(new) if new is not None and is_ours(new) else None
         self._index(key, facts)
         if new is None:
             self._told.pop(key, None)

@@ -29,6 +29,7 @@ log = logging.getLogger("egpu.runtime")
 # says so, and the kubelet restarts the operator.
 CRASH_LIMIT = 3
 CRASH_WINDOW_S = 60.0
+RESTART_DELAY_S = 1.0
 
 
 class Trigger:
@@ -148,8 +149,8 @@ class Runtime:
                 except Exception as exc:  # a loop must never die for good
                     health.crashes.append(time.monotonic())
                     health.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("loop %s crashed; restarting in 1s", name)
-                    await asyncio.sleep(1)
+                    log.exception("loop %s crashed; restarting in %ss", name, RESTART_DELAY_S)
+                    await asyncio.sleep(RESTART_DELAY_S)
 
         self.tasks.append(asyncio.create_task(guarded(), name=name))
 

@@ -98,6 +98,7 @@ class LedgerSync:
         self.bad_nodes: dict[str, str] = {}  # nodes whose GPU info cannot be read, and why
         self._on_node: dict[str, set[str]] = {}  # node -> pods counted (or to count) there
         self._where: dict[str, str] = {}  # pod key -> its node in _on_node
+        self._last: tuple[JSON | None, PodFacts | None] = (None, None)
 
     # -- whole rebuilds ------------------------------------------------------------------
 
@@ -192,8 +193,15 @@ class LedgerSync:
         if new is None:
             self.forget(key)
             return
-        self._set_facts(key, read_pod(new))
+        facts = read_pod(new)
+        self._last = (new, facts)
+        self._set_facts(key, facts)
         self._settle(key)
+
+    def facts_of(self, pod: JSON) -> PodFacts:
+        """The pod read, once per change: listeners after the ledger reuse its reading."""
+        last_pod, facts = self._last
+        return facts if last_pod is pod and facts is not None else read_pod(pod)
 
     def forget(self, key: str) -> None:
         """The pod is gone: nothing of it is held any more."""
