@@ -407,7 +407,7 @@ class FaultProxy:
         except aiohttp.ClientError:
             return drop(request)
         how = self.rng.choices(["cut", "timeout", "hang"], weights=[5, 3, 2])[0]
-        self.injected[f"{'lost_bind' if req.binding else 'lost_write'}_{how}"] += 1
+        self.injected[f"{'lost_bind' if req.binding else 'lost_write'}:{how}"] += 1
         if how == "timeout":
             body = status_body(
                 504,

@@ -603,7 +603,7 @@ class Tracker:
         found += self._partial_gangs(sample)
         found += self._stuck(sample)
         found += self._lost(sample)
-        return self._new(found, sample.now)
+        return self.new(found, sample.now)
 
     def eventual(self, sample: Sample) -> list[Violation]:
         """What must hold once the cluster has been quiet long enough."""
@@ -623,7 +623,8 @@ class Tracker:
             found.append(Violation("stuck-with-room", key, f"after the quiet period: {why}"))
         return found
 
-    def _new(self, found: list[Violation], now: float) -> list[Violation]:
+    def new(self, found: list[Violation], now: float) -> list[Violation]:
+        """The ones not reported before (a violation seen at many samples counts once)."""
         fresh = []
         for v in found:
             if v.key in self.reported:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
-from soak.faultproxy import FaultProxy, FaultRates, Request, Upstream  # noqa: E402
+from soak.faultproxy import FaultProxy, FaultRates, Request, Upstream
 
 pytestmark = pytest.mark.unit
 
@@ -138,7 +138,7 @@ def test_a_lost_bind_is_applied_and_its_reply_lost_and_logged_as_a_bind() -> Non
         assert len(backend.seen) == 12  # every one was carried out
         assert 200 not in outcomes and outcomes & {504, "ServerDisconnectedError"}
         assert [b[2] for b in proxy.binds] == [f"a/p{i}" for i in range(12)]
-        kinds = {k for k in proxy.injected if k.startswith("lost_bind_")}
+        kinds = {k for k in proxy.injected if k.startswith("lost_bind:")}
         assert proxy.injected["lost_bind"] == 12 and kinds
 
     run(FaultRates(lost_bind=1, hang_s=0.05), scenario)
