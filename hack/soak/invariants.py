@@ -63,6 +63,7 @@ class Violation:
     kind: str
     key: str  # one violation seen at many samples is reported once
     message: str
+    pods: tuple[str, ...] = ()  # the pods involved (namespace/name), for the report
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ def check_gpus(sample: Sample, race_grace_s: float) -> tuple[list[Violation], li
                         f"{key_of(pod)}@{node_name}",
                         f"{key_of(pod)} is bound to {node_name} asking {asked} GPUs "
                         f"but carries no {GPU_IDS}",
+                        (key_of(pod),),
                     )
                 )
                 continue
@@ -344,6 +346,7 @@ def check_gpus(sample: Sample, race_grace_s: float) -> tuple[list[Violation], li
                         f"{key_of(pod)}@{node_name}",
                         f"{key_of(pod)} on {node_name} (allocatable {alloc}) asks {asked} GPUs "
                         f"and holds ids {ids}",
+                        (key_of(pod),),
                     )
                 )
             for gpu in set(ids):
@@ -354,6 +357,7 @@ def check_gpus(sample: Sample, race_grace_s: float) -> tuple[list[Violation], li
                             "gpu-shared",
                             f"{node_name}/{gpu}/{other}/{key_of(pod)}",
                             f"GPU {gpu} of {node_name} is held by both {other} and {key_of(pod)}",
+                            (other, key_of(pod)),
                         )
                     )
                 holders[gpu] = key_of(pod)
@@ -381,6 +385,7 @@ def check_gpus(sample: Sample, race_grace_s: float) -> tuple[list[Violation], li
                     "gpu-overcommit",
                     f"{node_name}/" + ",".join(sorted(key_of(p) for p in pods)),
                     f"{node_name} has {alloc} GPUs; its live pods ask {total}: {listing}",
+                    tuple(key_of(p) for p in pods),
                 )
             )
         else:
@@ -404,6 +409,7 @@ def check_members(sample: Sample) -> list[Violation]:
                         key_of(pod),
                         f"{key_of(pod)} is owned by GPUWorkload {gang.name} with rank label "
                         f"{(pod['metadata'].get('labels') or {}).get(RANK)!r}",
+                        (key_of(pod),),
                     )
                 )
                 continue
@@ -415,6 +421,7 @@ def check_members(sample: Sample) -> list[Violation]:
                         "rank-duplicate",
                         f"{gang.name}/{rank}",
                         f"rank {rank} of {gang.name} has {len(names)} live pods: {names}",
+                        tuple(names),
                     )
                 )
         level = gang.required_level
@@ -434,6 +441,7 @@ def check_members(sample: Sample) -> list[Violation]:
                         key_of(pod),
                         f"{key_of(pod)} of {gang.name} (gpuModel {model}) is bound to "
                         f"{name_of(node)}, a {labels.get(PRODUCT)}",
+                        (key_of(pod),),
                     )
                 )
         if len(domains) > 1:
@@ -443,6 +451,7 @@ def check_members(sample: Sample) -> list[Violation]:
                     gang.name + "/" + ",".join(sorted(domains)),
                     f"{gang.name} requires one {level} but its bound members sit in "
                     f"{len(domains)}: {dict(sorted(domains.items()))}",
+                    tuple(key_of(p) for p in gang.live),
                 )
             )
     return found
@@ -520,11 +529,11 @@ def room_for(
     return any(n >= count for n in per_domain.values())
 
 
-def stuck(sample: Sample) -> dict[str, str]:
-    """Pending egpu-scheduler work the cluster has room for: key -> why."""
+def stuck(sample: Sample) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Pending egpu-scheduler work the cluster has room for: key -> (why, pods)."""
     rooms = free_room(sample)
     nodes = {name_of(n): n for n in sample.nodes}
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
     owned: set[str] = set()
     for gang in gangs(sample):
         owned |= {key_of(p) for p in gang.members}
@@ -544,16 +553,18 @@ def stuck(sample: Sample) -> dict[str, str]:
                 continue
         if room_for(rooms, pending[0], needed, gang.spec.get("gpuModel"), level, domain):
             where = f" in {level}={domain}" if domain else f" in one {level}" if level else ""
-            out[gang.name] = (
+            why = (
                 f"{gang.name}: {len(pending)} members pending ({len(bound)} bound, "
                 f"min {gang.min_members}); room for {needed} of {gpus_requested(pending[0])} "
                 f"GPUs{where}"
             )
+            out[gang.name] = why, tuple(key_of(p) for p in gang.live)
     for pod in sample.pods:
         if not ours(pod) or not waiting(pod) or key_of(pod) in owned or owner_uid(pod):
             continue
         if room_for(rooms, pod, 1, None, None, None):
-            out[key_of(pod)] = f"{key_of(pod)}: pending, asks {gpus_requested(pod)} GPUs; room"
+            why = f"{key_of(pod)}: pending, asks {gpus_requested(pod)} GPUs; room"
+            out[key_of(pod)] = why, (key_of(pod),)
     return out
 
 
@@ -617,10 +628,11 @@ class Tracker:
                         gang.name,
                         f"{gang.name} wants ranks 0..{gang.replicas - 1}; live members have "
                         f"ranks {ranks}",
+                        tuple(key_of(p) for p in gang.live),
                     )
                 )
-        for key, why in stuck(sample).items():
-            found.append(Violation("stuck-with-room", key, f"after the quiet period: {why}"))
+        for key, (why, pods) in stuck(sample).items():
+            found.append(Violation("stuck-with-room", key, f"after the quiet period: {why}", pods))
         return found
 
     def new(self, found: list[Violation], now: float) -> list[Violation]:
@@ -655,6 +667,7 @@ class Tracker:
                         f"(min {gang.min_members}) for {sample.now - first_bind:.0f}s, past "
                         f"its {gang.timeout_s:.0f}s timeout; still waiting: "
                         f"{sorted(key_of(p) for p in originals)}",
+                        tuple(key_of(p) for p in gang.live),
                     )
                 )
         return found
@@ -665,7 +678,7 @@ class Tracker:
             if key not in now_stuck:
                 del self.stuck_since[key]
         found = []
-        for key, why in now_stuck.items():
+        for key, (why, pods) in now_stuck.items():
             since = self.stuck_since.setdefault(key, sample.now)
             if sample.now - since > self.liveness_s:
                 found.append(
@@ -673,6 +686,7 @@ class Tracker:
                         "stuck-with-room",
                         key,
                         f"for {sample.now - since:.0f}s without a break: {why}",
+                        pods,
                     )
                 )
         return found
@@ -697,6 +711,7 @@ class Tracker:
                     f"{key} (no owner to recreate it; last seen "
                     f"{'on ' + last_node if last_node else 'pending'}) was deleted, not by "
                     "its creator",
+                    (key,),
                 )
             )
         found += self._killed_members(sample, pods)
@@ -730,6 +745,7 @@ class Tracker:
                     key,
                     f"{key} (rank {rank}, Ready on {node}, its gang fully bound) was deleted "
                     "while its workload, rank and node remained",
+                    (key,),
                 )
             )
         for gang in gangs(sample):

@@ -59,6 +59,8 @@ from soak.invariants import (  # noqa: E402
     Sample,
     Tracker,
     Violation,
+    bind_time,
+    created,
     free_room,
     key_of,
     name_of,
@@ -294,7 +296,7 @@ class Operator:
         values = [
             float(line.split()[-1])
             for line in answer[1].splitlines()
-            if line.startswith(name) and not line.startswith("#")
+            if line.split("{")[0].split(" ")[0] == name
         ]
         return max(values) if values else None
 
@@ -751,11 +753,44 @@ class Soak:
         workloads, _ = await self.client.list_all(f"{WORKLOADS}/gpuworkloads")
         return Sample(pods=pods, nodes=nodes, workloads=workloads, now=time.time())
 
-    def report(self, found: list[Violation], when: float) -> None:
+    async def report(self, found: list[Violation], sample: Sample | None) -> None:
+        """Print and record each violation, with what the pods involved looked like and
+        which operator process bound them (the proxy's log of bindings)."""
+        when = sample.now if sample else time.time()
+        binds: list[list[Any]] | None = None
         for v in found:
             self.violations.append((when, v))
-            self.event("violation", kind=v.kind, key=v.key, message=v.message)
             log(f"VIOLATION {v.kind}: {v.message}")
+            context: dict[str, Any] = {}
+            if v.pods and sample is not None:
+                if binds is None:
+                    binds = await self.proxy.call("GET", "/binds?since=0")
+                pods = {key_of(p): p for p in sample.pods}
+                for key in v.pods:
+                    context[key] = self.pod_facts(pods.get(key), key, binds)
+            self.event("violation", kind=v.kind, key=v.key, message=v.message, pods=context)
+
+    def pod_facts(self, pod: dict[str, Any] | None, key: str, binds: list[list[Any]]) -> Any:
+        bound_by = [
+            [round(t - self.started, 2), route] for t, route, pod_key in binds if pod_key == key
+        ]
+        if pod is None:
+            return {"gone": True, "bound_by": bound_by}
+        meta = pod["metadata"]
+        owners = [r.get("name") for r in meta.get("ownerReferences") or []]
+        return {
+            "uid": meta.get("uid"),
+            "node": node_of(pod),
+            "phase": (pod.get("status") or {}).get("phase"),
+            "deleting": bool(meta.get("deletionTimestamp")),
+            "created": round(created(pod) - self.started, 1),
+            "bound": round(bind_time(pod) - self.started, 1) if node_of(pod) else None,
+            "owner": owners,
+            "annotations": {
+                k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("egpu.io/")
+            },
+            "bound_by": bound_by,
+        }
 
     async def check_audit(self) -> None:
         leader = (
@@ -763,8 +798,9 @@ class Soak:
         )
         if leader is None:
             return
+        audits = await leader.metric("egpu_ledger_audits_total")
         value = await leader.metric("egpu_ledger_audit_mismatches")
-        if value is None:
+        if value is None or not audits:
             return
         self.audit_seen = True
         self.audit_values.append(value)
@@ -775,7 +811,7 @@ class Soak:
                 f"{leader.route} reports egpu_ledger_audit_mismatches={value:g}: its "
                 "incremental ledger differs from a rebuild",
             )
-            self.report(self.tracker.new([v], time.time()), time.time())
+            await self.report(self.tracker.new([v], time.time()), None)
 
     async def sampler(self) -> None:
         count = 0
@@ -787,7 +823,7 @@ class Soak:
                 await asyncio.sleep(1)
                 continue
             self.sample = sample
-            self.report(self.tracker.observe(sample), sample.now)
+            await self.report(self.tracker.observe(sample), sample)
             count += 1
             if count % 3 == 0:
                 await self.check_audit()
@@ -833,7 +869,7 @@ class Soak:
             log("quiet: faults off")
             unsettled = await self.quiet()
             if self.sample is not None:
-                self.report(self.tracker.new(unsettled, self.sample.now), self.sample.now)
+                await self.report(self.tracker.new(unsettled, self.sample.now), self.sample)
             await self.check_audit()
         finally:
             sampler.cancel()
@@ -922,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.churn_seconds is not None:
         profile = dataclasses.replace(profile, churn_s=args.churn_seconds)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    for old in [*RUN_DIR.glob("operator-*"), RUN_DIR / "faultproxy.log"]:
+        old.unlink(missing_ok=True)  # the logs of an earlier run
     env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
     localcluster = [sys.executable, str(REPO / "hack" / "localcluster.py")]
     log(f"seed {seed}, profile {args.profile}, {args.replicas} operator replica(s); {RUN_DIR}")
