@@ -10,6 +10,7 @@ export EGPU_CACHE ?= $(HOME)/.cache/egpu
 DEMO_RUN_DIR := $(CURDIR)/.run/cluster
 TEST_RUN_DIR := $(CURDIR)/.run/test-cluster
 DEMO_SHAPE ?= --blocks 2 --leaves 4 --nodes 16 --gpus 8
+SOAK ?= short
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -87,6 +88,9 @@ bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99
 bench-autoscale: venv binaries ## Autoscaling: egpu vs stock HPA + prometheus-adapter on flash/tidal/ramp traces
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
 
+soak: venv binaries ## Chaos soak: API faults, churn, SIGKILLed leaders, invariants (SOAK=long: ~25 min)
+	EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/soak/soak.py --profile $(SOAK) $(SOAK_ARGS)
+
 bench-nodes: venv binaries ## Time creating 1,000 simulated GPU nodes; control-plane memory
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-cluster bash hack/bench/nodes.sh
 
@@ -99,8 +103,9 @@ kind-down: ## Delete the kind cluster
 clean: ## Remove the virtualenv and run state (not the binary cache)
 	-EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
 	-EGPU_RUN_DIR=$(TEST_RUN_DIR) $(PY) hack/localcluster.py down
+	-EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/localcluster.py down
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
-	bench-nodes kind-up kind-down clean
+	bench-nodes soak kind-up kind-down clean

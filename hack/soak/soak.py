@@ -790,6 +790,12 @@ class Soak:
                 k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("egpu.io/")
             },
             "bound_by": bound_by,
+            # The whole object, to replay a ledger rebuild offline.
+            "object": {
+                "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
+                "spec": pod.get("spec"),
+                "status": pod.get("status"),
+            },
         }
 
     async def check_audit(self) -> None:
