@@ -26,6 +26,8 @@ The control API (its port is printed on stdout as JSON when the proxy is up):
 
     POST   /routes {"name": n}         -> {"port": p}   a listening port for one client
     DELETE /routes/{n}                 close it; requests it holds are dropped
+    POST   /routes/{n}/freeze          hold every request of the route (a partition)
+    POST   /routes/{n}/thaw            drop the held requests; let new ones through
     PUT    /faults {rate: value, ...}  replace the fault rates (all zero: a clean proxy)
     POST   /arm {"route", "kind", "after"}  kind plan-write | gang-bind: let `after`
                                        such requests of the route through, then hold
@@ -251,6 +253,18 @@ class FaultProxy:
         port = int(runner.addresses[0][1])
         self.routes[name] = Route(name, runner, port)
         return port
+
+    def freeze(self, name: str) -> None:
+        """Hold every request of the route (a partitioned client) until `thaw`."""
+        self.routes[name].frozen = True
+
+    def thaw(self, name: str) -> None:
+        """Drop the requests the route holds (their connections are cut) and let new ones
+        through again."""
+        route = self.routes[name]
+        route.released.set()
+        route.released = asyncio.Event()
+        route.frozen = False
 
     async def remove_route(self, name: str) -> None:
         route = self.routes.pop(name, None)
@@ -488,6 +502,16 @@ class FaultProxy:
             await self.remove_route(request.match_info["name"])
             return web.json_response({})
 
+        async def freeze(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            if name not in self.routes:
+                return web.json_response({"error": f"no route {name}"}, status=404)
+            if request.match_info["action"] == "freeze":
+                self.freeze(name)
+            else:
+                self.thaw(name)
+            return web.json_response({})
+
         async def faults(request: web.Request) -> web.Response:
             try:
                 self.rates = FaultRates.from_json(await request.json())
@@ -522,6 +546,7 @@ class FaultProxy:
 
         app.router.add_post("/routes", add)
         app.router.add_delete("/routes/{name}", remove)
+        app.router.add_post("/routes/{name}/{action:freeze|thaw}", freeze)
         app.router.add_put("/faults", faults)
         app.router.add_post("/arm", arm)
         app.router.add_delete("/arm", disarm)

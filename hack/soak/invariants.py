@@ -583,7 +583,8 @@ class Tracker:
     notes: list[str] = field(default_factory=list)
     stuck_since: dict[str, float] = field(default_factory=dict)
     # Pods the driver made without an owner, and the ones it deleted itself.
-    unowned: dict[str, str | None] = field(default_factory=dict)  # key -> last node seen
+    # key -> None until a sample shows the pod, then the node it was last seen on ("" unbound)
+    unowned: dict[str, str | None] = field(default_factory=dict)
     deleted_by_driver: set[str] = field(default_factory=set)
     nodes_deleted: dict[str, float] = field(default_factory=dict)  # node -> when
     # Ready members of fully bound gangs: pod uid -> (pod, workload uid, rank, node, since).
@@ -697,12 +698,14 @@ class Tracker:
         for key, last_node in list(self.unowned.items()):
             pod = pods.get(key)
             if pod is not None and not pod["metadata"].get("deletionTimestamp"):
-                self.unowned[key] = node_of(pod)
+                self.unowned[key] = node_of(pod) or ""
                 continue
+            if last_node is None:
+                continue  # not seen yet: its creation may still be on the way
             del self.unowned[key]
             if key in self.deleted_by_driver:
                 continue
-            if last_node is not None and last_node in self.nodes_deleted:
+            if last_node in self.nodes_deleted:
                 continue  # the pod garbage collector's, for a deleted node
             found.append(
                 Violation(

@@ -71,6 +71,10 @@ RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "soak"))
 BIN = Path(sys.executable).parent
 MODEL = "NVIDIA-H100-80GB-HBM3"
 NAMESPACES = ("soak-a", "soak-b")
+# Longer than the operator's default Lease (15 s): a standby must take over meanwhile.
+PARTITION_S = 20.0
+# Binds by two live processes this close together: two leaders.
+TWO_LEADERS_WINDOW_S = 2.0
 LEAF = "egpu.io/leaf"
 WORKLOADS = "/apis/egpu.io/v1alpha1"
 TOPOLOGY = {
@@ -200,6 +204,55 @@ class Proxy:
                 raise RuntimeError(f"fault proxy {method} {path}: {data}")
             return data
 
+    @staticmethod
+    def takeovers(binds: list[list[Any]], kills: list[Kill]) -> dict[str, Any]:
+        """From each kill (or cut) to the next bind by another operator process."""
+        times: list[float] = []
+        for kill in kills:
+            after = [t for t, route, _ in binds if t > kill.at and route != kill.route]
+            if after:
+                times.append(min(after) - kill.at)
+        return {
+            "p50": percentile(times, 50),
+            "p99": percentile(times, 99),
+            "max": round(max(times), 2) if times else None,
+            "samples": len(times),
+            "without_a_later_bind": len(kills) - len(times),
+        }
+
+    def two_leaders(self, binds: list[list[Any]]) -> list[Violation]:
+        """Binds by two operator processes, both alive and reachable, close together."""
+        life = {op.route: (op.started_at, op.ended_at or float("inf")) for op in self.operators}
+        partitions = [
+            (k.at, k.at + PARTITION_S, k.route) for k in self.kills if k.mode == "partition"
+        ]
+
+        def acting(route: str, t: float) -> bool:
+            start, end = life.get(route, (0.0, float("inf")))
+            cut = any(a <= t <= b and r == route for a, b, r in partitions)
+            return start <= t < end and not cut
+
+        found: dict[str, Violation] = {}
+        ordered = sorted(binds)
+        for i, (t, route, pod) in enumerate(ordered):
+            for t2, route2, pod2 in ordered[i + 1 :]:
+                if t2 - t > TWO_LEADERS_WINDOW_S:
+                    break
+                if route2 == route or not (acting(route, t2) and acting(route2, t)):
+                    continue
+                key = f"two-leaders/{route}/{route2}/{int(t - self.started) // 10}"
+                found.setdefault(
+                    key,
+                    Violation(
+                        "two-leaders",
+                        key,
+                        f"{route} bound {pod} at t+{t - self.started:.1f}s and {route2} bound "
+                        f"{pod2} at t+{t2 - self.started:.1f}s, both processes alive",
+                        (pod, pod2),
+                    ),
+                )
+        return self.tracker.new(list(found.values()), time.time())
+
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
@@ -222,6 +275,7 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = RUN_DIR / f"operator-{number}.log"
         self.started_at = 0.0
+        self.ended_at: float | None = None  # killed, or found dead
         self.killed = False
 
     async def start(self) -> None:
@@ -303,6 +357,7 @@ class Operator:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.killed = True
+            self.ended_at = time.time()
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
 
@@ -708,7 +763,13 @@ class Soak:
             leader = await self.leader()
             if leader is None:
                 return
-            mode = self.rng.choice(["random", "plan-write", "gang-bind"])
+            modes = ["random", "plan-write", "gang-bind"]
+            if len(self.live_operators()) > 1:
+                modes.append("partition")
+            mode = self.rng.choice(modes)
+            if mode == "partition":
+                await self.partition(leader)
+                return
             detail: dict[str, Any] = {}
             reached = True
             if mode != "random":
@@ -733,6 +794,21 @@ class Soak:
             with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
                 await self.create_pod("bare", 1, schedulerName="egpu-scheduler")  # a probe
 
+    async def partition(self, leader: Operator) -> None:
+        """Cut the leader off the API server (its requests held, then dropped) for longer
+        than the Lease lasts: a standby must take over, and the old leader stop acting."""
+        at = time.time()
+        await self.proxy.call("POST", f"/routes/{leader.route}/freeze")
+        self.kills.append(Kill(at=at, mode="partition", reached=True, route=leader.route))
+        self.event("partition", route=leader.route, seconds=PARTITION_S)
+        log(f"partitioned {leader.route} for {PARTITION_S:.0f}s")
+        with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+            await self.create_pod("bare", 1, schedulerName="egpu-scheduler")  # a probe
+        await asyncio.sleep(PARTITION_S)
+        with contextlib.suppress(RuntimeError):  # gone meanwhile: it exited
+            await self.proxy.call("POST", f"/routes/{leader.route}/thaw")
+        self.event("thaw", route=leader.route)
+
     async def watch_exits(self) -> None:
         """An operator that dies on its own (not killed by the soak) is noted and restarted."""
         while True:
@@ -741,6 +817,7 @@ class Soak:
                 for op in list(self.operators):
                     if op.proc is not None and not op.alive() and not op.killed:
                         op.killed = True  # noted once
+                        op.ended_at = time.time()
                         self.note_exit(op)
                         await self.proxy.call("DELETE", f"/routes/{op.route}")
                         await self.start_operator()
@@ -886,19 +963,20 @@ class Soak:
     async def summary(self) -> int:
         stats = await self.proxy.call("GET", "/stats")
         binds = await self.proxy.call("GET", "/binds?since=0")
-        takeovers: list[float] = []
-        no_bind = 0
-        for kill in self.kills:
-            after = [t for t, route, _ in binds if t > kill.at and route != kill.route]
-            if after:
-                takeovers.append(min(after) - kill.at)
-            else:
-                no_bind += 1
+        takeover = {
+            kind: self.takeovers(binds, [k for k in self.kills if (k.mode == "partition") == cut])
+            for kind, cut in (("kill", False), ("partition", True))
+        }
+        await self.report(self.two_leaders(binds), self.sample)
         for when, v in self.violations:
             print(f"VIOLATION {v.kind} (t+{when - self.started:.0f}s): {v.message}")
         for note in self.tracker.notes[:10]:
             print(f"note: {note}")
-        kills = Counter(k.mode if k.reached else f"{k.mode} (not reached)" for k in self.kills)
+        kills = Counter(
+            k.mode if k.reached else f"{k.mode} (not reached)"
+            for k in self.kills
+            if k.mode != "partition"
+        )
         result = {
             "seed": self.seed,
             "replicas": self.replicas,
@@ -910,23 +988,68 @@ class Soak:
                 **dict(sorted(stats["injected"].items())),
             },
             "requests": stats["requests"],
-            "leader_kills": {"total": len(self.kills), **dict(sorted(kills.items()))},
+            "leader_kills": {"total": sum(kills.values()), **dict(sorted(kills.items()))},
+            "leader_partitions": sum(1 for k in self.kills if k.mode == "partition"),
             "operator_exits": self.exits,
             "violations": len(self.violations),
             "violations_by_kind": dict(Counter(v.kind for _, v in self.violations)),
             "ledger_audit": "checked" if self.audit_seen else "not checked (metric absent)",
-            "time_to_new_leader_s": {
-                "p50": percentile(takeovers, 50),
-                "p99": percentile(takeovers, 99),
-                "max": round(max(takeovers), 2) if takeovers else None,
-                "samples": len(takeovers),
-                "kills_without_a_later_bind": no_bind,
-            },
+            "time_to_new_leader_s": takeover["kill"],
+            "time_to_new_leader_after_partition_s": takeover["partition"],
             "scheduler_races_noted": len(self.tracker.notes),
             "duration_s": round(time.time() - self.started, 1),
         }
         print(json.dumps(result), flush=True)
         return 1 if self.violations else 0
+
+    @staticmethod
+    def takeovers(binds: list[list[Any]], kills: list[Kill]) -> dict[str, Any]:
+        """From each kill (or cut) to the next bind by another operator process."""
+        times: list[float] = []
+        for kill in kills:
+            after = [t for t, route, _ in binds if t > kill.at and route != kill.route]
+            if after:
+                times.append(min(after) - kill.at)
+        return {
+            "p50": percentile(times, 50),
+            "p99": percentile(times, 99),
+            "max": round(max(times), 2) if times else None,
+            "samples": len(times),
+            "without_a_later_bind": len(kills) - len(times),
+        }
+
+    def two_leaders(self, binds: list[list[Any]]) -> list[Violation]:
+        """Binds by two operator processes, both alive and reachable, close together."""
+        life = {op.route: (op.started_at, op.ended_at or float("inf")) for op in self.operators}
+        partitions = [
+            (k.at, k.at + PARTITION_S, k.route) for k in self.kills if k.mode == "partition"
+        ]
+
+        def acting(route: str, t: float) -> bool:
+            start, end = life.get(route, (0.0, float("inf")))
+            cut = any(a <= t <= b and r == route for a, b, r in partitions)
+            return start <= t < end and not cut
+
+        found: dict[str, Violation] = {}
+        ordered = sorted(binds)
+        for i, (t, route, pod) in enumerate(ordered):
+            for t2, route2, pod2 in ordered[i + 1 :]:
+                if t2 - t > TWO_LEADERS_WINDOW_S:
+                    break
+                if route2 == route or not (acting(route, t2) and acting(route2, t)):
+                    continue
+                key = f"two-leaders/{route}/{route2}/{int(t - self.started) // 10}"
+                found.setdefault(
+                    key,
+                    Violation(
+                        "two-leaders",
+                        key,
+                        f"{route} bound {pod} at t+{t - self.started:.1f}s and {route2} bound "
+                        f"{pod2} at t+{t2 - self.started:.1f}s, both processes alive",
+                        (pod, pod2),
+                    ),
+                )
+        return self.tracker.new(list(found.values()), time.time())
 
     async def close(self) -> None:
         for op in self.operators:
@@ -951,8 +1074,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--replicas",
         type=int,
-        default=int(os.environ.get("EGPU_SOAK_REPLICAS", "1")),
-        help="operator processes at once (2 needs leader election: the leader is killed)",
+        default=int(os.environ.get("EGPU_SOAK_REPLICAS", "2")),
+        help="operator replicas (the leader, found by /readyz, is killed or cut off; "
+        "1: kill, then restart); env EGPU_SOAK_REPLICAS",
     )
     p.add_argument("--churn-seconds", type=float, default=None, help="override the profile's")
     p.add_argument("--keep-cluster", action="store_true", help="leave the control plane up")

@@ -286,6 +286,14 @@ def test_an_unowned_pod_deleted_by_someone_else_is_lost() -> None:
     assert [v.key for v in found] == ["a/taken"] and found[0].kind == "unowned-pod-lost"
 
 
+def test_an_unowned_pod_not_seen_yet_is_not_lost() -> None:
+    tracker = Tracker()
+    tracker.created_unowned("a/new")  # registered before its create call returns
+    assert tracker.observe(sample([], [node("n1")], now=T0)) == []
+    tracker.observe(sample([pod("new", 1)], [node("n1")], now=T0 + 2))
+    assert kinds(tracker.observe(sample([], [node("n1")], now=T0 + 4))) == ["unowned-pod-lost"]
+
+
 def test_a_ready_member_of_a_whole_gang_deleted_without_a_cause_was_killed() -> None:
     wl = workload("g", 2)
     nodes = [node("n1"), node("n2")]

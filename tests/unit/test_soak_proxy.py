@@ -269,3 +269,18 @@ def test_fault_settings_are_checked() -> None:
         FaultRates.from_json({"errors": 0.1})
     with pytest.raises(ValueError, match="rates are in"):
         FaultRates.from_json({"slow": 2})
+
+
+def test_a_frozen_route_holds_requests_and_a_thaw_drops_them() -> None:
+    async def scenario(proxy: FaultProxy, url: str, backend: Backend) -> None:
+        proxy.freeze("op-1")
+        held = asyncio.create_task(call("POST", url + "/api/v1/namespaces/a/pods/p/binding", {}))
+        await asyncio.sleep(0.2)
+        assert not held.done() and backend.seen == []
+        proxy.thaw("op-1")
+        with pytest.raises((aiohttp.ClientError, TimeoutError)):
+            await held
+        assert (await call("GET", url + "/api/v1/pods"))[0] == 200  # through again
+        assert backend.seen == [("GET", "/api/v1/pods")] and proxy.binds == []
+
+    run(FaultRates(), scenario)
