@@ -476,7 +476,7 @@ class Soak:
         self.op_errors: Counter[str] = Counter()
         self.kills: list[Kill] = []
         self.violations: list[tuple[float, Violation]] = []
-        self.exits: list[str] = []
+        self.exits: list[dict[str, Any]] = []
         self.operators: list[Operator] = []
         self.started = time.time()
         self.names = Counter[str]()
@@ -549,10 +549,12 @@ class Soak:
 
     def note_exit(self, op: Operator) -> None:
         code = op.proc.returncode if op.proc else None
-        tail = op.log_path.read_text(errors="replace").splitlines()[-5:]
-        self.exits.append(f"{op.route} exited with {code}")
-        self.event("operator-exit", route=op.route, code=code, tail=tail)
-        log(f"{op.route} exited on its own with {code}; last log lines: {tail}")
+        tail = op.log_path.read_text(errors="replace").splitlines()[-12:]
+        lost = any("leadership lost" in line for line in tail)
+        why = "it lost the Lease" if lost else f"crash: {tail[-1][:300] if tail else '?'}"
+        self.exits.append({"route": op.route, "code": code, "why": why})
+        self.event("operator-exit", route=op.route, code=code, why=why, tail=tail)
+        log(f"{op.route} exited on its own with {code}: {why}")
 
     def live_operators(self) -> list[Operator]:
         return [op for op in self.operators if op.alive()]
