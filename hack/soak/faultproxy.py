@@ -26,7 +26,9 @@ The control API (its port is printed on stdout as JSON when the proxy is up):
 
     POST   /routes {"name": n}         -> {"port": p}   a listening port for one client
     DELETE /routes/{n}                 close it; requests it holds are dropped
-    POST   /routes/{n}/freeze          hold every request of the route (a partition)
+    POST   /routes/{n}/freeze          hold every request of the route and cut its watches
+                                       (a partition); {"path_prefix": p}: only requests
+                                       whose path starts with p (one API stalled)
     POST   /routes/{n}/thaw            drop the held requests; let new ones through
     PUT    /faults {rate: value, ...}  replace the fault rates (all zero: a clean proxy)
     POST   /arm {"route", "kind", "after"}  kind plan-write | gang-bind: let `after`
@@ -173,7 +175,12 @@ class Route:
     runner: web.AppRunner
     port: int
     frozen: bool = False
+    frozen_prefix: str = ""  # only requests whose path starts with it are held ("": all)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: dict[int, web.Request] = field(default_factory=dict)  # watches being streamed
+
+    def holds(self, path: str) -> bool:
+        return self.frozen and path.startswith(self.frozen_prefix)
 
 
 @dataclass
@@ -254,9 +261,15 @@ class FaultProxy:
         self.routes[name] = Route(name, runner, port)
         return port
 
-    def freeze(self, name: str) -> None:
-        """Hold every request of the route (a partitioned client) until `thaw`."""
-        self.routes[name].frozen = True
+    def freeze(self, name: str, prefix: str = "") -> None:
+        """Hold the route's requests until `thaw`: all of them, and its watch streams are
+        cut (a partitioned client); or only those whose path starts with `prefix` (one
+        API stalled, e.g. the Lease's)."""
+        route = self.routes[name]
+        route.frozen, route.frozen_prefix = True, prefix
+        if not prefix:
+            for stream in list(route.streams.values()):
+                drop(stream)
 
     def thaw(self, name: str) -> None:
         """Drop the requests the route holds (their connections are cut) and let new ones
@@ -264,7 +277,7 @@ class FaultProxy:
         route = self.routes[name]
         route.released.set()
         route.released = asyncio.Event()
-        route.frozen = False
+        route.frozen, route.frozen_prefix = False, ""
 
     async def remove_route(self, name: str) -> None:
         route = self.routes.pop(name, None)
@@ -317,7 +330,7 @@ class FaultProxy:
             body=await request.read(),
         )
         self.requests["watch" if req.watch else req.method] += 1
-        if route.frozen or self._trips_arm(route, req):
+        if route.holds(req.path) or self._trips_arm(route, req):
             await route.released.wait()
             return drop(request)
         fault = self.pick(req)
@@ -335,7 +348,11 @@ class FaultProxy:
         if fault in ("lost_write", "lost_bind"):
             return await self.lose_reply(route, req, request)
         if req.watch:
-            return await self.watch(req, request, gone=fault == "watch_gone")
+            route.streams[id(request)] = request
+            try:
+                return await self.watch(route, req, request, gone=fault == "watch_gone")
+            finally:
+                route.streams.pop(id(request), None)
         return await self.forward(route, req, request, cut=fault == "cut_response")
 
     def _trips_arm(self, route: Route, req: Request) -> bool:
@@ -434,7 +451,9 @@ class FaultProxy:
             await asyncio.sleep(self.rates.hang_s)
         return drop(request)
 
-    async def watch(self, req: Request, request: web.Request, gone: bool) -> web.StreamResponse:
+    async def watch(
+        self, route: Route, req: Request, request: web.Request, gone: bool
+    ) -> web.StreamResponse:
         """Stream a watch through, cutting it or ending it with 410 when told to."""
         r = self.rates
         end_with_gone = gone
@@ -471,11 +490,11 @@ class FaultProxy:
                             return resp
                         return drop(request)
                     await resp.write(chunk)
+        except ConnectionResetError:  # the client went (or was cut off)
+            return drop(request)
         except aiohttp.ClientError as exc:
             body = status_body(502, "BadGateway", f"soak proxy: upstream failed: {exc}")
             return web.json_response(body, status=502)
-        except ConnectionResetError:
-            return drop(request)
 
     # -- control ---------------------------------------------------------------------
 
@@ -507,7 +526,8 @@ class FaultProxy:
             if name not in self.routes:
                 return web.json_response({"error": f"no route {name}"}, status=404)
             if request.match_info["action"] == "freeze":
-                self.freeze(name)
+                body = await request.json() if request.can_read_body else {}
+                self.freeze(name, str(body.get("path_prefix", "")))
             else:
                 self.thaw(name)
             return web.json_response({})

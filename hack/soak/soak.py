@@ -73,6 +73,9 @@ MODEL = "NVIDIA-H100-80GB-HBM3"
 NAMESPACES = ("soak-a", "soak-b")
 # Longer than the operator's default Lease (15 s): a standby must take over meanwhile.
 PARTITION_S = 20.0
+# The leader's Lease requests alone held this long (longer than the Lease).
+STALL_S = 25.0
+LEASE_PATH = "/apis/coordination.k8s.io/"
 # Binds by two live processes this close together: two leaders.
 TWO_LEADERS_WINDOW_S = 2.0
 LEAF = "egpu.io/leaf"
@@ -492,7 +495,9 @@ class Soak:
         self.lock = asyncio.Lock()  # kills and restarts one at a time
 
     def event(self, what: str, **data: Any) -> None:
-        record = {"t": round(time.time() - self.started, 2), "event": what, **data}
+        now = time.time()
+        clock = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        record = {"t": round(now - self.started, 2), "utc": clock, "event": what, **data}
         self.events.write(json.dumps(record) + "\n")
         self.events.flush()
 
@@ -767,10 +772,13 @@ class Soak:
                 return
             modes = ["random", "plan-write", "gang-bind"]
             if len(self.live_operators()) > 1:
-                modes.append("partition")
+                modes += ["partition", "lease-stall"]
             mode = self.rng.choice(modes)
             if mode == "partition":
                 await self.partition(leader)
+                return
+            if mode == "lease-stall":
+                await self.stall_lease(leader)
                 return
             detail: dict[str, Any] = {}
             reached = True
@@ -808,6 +816,26 @@ class Soak:
             await self.create_pod("bare", 1, schedulerName="egpu-scheduler")  # a probe
         await asyncio.sleep(PARTITION_S)
         with contextlib.suppress(RuntimeError):  # gone meanwhile: it exited
+            await self.proxy.call("POST", f"/routes/{leader.route}/thaw")
+        self.event("thaw", route=leader.route)
+
+    async def stall_lease(self, leader: Operator) -> None:
+        """Hold only the leader's Lease requests, longer than the Lease lasts, while the
+        rest of its API calls go through: once a standby has taken the Lease, the old
+        leader must have stopped binding (two-leaders), though its renewal still hangs."""
+        at = time.time()
+        body = {"path_prefix": LEASE_PATH}
+        await self.proxy.call("POST", f"/routes/{leader.route}/freeze", body)
+        self.kills.append(Kill(at=at, mode="lease-stall", reached=True, route=leader.route))
+        self.event("lease-stall", route=leader.route, seconds=STALL_S)
+        log(f"stalled the Lease requests of {leader.route} for {STALL_S:.0f}s")
+        await asyncio.sleep(STALL_S / 2)
+        for _ in range(4):  # work for whoever leads now
+            with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+                await self.create_pod("bare", 1, schedulerName="egpu-scheduler")
+            await asyncio.sleep(STALL_S / 10)
+        await asyncio.sleep(STALL_S / 2 - 4 * STALL_S / 10)
+        with contextlib.suppress(RuntimeError):
             await self.proxy.call("POST", f"/routes/{leader.route}/thaw")
         self.event("thaw", route=leader.route)
 
@@ -965,9 +993,10 @@ class Soak:
     async def summary(self) -> int:
         stats = await self.proxy.call("GET", "/stats")
         binds = await self.proxy.call("GET", "/binds?since=0")
+        cuts = ("partition", "lease-stall")
         takeover = {
-            kind: self.takeovers(binds, [k for k in self.kills if (k.mode == "partition") == cut])
-            for kind, cut in (("kill", False), ("partition", True))
+            "kill": self.takeovers(binds, [k for k in self.kills if k.mode not in cuts]),
+            **{c: self.takeovers(binds, [k for k in self.kills if k.mode == c]) for c in cuts},
         }
         await self.report(self.two_leaders(binds), self.sample)
         for when, v in self.violations:
@@ -977,7 +1006,7 @@ class Soak:
         kills = Counter(
             k.mode if k.reached else f"{k.mode} (not reached)"
             for k in self.kills
-            if k.mode != "partition"
+            if k.mode not in ("partition", "lease-stall")
         )
         result = {
             "seed": self.seed,
@@ -992,12 +1021,14 @@ class Soak:
             "requests": stats["requests"],
             "leader_kills": {"total": sum(kills.values()), **dict(sorted(kills.items()))},
             "leader_partitions": sum(1 for k in self.kills if k.mode == "partition"),
+            "leader_lease_stalls": sum(1 for k in self.kills if k.mode == "lease-stall"),
             "operator_exits": self.exits,
             "violations": len(self.violations),
             "violations_by_kind": dict(Counter(v.kind for _, v in self.violations)),
             "ledger_audit": "checked" if self.audit_seen else "not checked (metric absent)",
             "time_to_new_leader_s": takeover["kill"],
             "time_to_new_leader_after_partition_s": takeover["partition"],
+            "time_to_new_leader_after_lease_stall_s": takeover["lease-stall"],
             "scheduler_races_noted": len(self.tracker.notes),
             "duration_s": round(time.time() - self.started, 1),
         }

@@ -284,3 +284,27 @@ def test_a_frozen_route_holds_requests_and_a_thaw_drops_them() -> None:
         assert backend.seen == [("GET", "/api/v1/pods")] and proxy.binds == []
 
     run(FaultRates(), scenario)
+
+
+def test_a_partition_cuts_running_watches_and_a_stall_holds_one_api_only() -> None:
+    async def scenario(proxy: FaultProxy, url: str, backend: Backend) -> None:
+        watch = asyncio.create_task(read_watch(url))
+        await asyncio.sleep(0.3)
+        proxy.freeze("op-1")
+        events, error = await asyncio.wait_for(watch, 2)
+        assert error is not None and 0 < len(events) < 1000
+        proxy.thaw("op-1")
+        proxy.freeze("op-1", "/apis/coordination.k8s.io/")
+        # A POST: aiohttp sends an idempotent request (a PUT) again by itself when the
+        # connection drops, and the proxy would let that one through.
+        lease = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+        stalled = asyncio.create_task(call("POST", url + lease, {}))
+        assert (await call("GET", url + "/api/v1/pods"))[0] == 200
+        await asyncio.sleep(0.2)
+        assert not stalled.done()
+        proxy.thaw("op-1")
+        with pytest.raises((aiohttp.ClientError, TimeoutError)):
+            await stalled
+        assert ("POST", lease) not in backend.seen
+
+    run(FaultRates(), scenario)
