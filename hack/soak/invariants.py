@@ -35,6 +35,13 @@ Safety, at every sample:
   its workload, its rank and its node remained (a failed replacement must not
   take healthy members with it).
 
+Leadership, from the proxy's log of successful bindings (`check_leaders`):
+- `bound-without-lease`: a process bound a pod while the API server showed another
+  process holding the Lease at the samples just before and just after;
+- `two-leaders`: two processes, both alive and reachable, bound pods within a few
+  seconds of each other (a leader stops at its renew deadline, before a standby may
+  take the Lease, so there is always a gap).
+
 Eventual, once the cluster has been quiet (`eventual`):
 - `members-wrong`: a workload's live members are not exactly ranks
   0..replicas-1;
@@ -763,6 +770,63 @@ class Tracker:
                         (key_of(pod), uid, rank, str(node_of(pod)), sample.now),
                     )
         return found
+
+
+def check_leaders(
+    binds: list[tuple[float, str, str]],
+    lives: dict[str, tuple[float, float]],
+    cut_off: list[tuple[str, float, float]],
+    lease_holders: list[tuple[float, str | None]],
+    window_s: float,
+    started: float = 0.0,
+) -> list[Violation]:
+    """`binds`: (time, process, pod); `lives`: process -> (start, end); `cut_off`: (process,
+    from, to) while its requests could not reach the API server; `lease_holders`: (time,
+    process or None) as sampled. One violation per pair of processes."""
+
+    def acting(route: str, t: float) -> bool:
+        start, end = lives.get(route, (0.0, float("inf")))
+        cut = any(r == route and a <= t <= b for r, a, b in cut_off)
+        return start <= t < end and not cut
+
+    def holder_around(t: float) -> str | None:
+        before = [h for at, h in lease_holders if at <= t]
+        after = [h for at, h in lease_holders if at >= t]
+        return before[-1] if before and after and before[-1] == after[0] else None
+
+    found: dict[str, Violation] = {}
+    ordered = sorted(binds)
+    for i, (t, route, pod) in enumerate(ordered):
+        holder = holder_around(t)
+        if holder is not None and holder != route:
+            key = f"bound-without-lease/{route}/{holder}"
+            found.setdefault(
+                key,
+                Violation(
+                    "bound-without-lease",
+                    key,
+                    f"{route} bound {pod} at t+{t - started:.1f}s while the Lease was held by "
+                    f"{holder} (the first such bind)",
+                    (pod,),
+                ),
+            )
+        for t2, route2, pod2 in ordered[i + 1 :]:
+            if t2 - t > window_s:
+                break
+            if route2 == route or not (acting(route, t2) and acting(route2, t)):
+                continue
+            key = "two-leaders/" + "/".join(sorted((route, route2)))
+            found.setdefault(
+                key,
+                Violation(
+                    "two-leaders",
+                    key,
+                    f"{route} bound {pod} at t+{t - started:.1f}s and {route2} bound {pod2} "
+                    f"at t+{t2 - started:.1f}s, both alive and reachable (the first such pair)",
+                    (pod, pod2),
+                ),
+            )
+    return list(found.values())
 
 
 def ready(pod: JSON) -> bool:

@@ -60,6 +60,7 @@ from soak.invariants import (  # noqa: E402
     Tracker,
     Violation,
     bind_time,
+    check_leaders,
     created,
     free_room,
     key_of,
@@ -76,7 +77,10 @@ PARTITION_S = 20.0
 # The leader's Lease requests alone held this long (longer than the Lease).
 STALL_S = 25.0
 LEASE_PATH = "/apis/coordination.k8s.io/"
-# Binds by two live processes this close together: two leaders.
+# The operator's default Lease (--lease-namespace, --lease-name).
+LEASE_OBJECT = f"{LEASE_PATH}v1/namespaces/default/leases/egpu-operator"
+# Binds by two live processes this close together: two leaders (a leader stops acting at
+# its renew deadline, 10 s, before a standby may take the 15 s Lease).
 TWO_LEADERS_WINDOW_S = 2.0
 LEAF = "egpu.io/leaf"
 WORKLOADS = "/apis/egpu.io/v1alpha1"
@@ -207,55 +211,6 @@ class Proxy:
                 raise RuntimeError(f"fault proxy {method} {path}: {data}")
             return data
 
-    @staticmethod
-    def takeovers(binds: list[list[Any]], kills: list[Kill]) -> dict[str, Any]:
-        """From each kill (or cut) to the next bind by another operator process."""
-        times: list[float] = []
-        for kill in kills:
-            after = [t for t, route, _ in binds if t > kill.at and route != kill.route]
-            if after:
-                times.append(min(after) - kill.at)
-        return {
-            "p50": percentile(times, 50),
-            "p99": percentile(times, 99),
-            "max": round(max(times), 2) if times else None,
-            "samples": len(times),
-            "without_a_later_bind": len(kills) - len(times),
-        }
-
-    def two_leaders(self, binds: list[list[Any]]) -> list[Violation]:
-        """Binds by two operator processes, both alive and reachable, close together."""
-        life = {op.route: (op.started_at, op.ended_at or float("inf")) for op in self.operators}
-        partitions = [
-            (k.at, k.at + PARTITION_S, k.route) for k in self.kills if k.mode == "partition"
-        ]
-
-        def acting(route: str, t: float) -> bool:
-            start, end = life.get(route, (0.0, float("inf")))
-            cut = any(a <= t <= b and r == route for a, b, r in partitions)
-            return start <= t < end and not cut
-
-        found: dict[str, Violation] = {}
-        ordered = sorted(binds)
-        for i, (t, route, pod) in enumerate(ordered):
-            for t2, route2, pod2 in ordered[i + 1 :]:
-                if t2 - t > TWO_LEADERS_WINDOW_S:
-                    break
-                if route2 == route or not (acting(route, t2) and acting(route2, t)):
-                    continue
-                key = f"two-leaders/{route}/{route2}/{int(t - self.started) // 10}"
-                found.setdefault(
-                    key,
-                    Violation(
-                        "two-leaders",
-                        key,
-                        f"{route} bound {pod} at t+{t - self.started:.1f}s and {route2} bound "
-                        f"{pod2} at t+{t2 - self.started:.1f}s, both processes alive",
-                        (pod, pod2),
-                    ),
-                )
-        return self.tracker.new(list(found.values()), time.time())
-
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
@@ -298,6 +253,8 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "EGPU_LEDGER_AUDIT_SECONDS": os.environ.get("EGPU_LEDGER_AUDIT_SECONDS", "5"),
+            # The Lease holder's identity starts with it: the soak tells the processes apart.
+            "POD_NAME": self.route,
         }
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -493,6 +450,7 @@ class Soak:
         self.client: KubeClient
         self.proxy: Proxy
         self.lock = asyncio.Lock()  # kills and restarts one at a time
+        self.lease_holders: list[tuple[float, str | None]] = []
 
     def event(self, what: str, **data: Any) -> None:
         now = time.time()
@@ -855,10 +813,23 @@ class Soak:
     # -- sampling ------------------------------------------------------------------------
 
     async def take_sample(self) -> Sample:
+        await self.read_lease()
         pods, _ = await self.client.list_all("/api/v1/pods")
         nodes, _ = await self.client.list_all("/api/v1/nodes")
         workloads, _ = await self.client.list_all(f"{WORKLOADS}/gpuworkloads")
         return Sample(pods=pods, nodes=nodes, workloads=workloads, now=time.time())
+
+    async def read_lease(self) -> None:
+        """Who holds the operator's Lease, by the API server: (time, route or None)."""
+        try:
+            lease = await self.client.get(LEASE_OBJECT)
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            raise
+        holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+        route = next((op.route for op in self.operators if holder.startswith(op.route + "_")), None)
+        self.lease_holders.append((time.time(), route))
 
     async def report(self, found: list[Violation], sample: Sample | None) -> None:
         """Print and record each violation, with what the pods involved looked like and
@@ -1052,37 +1023,17 @@ class Soak:
         }
 
     def two_leaders(self, binds: list[list[Any]]) -> list[Violation]:
-        """Binds by two operator processes, both alive and reachable, close together."""
-        life = {op.route: (op.started_at, op.ended_at or float("inf")) for op in self.operators}
-        partitions = [
-            (k.at, k.at + PARTITION_S, k.route) for k in self.kills if k.mode == "partition"
-        ]
-
-        def acting(route: str, t: float) -> bool:
-            start, end = life.get(route, (0.0, float("inf")))
-            cut = any(a <= t <= b and r == route for a, b, r in partitions)
-            return start <= t < end and not cut
-
-        found: dict[str, Violation] = {}
-        ordered = sorted(binds)
-        for i, (t, route, pod) in enumerate(ordered):
-            for t2, route2, pod2 in ordered[i + 1 :]:
-                if t2 - t > TWO_LEADERS_WINDOW_S:
-                    break
-                if route2 == route or not (acting(route, t2) and acting(route2, t)):
-                    continue
-                key = f"two-leaders/{route}/{route2}/{int(t - self.started) // 10}"
-                found.setdefault(
-                    key,
-                    Violation(
-                        "two-leaders",
-                        key,
-                        f"{route} bound {pod} at t+{t - self.started:.1f}s and {route2} bound "
-                        f"{pod2} at t+{t2 - self.started:.1f}s, both processes alive",
-                        (pod, pod2),
-                    ),
-                )
-        return self.tracker.new(list(found.values()), time.time())
+        lives = {op.route: (op.started_at, op.ended_at or float("inf")) for op in self.operators}
+        cut = [(k.route, k.at, k.at + PARTITION_S) for k in self.kills if k.mode == "partition"]
+        found = check_leaders(
+            [(t, route, pod) for t, route, pod in binds],
+            lives,
+            cut,
+            self.lease_holders,
+            TWO_LEADERS_WINDOW_S,
+            self.started,
+        )
+        return self.tracker.new(found, time.time())
 
     async def close(self) -> None:
         for op in self.operators:

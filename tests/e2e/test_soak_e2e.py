@@ -39,9 +39,17 @@ def test_short_soak_finds_no_violation() -> None:
         f"events: {run_dir / 'soak-events.jsonl'}"
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    # The soak did what it says: faults of every kind, kills, a new leader each time.
-    assert report["leader_kills"]["total"] >= 3
-    assert report["time_to_new_leader_s"]["without_a_later_bind"] == 0
+    # The soak did what it says: faults of each kind, lost leaders, a new leader each time.
+    losses = (
+        report["leader_kills"]["total"]
+        + report["leader_partitions"]
+        + report["leader_lease_stalls"]
+    )
+    assert losses >= 3 and report["leader_kills"]["total"] >= 1, report["leader_kills"]
+    for takeover in ("", "_after_partition", "_after_lease_stall"):
+        assert report[f"time_to_new_leader{takeover}_s"]["without_a_later_bind"] == 0
     assert report["operations"]["total"] >= 50
-    for kind in ("error_5xx", "throttle_429", "lost_bind", "watch_cut", "watch_gone"):
-        assert report["faults_injected"].get(kind, 0) > 0, kind
+    injected = report["faults_injected"]
+    for kind in ("error_5xx", "throttle_429", "watch_cut", "watch_gone"):
+        assert injected.get(kind, 0) > 0, kind
+    assert injected.get("lost_write", 0) + injected.get("lost_bind", 0) > 0

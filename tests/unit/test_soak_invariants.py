@@ -14,6 +14,7 @@ from soak.invariants import (
     Sample,
     Tracker,
     check_gpus,
+    check_leaders,
     check_members,
     parse_duration,
     stuck,
@@ -337,3 +338,33 @@ def test_go_durations() -> None:
     assert parse_duration("20s") == 20
     assert parse_duration("1h30m") == 5400
     assert parse_duration("500ms") == 0.5
+
+
+INF = float("inf")
+
+
+def test_binds_by_two_live_processes_close_together_are_two_leaders() -> None:
+    binds = [(100.0, "op-1", "a/p"), (101.0, "op-2", "a/q"), (102.5, "op-1", "a/r")]
+    lives = {"op-1": (0.0, INF), "op-2": (0.0, INF)}
+    found = check_leaders(binds, lives, [], [], 2.0)
+    assert kinds(found) == ["two-leaders"]  # one per pair of processes
+
+
+def test_a_killed_or_cut_off_process_and_a_takeover_are_not_two_leaders() -> None:
+    binds = [(100.0, "op-1", "a/p"), (101.0, "op-2", "a/q")]
+    killed = {"op-1": (0.0, 100.5), "op-2": (0.0, INF)}
+    assert check_leaders(binds, killed, [], [], 2.0) == []
+    alive = {"op-1": (0.0, INF), "op-2": (0.0, INF)}
+    assert check_leaders(binds, alive, [("op-1", 100.5, 120.0)], [], 2.0) == []
+    later = [(100.0, "op-1", "a/p"), (117.0, "op-2", "a/q")]
+    assert check_leaders(later, alive, [], [], 2.0) == []
+
+
+def test_a_bind_while_another_process_holds_the_lease_is_reported() -> None:
+    holders = [(98.0, "op-2"), (100.0, "op-2"), (102.0, "op-2"), (104.0, None)]
+    lives = {"op-1": (0.0, INF), "op-2": (0.0, INF)}
+    found = check_leaders([(101.0, "op-1", "a/p"), (103.0, "op-2", "a/q")], lives, [], holders, 0.5)
+    assert kinds(found) == ["bound-without-lease"] and "op-1 bound a/p" in found[0].message
+    # Around a change of holder, nothing is claimed.
+    holders = [(98.0, "op-1"), (102.0, "op-2")]
+    assert check_leaders([(101.0, "op-1", "a/p")], lives, [], holders, 0.5) == []
