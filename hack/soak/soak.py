@@ -127,11 +127,11 @@ FAULTS = {
 }
 PROFILES = {
     "short": Profile(
-        churn_s=100,
+        churn_s=120,
         quiet_s=100,
         shape=ClusterShape(blocks=2, leaves_per_block=2, nodes_per_leaf=8, name_prefix="soak"),
         ops_per_s=1.5,
-        kill_every_s=(12, 22),
+        kill_every_s=(6, 12),
         max_workloads=10,
         max_foreign=6,
         max_bare=8,
@@ -430,7 +430,10 @@ class Soak:
         self.profile = profile
         self.seed = seed
         self.replicas = replicas
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # the churn
+        # The kills, apart: a seed gives the same kills however the churn interleaves.
+        self.kill_rng = random.Random(seed ^ 0x5EED)
+        self.modes: list[str] = []
         self.tracker = Tracker()
         self.ops: Counter[str] = Counter()
         self.op_errors: Counter[str] = Counter()
@@ -550,10 +553,13 @@ class Soak:
             if not w["metadata"].get("deletionTimestamp")
         ]
 
-    async def create_workload(self, kind: str | None = None, prefix: str | None = None) -> None:
-        kind = kind or self.rng.choice(["gang", "gang", "single", "elastic"])
-        ns = self.rng.choice(NAMESPACES)
-        body = workload_body(self.name(prefix or kind), kind, self.rng)
+    async def create_workload(
+        self, kind: str | None = None, prefix: str | None = None, rng: random.Random | None = None
+    ) -> None:
+        rng = rng or self.rng
+        kind = kind or rng.choice(["gang", "gang", "single", "elastic"])
+        ns = rng.choice(NAMESPACES)
+        body = workload_body(self.name(prefix or kind), kind, rng)
         if prefix == "kill":  # enough members for the proxy to stop it part-way
             body["spec"]["replicas"] = 4
         await self.client.create(f"{WORKLOADS}/namespaces/{ns}/gpuworkloads", body)
@@ -618,8 +624,10 @@ class Soak:
         await self.client.patch(f"/api/v1/nodes/{name_of(node)}", patch)
         self.event("heal" if faulted else "fault", node=name_of(node))
 
-    async def create_pod(self, role: str, gpus: int, **spec: Any) -> str:
-        ns = self.rng.choice(NAMESPACES)
+    async def create_pod(
+        self, role: str, gpus: int, rng: random.Random | None = None, **spec: Any
+    ) -> str:
+        ns = (rng or self.rng).choice(NAMESPACES)
         body = pod_body(self.name(role), gpus, role, **spec)
         key = f"{ns}/{body['metadata']['name']}"
         self.tracker.created_unowned(key)
@@ -718,20 +726,26 @@ class Soak:
     async def killer(self, until: float) -> None:
         low, high = self.profile.kill_every_s
         while True:
-            await asyncio.sleep(self.rng.uniform(low, high))
+            await asyncio.sleep(self.kill_rng.uniform(low, high))
             if time.time() >= until:
                 return
             await self.kill_leader()
+
+    def next_mode(self) -> str:
+        """How the leader goes next: every mode once per round, in a seeded order."""
+        if not self.modes:
+            self.modes = ["random", "plan-write", "gang-bind"]
+            if self.replicas > 1:
+                self.modes += ["partition", "lease-stall"]
+            self.kill_rng.shuffle(self.modes)
+        return self.modes.pop()
 
     async def kill_leader(self) -> None:
         async with self.lock:
             leader = await self.leader()
             if leader is None:
                 return
-            modes = ["random", "plan-write", "gang-bind"]
-            if len(self.live_operators()) > 1:
-                modes += ["partition", "lease-stall"]
-            mode = self.rng.choice(modes)
+            mode = self.next_mode()
             if mode == "partition":
                 await self.partition(leader)
                 return
@@ -741,11 +755,11 @@ class Soak:
             detail: dict[str, Any] = {}
             reached = True
             if mode != "random":
-                after = self.rng.randint(1, 3)
+                after = self.kill_rng.randint(1, 3)
                 await self.proxy.call(
                     "POST", "/arm", {"route": leader.route, "kind": mode, "after": after}
                 )
-                await self.create_workload("gang", prefix="kill")
+                await self.create_workload("gang", prefix="kill", rng=self.kill_rng)
                 fired = (await self.proxy.call("GET", "/trigger?timeout=30", timeout=40))["fired"]
                 reached = fired is not None
                 detail = fired or {"after": after}
@@ -760,7 +774,9 @@ class Soak:
             log(f"killed {leader.route} ({mode}{'' if reached else ', not reached'})")
             await self.start_operator()
             with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
-                await self.create_pod("bare", 1, schedulerName="egpu-scheduler")  # a probe
+                await self.create_pod(
+                    "bare", 1, self.kill_rng, schedulerName="egpu-scheduler"
+                )  # a probe
 
     async def partition(self, leader: Operator) -> None:
         """Cut the leader off the API server (its requests held, then dropped) for longer
@@ -771,7 +787,9 @@ class Soak:
         self.event("partition", route=leader.route, seconds=PARTITION_S)
         log(f"partitioned {leader.route} for {PARTITION_S:.0f}s")
         with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
-            await self.create_pod("bare", 1, schedulerName="egpu-scheduler")  # a probe
+            await self.create_pod(
+                "bare", 1, self.kill_rng, schedulerName="egpu-scheduler"
+            )  # a probe
         await asyncio.sleep(PARTITION_S)
         with contextlib.suppress(RuntimeError):  # gone meanwhile: it exited
             await self.proxy.call("POST", f"/routes/{leader.route}/thaw")
@@ -790,7 +808,7 @@ class Soak:
         await asyncio.sleep(STALL_S / 2)
         for _ in range(4):  # work for whoever leads now
             with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
-                await self.create_pod("bare", 1, schedulerName="egpu-scheduler")
+                await self.create_pod("bare", 1, self.kill_rng, schedulerName="egpu-scheduler")
             await asyncio.sleep(STALL_S / 10)
         await asyncio.sleep(STALL_S / 2 - 4 * STALL_S / 10)
         with contextlib.suppress(RuntimeError):
