@@ -33,6 +33,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import os
 import random
 import signal
@@ -166,8 +167,8 @@ def free_port() -> int:
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    ordered = sorted(values)  # nearest rank
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
     return round(ordered[index], 2)
 
 
@@ -515,11 +516,11 @@ class Soak:
 
     def note_exit(self, op: Operator) -> None:
         code = op.proc.returncode if op.proc else None
-        tail = op.log_path.read_text(errors="replace").splitlines()[-12:]
+        tail = op.log_path.read_text(errors="replace").splitlines()[-60:]
         lost = any("leadership lost" in line for line in tail)
         why = "it lost the Lease" if lost else f"crash: {tail[-1][:300] if tail else '?'}"
         self.exits.append({"route": op.route, "code": code, "why": why})
-        self.event("operator-exit", route=op.route, code=code, why=why, tail=tail)
+        self.event("operator-exit", route=op.route, code=code, why=why, tail=tail[-12:])
         log(f"{op.route} exited on its own with {code}: {why}")
 
     def live_operators(self) -> list[Operator]:
@@ -982,10 +983,10 @@ class Soak:
     async def summary(self) -> int:
         stats = await self.proxy.call("GET", "/stats")
         binds = await self.proxy.call("GET", "/binds?since=0")
-        cuts = ("partition", "lease-stall")
         takeover = {
-            "kill": self.takeovers(binds, [k for k in self.kills if k.mode not in cuts]),
-            **{c: self.takeovers(binds, [k for k in self.kills if k.mode == c]) for c in cuts},
+            "kill": self.takeovers(binds, ("random", "plan-write", "gang-bind")),
+            "partition": self.takeovers(binds, ("partition",)),
+            "lease-stall": self.takeovers(binds, ("lease-stall",)),
         }
         await self.report(self.two_leaders(binds), self.sample)
         for when, v in self.violations:
@@ -1024,20 +1025,30 @@ class Soak:
         print(json.dumps(result), flush=True)
         return 1 if self.violations else 0
 
-    @staticmethod
-    def takeovers(binds: list[list[Any]], kills: list[Kill]) -> dict[str, Any]:
-        """From each kill (or cut) to the next bind by another operator process."""
+    def takeovers(self, binds: list[list[Any]], modes: tuple[str, ...]) -> dict[str, Any]:
+        """From each loss of a leader (of these modes) to the next bind by another process;
+        a loss followed by the next one before any bind is `interrupted`, not a sample."""
+        losses = sorted(self.kills, key=lambda k: k.at)
         times: list[float] = []
-        for kill in kills:
+        interrupted = missing = 0
+        for i, kill in enumerate(losses):
+            if kill.mode not in modes:
+                continue
             after = [t for t, route, _ in binds if t > kill.at and route != kill.route]
-            if after:
+            following = losses[i + 1].at if i + 1 < len(losses) else float("inf")
+            if after and min(after) < following:
                 times.append(min(after) - kill.at)
+            elif following < float("inf") and (not after or min(after) >= following):
+                interrupted += 1
+            else:
+                missing += 1
         return {
             "p50": percentile(times, 50),
             "p99": percentile(times, 99),
             "max": round(max(times), 2) if times else None,
             "samples": len(times),
-            "without_a_later_bind": len(kills) - len(times),
+            "interrupted": interrupted,
+            "without_a_later_bind": missing,
         }
 
     def two_leaders(self, binds: list[list[Any]]) -> list[Violation]:
