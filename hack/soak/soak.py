@@ -12,15 +12,17 @@ cut and expired watches, and writes applied with their reply lost. Meanwhile,
 seeded: GPUWorkloads (gangs that require one leaf, single pods, elastic gangs)
 are created, scaled and deleted; nodes are added, removed (and added back),
 cordoned and faulted; foreign pods (kube-scheduler's, or bound with nodeName)
-and bare egpu-scheduler pods come and go; and the leading operator is killed
-with SIGKILL, at random or frozen by the proxy mid plan write or mid gang bind,
-then restarted. Every sample, the invariants of hack/soak/invariants.py are
-checked against the API server; at the end the faults stop, the cluster is
-left quiet, and the eventual ones are judged.
+and bare egpu-scheduler pods come and go; and the leader (of two replicas, by
+/readyz) is lost: SIGKILLed at random or frozen by the proxy mid plan write or
+mid gang bind, cut off from the API server, or only its Lease requests stalled;
+a killed one is replaced at once. Every sample, the invariants of
+hack/soak/invariants.py are checked against the API server; at the end the
+faults stop, the cluster is left quiet, and the eventual ones are judged.
+docs/soak.md describes it all.
 
 Output: each violation, then one JSON line: operations, faults injected,
-leader kills, violations, time from a kill to the next bind by the new
-leader (p50/p99), duration. Exit status 1 when there were violations.
+leader losses, violations, time from a loss to the next bind by another
+process (p50/p99), duration. Exit status 1 when there were violations.
 Events (operations, kills, violations) go to $EGPU_RUN_DIR/soak-events.jsonl,
 the operators' logs to $EGPU_RUN_DIR/operator-*.log.
 """
@@ -509,6 +511,7 @@ class Soak:
                 return op
             await asyncio.sleep(0.5)
         if not op.alive():
+            op.killed, op.ended_at = True, time.time()  # noted once, here
             self.note_exit(op)
         else:
             log(f"{op.route} not healthy after 120s")
