@@ -56,25 +56,28 @@ class LeaseApi:
         self.lease: dict[str, Any] | None = None
         self.rv = 0
         self.down = False
+        self.stalled = False
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
         if self.down:
             raise TransportError("the API server is unreachable")
+        if self.stalled:  # answers nothing, for far longer than any Lease
+            await asyncio.sleep(3600)
 
     async def get(self, path: str, **_: Any) -> dict[str, Any]:
-        self._check()
+        await self._check()
         if self.lease is None:
             raise ApiError(404, {"reason": "NotFound"}, "GET", path)
         return copy.deepcopy(self.lease)
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._check()
+        await self._check()
         if self.lease is not None:
             raise ApiError(409, {"reason": "AlreadyExists"}, "POST", path)
         return self._store(body)
 
     async def request(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
-        self._check()
+        await self._check()
         assert method == "PUT" and self.lease is not None
         if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
             raise ApiError(409, {"reason": "Conflict"}, "PUT", path)
@@ -171,5 +174,26 @@ def test_a_clean_stop_gives_the_lease_up() -> None:
         assert rb.leading.is_set(), "taken at once, without waiting for the Lease to expire"
         task_b.cancel()
         await asyncio.gather(task_b, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+def test_a_leader_whose_lease_calls_hang_stops_within_the_renew_deadline() -> None:
+    async def go() -> None:
+        api, lost = LeaseApi(), []
+        a, ra = elector(api, "a", lost)
+        gone = asyncio.Event()
+        a.on_lost = gone.set
+        task = asyncio.create_task(a.run())
+        await asyncio.sleep(0.2)
+        assert ra.leading.is_set()
+        api.stalled = True  # its Lease requests hang; a standby takes over after 0.6 s
+        stalled = asyncio.get_running_loop().time()
+        await asyncio.wait_for(gone.wait(), 5)
+        stopped = asyncio.get_running_loop().time() - stalled
+        assert stopped < FAST.duration_s, f"still leading {stopped:.2f}s after the stall"
+        assert not ra.leading.is_set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(go())

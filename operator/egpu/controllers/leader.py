@@ -69,7 +69,14 @@ class LeaderElector:
         self.runtime.lead()
         while True:
             await asyncio.sleep(self.timings.retry_s)
-            if await self._try_take():
+            # A renewal that hangs must not outlast the renew deadline: past it, a
+            # standby may take the Lease while this one still binds.
+            left = self._renewed_at + self.timings.renew_deadline_s - time.monotonic()
+            try:
+                renewed = await asyncio.wait_for(self._try_take(), timeout=max(0.0, left))
+            except TimeoutError:
+                renewed = False
+            if renewed:
                 self._renewed_at = time.monotonic()
             elif not still_leading(self._renewed_at, self.timings, time.monotonic()):
                 self._lose("could not renew the Lease within the renew deadline")
