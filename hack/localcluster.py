@@ -438,6 +438,7 @@ def launch(state: State, real_nodes: int = 0) -> None:
             # Logs and exec on real nodes; kubelets serve self-signed certificates.
             f"--kubelet-client-certificate={pki / 'admin.crt'}",
             f"--kubelet-client-key={pki / 'admin.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--secure-port={p['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -563,6 +564,12 @@ def node_ready(state: State, name: str) -> bool:
 def start_real_node(state: State, node: realnode.Node) -> None:
     """containerd, the images, then the kubelet; returns once the Node is Ready."""
     p, pki = state.ports, RUN_DIR / "pki"
+    longest = node.dir / "kubelet" / "pod-resources" / "0123456789"
+    if len(str(longest)) > 107:
+        raise RuntimeError(
+            f"EGPU_RUN_DIR is too long for the kubelet's unix sockets ({longest}): "
+            "a shorter path, please"
+        )
     p[f"kubelet-{node.index}"] = free_port()
     p[f"kubelet-healthz-{node.index}"] = free_port()
     state.save()

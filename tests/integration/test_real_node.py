@@ -1,0 +1,139 @@
+"""A real kubelet node beside the simulated ones: real containers from images
+built without a registry, reaching the API server at the Service's ClusterIP;
+`down` leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import LOCALCLUSTER, REAL_NODE_LABEL, REAL_NODE_TOLERATION, REPO, Cluster, wait_until
+
+pytestmark = pytest.mark.integration
+
+# Lists pods with the pod's own ServiceAccount token, through the `kubernetes`
+# Service: 403 (authenticated, not authorized) proves network, TLS and token.
+PROBE = """
+import os, ssl, sys, urllib.error, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+ctx = ssl.create_default_context(cafile=sa + "ca.crt")
+url = "https://%s:%s/api/v1/pods" % (
+    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + open(sa + "token").read()})
+try:
+    urllib.request.urlopen(req, context=ctx, timeout=10)
+    print("api 200", flush=True)
+except urllib.error.HTTPError as e:
+    print("api %d" % e.code, flush=True)
+print("uid %d" % os.getuid(), flush=True)
+import signal
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pause()
+"""
+
+
+def plain_pod(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {REAL_NODE_LABEL: "true"},
+            "tolerations": [REAL_NODE_TOLERATION],
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "egpu.local/python:3.11",
+                    "imagePullPolicy": "Never",
+                    "command": ["/usr/bin/python3.11", "-c", PROBE],
+                    "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def test_plain_pod_runs_on_the_real_node(cluster: Cluster, real_node: str, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(plain_pod("plain")))
+
+    def pod() -> dict[str, object]:
+        out = cluster.kubectl("get", "pod", "plain", "-n", namespace, "-o", "json").stdout
+        return dict(json.loads(out))
+
+    wait_until(lambda: pod()["status"].get("phase") == "Running", 90, "the pod to run")  # type: ignore[union-attr]
+    got = pod()
+    assert got["spec"]["nodeName"] == real_node  # type: ignore[index]
+    status = got["status"]
+    container = status["containerStatuses"][0]  # type: ignore[index]
+    assert container["containerID"].startswith("containerd://")
+    assert container["restartCount"] == 0
+    # The pod's own network namespace, on the node's bridge subnet, not the host's.
+    node = json.loads(cluster.kubectl("get", "node", real_node, "-o", "json").stdout)
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    assert status["podIP"] != node_ip  # type: ignore[index]
+    assert status["podIP"].rsplit(".", 1)[0] == node_ip.rsplit(".", 1)[0]  # type: ignore[index]
+
+    def logs() -> str:
+        return cluster.kubectl("logs", "plain", "-n", namespace, check=False).stdout
+
+    wait_until(lambda: "uid" in logs(), 30, "the pod's output")
+    assert "api 403" in logs(), logs()
+    assert "uid 65532" in logs(), logs()  # the image's non-root user
+    cluster.kubectl("delete", "pod", "plain", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def _leftovers(run_dir: Path) -> list[str]:
+    sys.path.insert(0, str(REPO / "hack"))
+    import realnode
+
+    found = []
+    procs = realnode.processes_mentioning(str(run_dir))
+    if procs:
+        found.append(f"processes {procs}")
+    for node in realnode.nodes_of(run_dir):
+        links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+        if node.bridge in links:
+            found.append(f"bridge {node.bridge}")
+        rules = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True
+        ).stdout
+        if node.rule_comment in rules:
+            found.append("the Service DNAT rule")
+        mounts = Path("/proc/self/mountinfo").read_text()
+        if str(node.dir) in mounts:
+            found.append("mounts")
+        if any((h / node.cgroup_root).exists() for h in realnode.cgroup_hierarchies()):
+            found.append("cgroups")
+    return found
+
+
+def test_down_leaves_nothing_behind() -> None:
+    """A second cluster with a real node and a running pod; `down` must leave no
+    process, mount, bridge, iptables rule or cgroup."""
+    # Short: the kubelet's sockets live under it (a unix socket path has 107 bytes).
+    run_dir = Path(tempfile.mkdtemp(prefix="egpu-rn-"))
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir), "EGPU_REAL_NODES": "1"}
+    subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        other = Cluster(kubeconfig=str(run_dir / "kubeconfig"))
+        wait_until(
+            lambda: other.kubectl("get", "sa", "default", check=False).returncode == 0,
+            60,
+            "the default ServiceAccount",
+        )
+        other.kubectl("apply", "-f", "-", input=json.dumps(plain_pod("left")))
+        other.kubectl("wait", "pod/left", "--for=jsonpath={.status.phase}=Running", "--timeout=90s")
+        assert _leftovers(run_dir)  # the check sees a running node
+    finally:
+        down = subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert _leftovers(run_dir) == []
+    shutil.rmtree(run_dir)
