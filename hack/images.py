@@ -3,6 +3,7 @@
 
     python hack/images.py build [operator|pause|python|all]   # print the OCI archives
     python hack/images.py load --address SOCKET [NAME...]     # import into a containerd
+    python hack/images.py export operator DIR                 # unpack its file system
 
 Three images, each an OCI image layout in a tar file that `ctr images import`
 (and `skopeo`, `podman load`) reads:
@@ -485,12 +486,41 @@ def load(address: str, archives: Iterable[Path]) -> None:
             raise RuntimeError(f"ctr images import {archive.name} failed:\n{proc.stderr}")
 
 
+def export(archive: Path, dest: Path) -> None:
+    """Unpack an image's layers, in order, into `dest` (the Dockerfile's last stage
+    copies it): ownership and modes as in the image."""
+    with tarfile.open(archive) as oci:
+
+        def blob(digest: str) -> bytes:
+            member = oci.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            assert member is not None
+            return member.read()
+
+        index = json.loads(blob_of(oci, "index.json"))
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        dest.mkdir(parents=True, exist_ok=True)
+        for layer in manifest["layers"]:
+            with tarfile.open(fileobj=io.BytesIO(blob(layer["digest"])), mode="r:gz") as tar:
+                tar.extractall(dest, numeric_owner=True, filter="tar")
+
+
+def blob_of(oci: tarfile.TarFile, name: str) -> bytes:
+    member = oci.extractfile(name)
+    assert member is not None
+    return member.read()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["build", "load"])
+    parser.add_argument("command", choices=["build", "load", "export"])
     parser.add_argument("names", nargs="*", help="python, pause, operator (default: all)")
     parser.add_argument("--address", help="load: the containerd socket")
     args = parser.parse_args(argv)
+    if args.command == "export":
+        if len(args.names) != 2:
+            parser.error("export takes an image name and a directory")
+        export(build([args.names[0]])[args.names[0]], Path(args.names[1]))
+        return 0
     names = args.names or list(BUILDERS)
     unknown = set(names) - set(BUILDERS) - {"all"}
     if unknown:

@@ -618,14 +618,14 @@ def start_real_node(state: State, node: realnode.Node) -> None:
     wait_for(f"node {node.name} Ready", lambda: node_ready(state, node.name), state, kubelet, 90)
 
 
-def load_images(names: list[str]) -> int:
+def load_images(names: list[str], if_running: bool = False) -> int:
     """Import images (hack/images.py) into every running real node's containerd."""
     nodes = realnode.nodes_of(RUN_DIR)
     state = State.load()
     running = [n for n in nodes if ours(state.pids.get(f"containerd-{n.name}", -1))]
     if not running:
-        log("no real node is running (up --real-nodes N)")
-        return 1
+        log(f"no real node is running in {RUN_DIR} (up --real-nodes N): nothing loaded")
+        return 0 if if_running else 1
     archives = images.build(names)
     for node in running:
         images.load(str(node.socket), archives.values())
@@ -738,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="*", help="load-images: python, pause, operator")
     parser.add_argument("--fresh", action="store_true", help="restart even if running")
     parser.add_argument(
+        "--if-running", action="store_true", help="load-images: no real node is no error"
+    )
+    parser.add_argument(
         "--real-nodes",
         type=int,
         default=int(os.environ.get("EGPU_REAL_NODES", "0") or 0),
@@ -756,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return cmd_up(args.fresh, args.real_nodes)
     if args.command == "load-images":
-        return load_images(args.images or ["operator"])
+        return load_images(args.images or ["operator"], args.if_running)
     if args.command == "down":
         return cmd_down()
     if args.command == "start-scheduler":
