@@ -30,6 +30,7 @@ from harness import (
 
 pytestmark = pytest.mark.e2e
 
+GPU = "nvidia.com/gpu"
 CHART = REPO / "charts" / "egpu-operator"
 MODEL = "NVIDIA-GH200"  # only these nodes have it
 SHAPE = ClusterShape(
@@ -40,9 +41,13 @@ SHAPE = ClusterShape(
     name_prefix="helm",
     domain_prefix="helm-",
 )
+# Pods of this namespace only, under this scheduler name (the chart's values).
+TEAM, OTHER_TEAM, SCHEDULER = "helm-team-a", "helm-team-b", "egpu-helm-scheduler"
 # One replica on the real node, with a request that fits the small machine.
 VALUES = {
     "replicaCount": 1,
+    "watchNamespaces": [TEAM],
+    "schedulerName": SCHEDULER,
     "nodeSelector": {REAL_NODE_LABEL: "true"},
     "tolerations": [REAL_NODE_TOLERATION],
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -109,11 +114,14 @@ def release(
     helm(cluster, "install", "egpu", str(CHART), "-n", namespace, "--create-namespace",
          "-f", str(values), "--wait", "--timeout", "180s")  # fmt: skip
     cluster.kubectl("apply", "-f", "-", input=DEFAULT_TOPOLOGY)
+    for team in (TEAM, OTHER_TEAM):
+        cluster.kubectl("create", "namespace", team)
     try:
         yield namespace
     finally:
         helm(cluster, "uninstall", "egpu", "-n", namespace, "--wait", check=False)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for ns in (namespace, TEAM, OTHER_TEAM):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -138,9 +146,7 @@ def test_the_operator_runs_from_its_image_on_the_real_node(
     assert lease["spec"]["holderIdentity"].startswith(pod["metadata"]["name"] + "_")
 
 
-def test_it_binds_a_gang_on_the_simulated_gpu_nodes(
-    cluster: Cluster, release: str, namespace: str
-) -> None:
+def test_it_binds_a_gang_on_the_simulated_gpu_nodes(cluster: Cluster, release: str) -> None:
     workload = {
         "apiVersion": "egpu.io/v1alpha1",
         "kind": "GPUWorkload",
@@ -164,16 +170,31 @@ def test_it_binds_a_gang_on_the_simulated_gpu_nodes(
             },
         },
     }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(workload))
+    # The same kind of pod in a namespace the operator does not watch: never bound.
+    stray = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "stray"},
+        "spec": {
+            "schedulerName": SCHEDULER,
+            "containers": [{"name": "c", "image": "x", "resources": {"limits": {GPU: "1"}}}],
+        },
+    }
+    cluster.kubectl("apply", "-n", OTHER_TEAM, "-f", "-", input=json.dumps(stray))
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(workload))
 
-    def bound() -> list[str]:
-        items = get(cluster, "pods", "-n", namespace)["items"]
-        return sorted(p["spec"].get("nodeName") or "" for p in items)
+    def members() -> list[dict[str, Any]]:
+        return list(get(cluster, "pods", "-n", TEAM)["items"])
 
-    wait_until(lambda: len(bound()) == 2 and all(bound()), 120, "the gang to be bound")
-    assert bound() == ["helm-b0-l0-n0", "helm-b0-l0-n1"] or all(
-        n.startswith("helm") for n in bound()
+    wait_until(
+        lambda: len(members()) == 2 and all(p["spec"].get("nodeName") for p in members()),
+        120,
+        "the gang to be bound",
     )
+    nodes = sorted(p["spec"]["nodeName"] for p in members())
+    assert len(set(nodes)) == 2 and all(n.startswith("helm-b0-l0-") for n in nodes), nodes
+    assert {p["spec"]["schedulerName"] for p in members()} == {SCHEDULER}
+    assert not get(cluster, "pod", "stray", "-n", OTHER_TEAM)["spec"].get("nodeName")
     pod = operator_pod(cluster, release)
     logs = cluster.kubectl("logs", "-n", release, pod["metadata"]["name"]).stdout
     assert " 403" not in logs and "Forbidden" not in logs, logs[-3000:]
