@@ -103,9 +103,11 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def missing_tools() -> list[str]:
-    return [t for t in ("containerd", "runc", "ctr", "iptables", "ip", "mmdebstrap") if not shutil.which(t)] + (
-        [] if (CNI_BIN / "bridge").exists() else ["containernetworking-plugins"]
-    )
+    return [
+        t
+        for t in ("containerd", "runc", "ctr", "iptables", "ip", "mmdebstrap")
+        if not shutil.which(t)
+    ] + ([] if (CNI_BIN / "bridge").exists() else ["containernetworking-plugins"])
 
 
 # --- configuration ------------------------------------------------------------
