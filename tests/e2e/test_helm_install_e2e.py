@@ -214,6 +214,32 @@ def test_rbac_refuses_what_the_chart_does_not_grant(cluster: Cluster, release: s
     }
 
 
+def test_upgrade_rolls_the_operator_without_losing_a_bind(cluster: Cluster, release: str) -> None:
+    """`helm upgrade` (here: the log level) replaces the operator pod; the new one
+    leads, and the gang bound before stays bound, the same pods on the same nodes."""
+
+    def members() -> dict[str, tuple[str, str]]:
+        items = get(cluster, "pods", "-n", TEAM)["items"]
+        return {p["metadata"]["uid"]: (p["metadata"]["name"], p["spec"]["nodeName"]) for p in items}
+
+    before, old = members(), operator_pod(cluster, release)["metadata"]["name"]
+    assert len(before) == 2
+    assert '"level": "debug"' in cluster.kubectl("logs", "-n", release, old).stdout
+    helm(cluster, "upgrade", "egpu", str(CHART), "-n", release, "--reuse-values",
+         "--set", "logLevel=INFO", "--wait", "--timeout", "120s")  # fmt: skip
+    wait_until(
+        lambda: len(get(cluster, "pods", "-n", release)["items"]) == 1, 60, "the old pod to go"
+    )
+    new = operator_pod(cluster, release)
+    assert new["metadata"]["name"] != old
+    assert "--log-level=INFO" in new["spec"]["containers"][0]["args"]
+    lease = get(cluster, "lease", "egpu-operator", "-n", release)
+    assert lease["spec"]["holderIdentity"].startswith(new["metadata"]["name"] + "_")
+    assert members() == before
+    logs = cluster.kubectl("logs", "-n", release, new["metadata"]["name"]).stdout
+    assert '"level": "debug"' not in logs
+
+
 def test_uninstall_leaves_only_the_crds(cluster: Cluster, release: str) -> None:
     helm(cluster, "uninstall", "egpu", "-n", release, "--wait", "--timeout", "120s")
     selector = "app.kubernetes.io/instance=egpu"
