@@ -93,6 +93,19 @@ kubelet() {
   k8s_build kubelet
 }
 
+# The fake-GPU device plugin of real nodes (hack/fakegpu), versioned by its source.
+fake_gpu_plugin() {
+  local v
+  v="$(sha256sum "$HERE/fakegpu/main.go" | cut -c1-12)"
+  have egpu-fake-gpu-plugin "$v" && return 0
+  local w="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+  [ -f "$w/go.mod" ] || { log "fake-gpu-plugin needs the Kubernetes workspace: build kubelet first"; exit 1; }
+  log "go build egpu-fake-gpu-plugin ($v)"
+  mkdir -p "$w/cmd/egpu-fake-gpu-plugin"
+  cp "$HERE/fakegpu/main.go" "$w/cmd/egpu-fake-gpu-plugin/main.go"
+  (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/egpu-fake-gpu-plugin-$v" ./cmd/egpu-fake-gpu-plugin)
+}
+
 etcd() {
   local v=$ETCD_VERSION
   have etcd "$v" && return 0
@@ -124,12 +137,12 @@ helm() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet fake_gpu_plugin)
 start=$(date +%s)
 for t in "${targets[@]}"; do
   case "$t" in
-    etcd|kwok|helm|kubernetes|kubelet) ( "$t" ) ;;
-    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet)"; exit 2 ;;
+    etcd|kwok|helm|kubernetes|kubelet|fake_gpu_plugin) ( "$t" ) ;;
+    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, fake_gpu_plugin)"; exit 2 ;;
   esac
 done
 log "binaries ready in $BIN ($(( $(date +%s) - start ))s)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -65,6 +66,9 @@ def read_versions() -> dict[str, str]:
 
 
 def binary(name: str) -> Path:
+    if name == "egpu-fake-gpu-plugin":  # the project's own, versioned by its source
+        digest = hashlib.sha256((REPO / "hack" / "fakegpu" / "main.go").read_bytes()).hexdigest()
+        return BIN_DIR / f"{name}-{digest[:12]}"
     v = read_versions()
     version = {
         "etcd": v["ETCD_VERSION"],
@@ -390,7 +394,7 @@ def wait_scheduler(state: State) -> None:
     )
 
 
-def launch(state: State, real_nodes: int = 0) -> None:
+def launch(state: State, real_nodes: int = 0, gpus: int = 0) -> None:
     pki = RUN_DIR / "pki"
     make_pki(pki)
     make_front_proxy_pki(pki)
@@ -538,7 +542,7 @@ def launch(state: State, real_nodes: int = 0) -> None:
         60,
     )
     for index in range(real_nodes):
-        start_real_node(state, realnode.Node(RUN_DIR, index))
+        start_real_node(state, realnode.Node(RUN_DIR, index), gpus)
 
 
 def https_json(url: str, pki: Path) -> object:
@@ -561,8 +565,18 @@ def node_ready(state: State, name: str) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def start_real_node(state: State, node: realnode.Node) -> None:
-    """containerd, the images, then the kubelet; returns once the Node is Ready."""
+def node_gpus(state: State, name: str) -> int:
+    node = https_json(
+        f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes/{name}", RUN_DIR / "pki"
+    )
+    if not isinstance(node, dict):
+        return 0
+    return int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", "0"))
+
+
+def start_real_node(state: State, node: realnode.Node, gpus: int = 0) -> None:
+    """containerd, the images, then the kubelet; returns once the Node is Ready
+    (and, with `gpus`, advertises that many fake GPUs through a device plugin)."""
     p, pki = state.ports, RUN_DIR / "pki"
     longest = node.dir / "kubelet" / "pod-resources" / "0123456789"
     if len(str(longest)) > 107:
@@ -609,6 +623,7 @@ def start_real_node(state: State, node: realnode.Node) -> None:
             f"--config={node.dir / 'kubelet.yaml'}",
             f"--kubeconfig={node.dir / 'kubeconfig'}",
             f"--root-dir={node.dir / 'kubelet'}",
+            f"--cert-dir={node.dir / 'kubelet-pki'}",
             f"--hostname-override={node.name}",
             f"--node-ip={node.gateway}",
             f"--node-labels={realnode.NODE_LABEL}=true",
@@ -616,6 +631,28 @@ def start_real_node(state: State, node: realnode.Node) -> None:
         ],
     )
     wait_for(f"node {node.name} Ready", lambda: node_ready(state, node.name), state, kubelet, 90)
+    if gpus:
+        plugin = f"fake-gpu-{node.name}"
+        start(
+            state,
+            plugin,
+            [
+                str(binary("egpu-fake-gpu-plugin")),
+                # The kubelet listens for plugins in this machine-wide directory
+                # whatever its root: only the newest kubelet on a machine gets them.
+                f"-plugin-dir={realnode.DEVICE_PLUGIN_DIR}",
+                f"-endpoint={node.network}.sock",
+                f"-count={gpus}",
+                f"-owner={node.dir}",  # so that `down` knows it for this run's
+            ],
+        )
+        wait_for(
+            f"{gpus} nvidia.com/gpu on {node.name}",
+            lambda: node_gpus(state, node.name) == gpus,
+            state,
+            plugin,
+            60,
+        )
 
 
 def load_images(names: list[str], if_running: bool = False) -> int:
@@ -639,7 +676,7 @@ def healthy(state: State, real_nodes: int = 0) -> bool:
         and all(
             ours(pid)
             for name, pid in state.pids.items()
-            if name.startswith(("kubelet-", "containerd-"))
+            if name.startswith(("kubelet-", "containerd-", "fake-gpu-"))
         )
         and all(f"kubelet-egpu-real-{i}" in state.pids for i in range(real_nodes))
         and all(ours(state.pids[c]) for c in COMPONENTS if c in state.pids)
@@ -648,18 +685,22 @@ def healthy(state: State, real_nodes: int = 0) -> bool:
     )
 
 
-def ensure_binaries(real_nodes: int = 0) -> None:
+def ensure_binaries(real_nodes: int = 0, gpus: int = 0) -> None:
     if real_nodes and realnode.missing_tools():
         log(f"installing {', '.join(realnode.missing_tools())}")
         subprocess.run(["bash", str(REPO / "hack" / "install-node-deps.sh")], check=True)
-    needed = [*COMPONENTS, *(["kubelet"] if real_nodes else [])]
+    needed = [
+        *COMPONENTS,
+        *(["kubelet"] if real_nodes else []),
+        *(["egpu-fake-gpu-plugin"] if real_nodes and gpus else []),
+    ]
     missing = [c for c in needed if not binary(c).exists()]
     if missing:
         log(f"obtaining binaries: {', '.join(missing)}")
         subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True)
 
 
-def cmd_up(fresh: bool, real_nodes: int = 0) -> int:
+def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0) -> int:
     state = State.load()
     if not fresh and healthy(state, real_nodes):
         log(f"already running; KUBECONFIG={RUN_DIR / 'kubeconfig'}")
@@ -667,11 +708,11 @@ def cmd_up(fresh: bool, real_nodes: int = 0) -> int:
         return 0
     if state.pids:
         stop_everything(state)
-    ensure_binaries(real_nodes)
+    ensure_binaries(real_nodes, gpus)
     t0 = time.monotonic()
     state = State()
     try:
-        launch(state, real_nodes)
+        launch(state, real_nodes, gpus)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
         log(f"start failed: {exc}")
         survivors = stop_everything(state)
@@ -713,7 +754,7 @@ def cmd_status() -> int:
         return 1
     for name in [
         *COMPONENTS,
-        *(n for n in state.pids if n.startswith(("containerd-", "kubelet-"))),
+        *(n for n in state.pids if n.startswith(("containerd-", "kubelet-", "fake-gpu-"))),
     ]:
         pid = state.pids.get(name)
         if pid is None:
@@ -746,6 +787,12 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("EGPU_REAL_NODES", "0") or 0),
         help="up: also start N real kubelet nodes (containerd, runc; needs root)",
     )
+    parser.add_argument(
+        "--real-node-gpus",
+        type=int,
+        default=int(os.environ.get("EGPU_REAL_NODE_GPUS", "0") or 0),
+        help="up: fake nvidia.com/gpu devices per real node, from a device plugin (default 0)",
+    )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
     args = parser.parse_args(argv)
@@ -757,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         state.save()
         return 0
     if args.command == "up":
-        return cmd_up(args.fresh, args.real_nodes)
+        return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus)
     if args.command == "load-images":
         return load_images(args.images or ["operator"], args.if_running)
     if args.command == "down":

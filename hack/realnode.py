@@ -40,6 +40,8 @@ NODE_LABEL = "egpu.io/real-node"
 # tests) tolerate it, so nothing scheduled for the simulated nodes lands here.
 TAINT = f"{NODE_LABEL}=true:NoSchedule"
 PAUSE_REF = "egpu.local/pause:1"
+# Where every kubelet listens for device plugins (hard-coded in the kubelet).
+DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 
 
 @dataclass(frozen=True)

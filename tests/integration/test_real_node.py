@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,12 +117,14 @@ def _leftovers(run_dir: Path) -> list[str]:
     return found
 
 
-def test_down_leaves_nothing_behind() -> None:
-    """A second cluster with a real node and a running pod; `down` must leave no
-    process, mount, bridge, iptables rule or cgroup."""
+@pytest.fixture(scope="module")
+def second_cluster() -> Iterator[tuple[Path, Cluster]]:
+    """A cluster of its own whose real node advertises 4 fake GPUs (a device
+    plugin): GPU pods here do not meet the other tests' binder."""
     # Short: the kubelet's sockets live under it (a unix socket path has 107 bytes).
     run_dir = Path(tempfile.mkdtemp(prefix="egpu-rn-"))
-    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir), "EGPU_REAL_NODES": "1"}
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir)}
+    env.update(EGPU_REAL_NODES="1", EGPU_REAL_NODE_GPUS="4")
     subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
     try:
         other = Cluster(kubeconfig=str(run_dir / "kubeconfig"))
@@ -129,11 +133,63 @@ def test_down_leaves_nothing_behind() -> None:
             60,
             "the default ServiceAccount",
         )
-        other.kubectl("apply", "-f", "-", input=json.dumps(plain_pod("left")))
-        other.kubectl("wait", "pod/left", "--for=jsonpath={.status.phase}=Running", "--timeout=90s")
-        assert _leftovers(run_dir)  # the check sees a running node
+        yield run_dir, other
     finally:
-        down = subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True, text=True)
+        subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def gpu_pod(name: str, gpus: int) -> dict[str, Any]:
+    pod: dict[str, Any] = plain_pod(name)
+    container = pod["spec"]["containers"][0]
+    container["command"] = [
+        "/usr/bin/python3.11",
+        "-c",
+        "import os, signal, sys\n"
+        "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "signal.pause()",
+    ]
+    container["resources"]["limits"] = {"nvidia.com/gpu": str(gpus)}
+    return pod
+
+
+def test_gpu_pods_get_their_devices_from_the_real_kubelet(
+    second_cluster: tuple[Path, Cluster],
+) -> None:
+    _, other = second_cluster
+    node = json.loads(other.kubectl("get", "node", "egpu-real-0", "-o", "json").stdout)
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    for name in ("gpu-a", "gpu-b", "gpu-c"):
+        other.kubectl("apply", "-f", "-", input=json.dumps(gpu_pod(name, 2)))
+    for name in ("gpu-a", "gpu-b"):
+        other.kubectl("wait", f"pod/{name}", "--for=jsonpath={.status.phase}=Running",
+                      "--timeout=90s")  # fmt: skip
+
+    def devices(name: str) -> list[str]:
+        out = other.kubectl("logs", name, check=False).stdout
+        line = next((ln for ln in out.splitlines() if ln.startswith("devices ")), "")
+        return sorted(line.removeprefix("devices ").split(",")) if line else []
+
+    wait_until(lambda: bool(devices("gpu-a") and devices("gpu-b")), 30, "the pods' output")
+    a, b = devices("gpu-a"), devices("gpu-b")
+    # The kubelet's device manager gave each container two of the plugin's four
+    # devices, none twice.
+    assert len(a) == len(b) == 2 and not set(a) & set(b), (a, b)
+    assert set(a) | set(b) == {f"GPU-fake-{i}" for i in range(4)}
+    # No fifth and sixth GPU: the third pod waits.
+    third = json.loads(other.kubectl("get", "pod", "gpu-c", "-o", "json").stdout)
+    assert third["status"]["phase"] == "Pending" and not third["spec"].get("nodeName")
+
+
+def test_down_leaves_nothing_behind(second_cluster: tuple[Path, Cluster]) -> None:
+    """With pods running on the real node (and its device plugin), `down` must
+    leave no process, mount, bridge, iptables rule or cgroup."""
+    run_dir, other = second_cluster
+    other.kubectl("apply", "-f", "-", input=json.dumps(plain_pod("left")))
+    other.kubectl("wait", "pod/left", "--for=jsonpath={.status.phase}=Running", "--timeout=90s")
+    assert _leftovers(run_dir)  # the check sees a running node
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir)}
+    down = subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
     assert _leftovers(run_dir) == []
-    shutil.rmtree(run_dir)
