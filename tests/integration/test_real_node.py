@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from harness import LOCALCLUSTER, REAL_NODE_LABEL, REAL_NODE_TOLERATION, REPO, Cluster, wait_until
+from egpu.sim.usage import usage_annotation
+from harness import (
+    LOCALCLUSTER,
+    REAL_NODE_LABEL,
+    REAL_NODE_TOLERATION,
+    REPO,
+    Cluster,
+    OperatorProcess,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +189,122 @@ def test_gpu_pods_get_their_devices_from_the_real_kubelet(
     # No fifth and sixth GPU: the third pod waits.
     third = json.loads(other.kubectl("get", "pod", "gpu-c", "-o", "json").stdout)
     assert third["status"]["phase"] == "Pending" and not third["spec"].get("nodeName")
+    other.kubectl("delete", "pod", "gpu-a", "gpu-b", "gpu-c", "--wait=true", "--timeout=60s")
+
+
+USAGE = "egpu.io/sim-usage"
+FAKE_MODEL = "EGPU-FAKE-GPU"
+
+
+def resizable_workload(usage: str) -> dict[str, Any]:
+    command = (
+        "import os, signal, sys\n"
+        "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "signal.pause()"
+    )
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": "grow"},
+        "spec": {
+            "replicas": 1,
+            "gpusPerPod": 2,
+            "gpuModel": FAKE_MODEL,
+            "gang": {"policy": "None"},
+            "resize": {
+                "mode": "Auto",
+                "cpu": {"min": "500m", "max": "1", "step": "500m"},
+                "memory": {"min": "1Gi", "max": "4Gi", "step": "1Gi"},
+            },
+            "template": {
+                "metadata": {
+                    "annotations": {
+                        USAGE: usage_annotation({"main": {"cpu": "300m", "memory": usage}})
+                    }
+                },
+                "spec": {
+                    "tolerations": [REAL_NODE_TOLERATION],
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "egpu.local/python:3.11",
+                            "imagePullPolicy": "Never",
+                            "command": ["/usr/bin/python3.11", "-c", command],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "1Gi"},
+                                "limits": {"cpu": "500m", "memory": "1Gi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.mark.e2e
+def test_the_operator_binds_to_the_real_node_and_resizes_a_real_cgroup(
+    second_cluster: tuple[Path, Cluster],
+) -> None:
+    """The operator (a process on the host) binds a GPUWorkload member to the real
+    node; the kubelet allocates its fake GPUs; rising (simulated) memory use grows
+    it in place, and the kubelet writes the new limit into the container's cgroup."""
+    run_dir, other = second_cluster
+    other.kubectl("label", "node", "egpu-real-0", f"nvidia.com/gpu.product={FAKE_MODEL}")
+    other.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    other.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    operator = OperatorProcess(other, run_dir / "operator.log")
+    operator.start()
+    try:
+        other.kubectl("apply", "-f", "-", input=json.dumps(resizable_workload("700Mi")))
+
+        def member() -> dict[str, Any]:
+            out = other.kubectl("get", "pod", "grow-0", "-o", "json", check=False)
+            return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+
+        def running() -> bool:
+            statuses = member().get("status", {}).get("containerStatuses") or []
+            return bool(statuses) and "running" in statuses[0]["state"]
+
+        wait_until(running, 90, "the member to run on the real node")
+        first = member()
+        assert first["spec"]["nodeName"] == "egpu-real-0"
+        uid = first["metadata"]["uid"]
+        # The operator's plan and the kubelet's choice: two devices each. The
+        # kubelet picks on its own (device-plugin nodes are GPU-advisory).
+        planned = first["metadata"]["annotations"]["egpu.io/gpu-ids"].split(",")
+        out = other.kubectl("logs", "grow-0").stdout
+        given = next(ln for ln in out.splitlines() if ln.startswith("devices ")).split()[1]
+        assert len(planned) == 2 and len(given.split(",")) == 2, (planned, given)
+
+        text = usage_annotation({"main": {"cpu": "300m", "memory": "1.5Gi"}})
+        other.kubectl("annotate", "pod", "grow-0", f"{USAGE}={text}", "--overwrite")
+
+        def limit() -> str:
+            return str(member()["status"]["containerStatuses"][0]["resources"]["limits"]["memory"])
+
+        wait_until(lambda: limit() == "2Gi", 60, "the pod to grow to 2Gi in place")
+        last = member()
+        status = last["status"]["containerStatuses"][0]
+        assert last["metadata"]["uid"] == uid and status["restartCount"] == 0
+        container_id = status["containerID"].removeprefix("containerd://")
+        sys.path.insert(0, str(REPO / "hack"))
+        import realnode
+
+        node = realnode.Node(run_dir, 0)
+        files = list(
+            (realnode.CGROUP_FS / "memory" / node.cgroup_root).rglob(
+                f"pod{uid}/{container_id}/memory.limit_in_bytes"
+            )
+        )
+        assert len(files) == 1, files
+        wait_until(
+            lambda: files[0].read_text().strip() == str(2 << 30), 30, "the cgroup's new limit"
+        )
+    finally:
+        operator.stop()
 
 
 def test_down_leaves_nothing_behind(second_cluster: tuple[Path, Cluster]) -> None:
