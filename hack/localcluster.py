@@ -795,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.command == "adopt":
         if not args.name or not args.pid or not ours(args.pid):
             parser.error("adopt needs --name and the --pid of a live process of this run dir")
