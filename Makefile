@@ -46,6 +46,12 @@ demo-down: ## Stop the demo operator and the cluster
 	-EGPU_RUN_DIR=$(DEMO_RUN_DIR) bash hack/demo.sh stop
 	EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
 
+image: venv ## The operator image, registry-free (cached in $(EGPU_CACHE)/images), loaded into running real nodes
+	bash hack/install-node-deps.sh
+	$(PY) hack/images.py build operator
+	@for d in $(TEST_RUN_DIR) $(DEMO_RUN_DIR); do \
+	  EGPU_RUN_DIR=$$d $(PY) hack/localcluster.py load-images --if-running operator; done
+
 crds: venv ## Regenerate crds/ and docs/api.md from the pydantic models
 	$(PY) -m egpu.api.crdgen --out crds/
 	rm -f charts/egpu-operator/crds/*.yaml && cp crds/*.yaml charts/egpu-operator/crds/
@@ -106,6 +112,6 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 	-EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/localcluster.py down
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
+.PHONY: image help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
 	bench-nodes soak kind-up kind-down clean

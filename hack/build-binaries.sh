@@ -51,6 +51,13 @@ kubernetes() {
   [ $ok = 1 ] && return 0
 
   log "building Kubernetes $v from its Go module (first build: tens of minutes on 2 cores)"
+  k8s_build kube-apiserver kube-controller-manager kube-scheduler
+}
+
+# k8s_build COMMAND...: go build these k8s.io/kubernetes/cmd/* programs in one
+# module workspace under $CACHE/src, shared by every Kubernetes binary.
+k8s_build() {
+  local v=$KUBERNETES_VERSION
   local w="$CACHE/src/kubernetes-$v"
   mkdir -p "$w" && cd "$w"
   [ -f go.mod ] || go mod init local/egpu-kubernetes >/dev/null 2>&1
@@ -69,12 +76,34 @@ kubernetes() {
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
   mkdir -p out
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  for c in "$@"; do
     have "$c" "$v" && continue
     log "go build $c"
     go build -trimpath -tags=selinux,notest -ldflags "$ld" -o "out/$c" "k8s.io/kubernetes/cmd/$c"
     mv "out/$c" "$BIN/$c-$v"
   done
+}
+
+# The kubelet of a real node (hack/localcluster.py up --real-nodes N).
+kubelet() {
+  local v=$KUBERNETES_VERSION
+  have kubelet "$v" && return 0
+  try_download kubelet "$v" "https://dl.k8s.io/release/$v/bin/linux/$ARCH/kubelet" && return 0
+  log "building kubelet $v from its Go module"
+  k8s_build kubelet
+}
+
+# The fake-GPU device plugin of real nodes (hack/fakegpu), versioned by its source.
+fake_gpu_plugin() {
+  local v
+  v="$(sha256sum "$HERE/fakegpu/main.go" | cut -c1-12)"
+  have egpu-fake-gpu-plugin "$v" && return 0
+  local w="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+  [ -f "$w/go.mod" ] || { log "fake-gpu-plugin needs the Kubernetes workspace: build kubelet first"; exit 1; }
+  log "go build egpu-fake-gpu-plugin ($v)"
+  mkdir -p "$w/cmd/egpu-fake-gpu-plugin"
+  cp "$HERE/fakegpu/main.go" "$w/cmd/egpu-fake-gpu-plugin/main.go"
+  (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/egpu-fake-gpu-plugin-$v" ./cmd/egpu-fake-gpu-plugin)
 }
 
 etcd() {
@@ -108,12 +137,12 @@ helm() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet fake_gpu_plugin)
 start=$(date +%s)
 for t in "${targets[@]}"; do
   case "$t" in
-    etcd|kwok|helm|kubernetes) ( "$t" ) ;;
-    *) log "unknown target $t (etcd, kwok, helm, kubernetes)"; exit 2 ;;
+    etcd|kwok|helm|kubernetes|kubelet|fake_gpu_plugin) ( "$t" ) ;;
+    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, fake_gpu_plugin)"; exit 2 ;;
   esac
 done
 log "binaries ready in $BIN ($(( $(date +%s) - start ))s)"

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A real, local Kubernetes control plane made of processes, with KWOK nodes.
 
-    python hack/localcluster.py up|down|status|env [--fresh]
+    python hack/localcluster.py up|down|status|env [--fresh] [--real-nodes N]
 
 `up` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 kwok, all bound to 127.0.0.1 on free ports, with generated certificates, RBAC
-and service-account tokens. State lives in $EGPU_RUN_DIR (default .run/cluster
+and service-account tokens. With --real-nodes N (or EGPU_REAL_NODES=N) it also
+starts N real nodes, each a containerd and a kubelet (hack/realnode.py), which
+run real containers from images built without a registry (hack/images.py).
+State lives in $EGPU_RUN_DIR (default .run/cluster
 in the checkout): pki/, etcd/, logs/, kubeconfig and state.json. Binaries come
 from hack/build-binaries.sh (cached under $EGPU_CACHE, outside git).
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack"))
+import images  # noqa: E402
+import realnode  # noqa: E402
+
 RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "cluster"))
 CACHE = Path(os.environ.get("EGPU_CACHE", Path.home() / ".cache" / "egpu"))
 BIN_DIR = CACHE / "bin"
@@ -58,9 +66,13 @@ def read_versions() -> dict[str, str]:
 
 
 def binary(name: str) -> Path:
+    if name == "egpu-fake-gpu-plugin":  # the project's own, versioned by its source
+        digest = hashlib.sha256((REPO / "hack" / "fakegpu" / "main.go").read_bytes()).hexdigest()
+        return BIN_DIR / f"{name}-{digest[:12]}"
     v = read_versions()
     version = {
         "etcd": v["ETCD_VERSION"],
+        "kubelet": v["KUBERNETES_VERSION"],
         "kwok": v["KWOK_VERSION"],
         "helm": v["HELM_VERSION"],
     }.get(name, v["KUBERNETES_VERSION"])
@@ -382,7 +394,7 @@ def wait_scheduler(state: State) -> None:
     )
 
 
-def launch(state: State) -> None:
+def launch(state: State, real_nodes: int = 0, gpus: int = 0) -> None:
     pki = RUN_DIR / "pki"
     make_pki(pki)
     make_front_proxy_pki(pki)
@@ -424,8 +436,13 @@ def launch(state: State) -> None:
         [
             str(binary("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
-            "--bind-address=127.0.0.1",
+            # Real nodes' pods reach it on their bridge's gateway address.
+            f"--bind-address={'0.0.0.0' if real_nodes else '127.0.0.1'}",
             "--advertise-address=127.0.0.1",
+            # Logs and exec on real nodes; kubelets serve self-signed certificates.
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--secure-port={p['apiserver']}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -524,45 +541,186 @@ def launch(state: State) -> None:
         "kube-controller-manager",
         60,
     )
+    for index in range(real_nodes):
+        start_real_node(state, realnode.Node(RUN_DIR, index), gpus)
 
 
-def healthy(state: State) -> bool:
+def https_json(url: str, pki: Path) -> object:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ssl.SSLError, ValueError):
+        return None
+
+
+def node_ready(state: State, name: str) -> bool:
+    node = https_json(
+        f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes/{name}", RUN_DIR / "pki"
+    )
+    if not isinstance(node, dict):
+        return False
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def node_gpus(state: State, name: str) -> int:
+    node = https_json(
+        f"https://127.0.0.1:{state.ports['apiserver']}/api/v1/nodes/{name}", RUN_DIR / "pki"
+    )
+    if not isinstance(node, dict):
+        return 0
+    return int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", "0"))
+
+
+def start_real_node(state: State, node: realnode.Node, gpus: int = 0) -> None:
+    """containerd, the images, then the kubelet; returns once the Node is Ready
+    (and, with `gpus`, advertises that many fake GPUs through a device plugin)."""
+    p, pki = state.ports, RUN_DIR / "pki"
+    longest = node.dir / "kubelet" / "pod-resources" / "0123456789"
+    if len(str(longest)) > 107:
+        raise RuntimeError(
+            f"EGPU_RUN_DIR is too long for the kubelet's unix sockets ({longest}): "
+            "a shorter path, please"
+        )
+    p[f"kubelet-{node.index}"] = free_port()
+    p[f"kubelet-healthz-{node.index}"] = free_port()
+    state.save()
+    realnode.write_config(
+        node,
+        pki,
+        f"https://127.0.0.1:{p['apiserver']}",
+        {
+            "kubelet": p[f"kubelet-{node.index}"],
+            "kubelet-healthz": p[f"kubelet-healthz-{node.index}"],
+        },
+    )
+    realnode.make_cgroup_root(node)
+    realnode.make_bridge(node)
+    realnode.add_service_rule(node, p["apiserver"])
+    ctr = f"containerd-{node.name}"
+    start(state, ctr, ["containerd", "--config", str(node.dir / "containerd.toml")])
+    wait_for(
+        f"{ctr}'s socket",
+        lambda: (
+            subprocess.run(
+                ["ctr", "--address", str(node.socket), "version"], capture_output=True
+            ).returncode
+            == 0
+        ),
+        state,
+        ctr,
+        30,
+    )
+    images.load(str(node.socket), images.build(["pause", "python"]).values())
+    kubelet = f"kubelet-{node.name}"
+    start(
+        state,
+        kubelet,
+        [
+            str(binary("kubelet")),
+            f"--config={node.dir / 'kubelet.yaml'}",
+            f"--kubeconfig={node.dir / 'kubeconfig'}",
+            f"--root-dir={node.dir / 'kubelet'}",
+            f"--cert-dir={node.dir / 'kubelet-pki'}",
+            f"--hostname-override={node.name}",
+            f"--node-ip={node.gateway}",
+            f"--node-labels={realnode.NODE_LABEL}=true",
+            "--v=1",
+        ],
+    )
+    wait_for(f"node {node.name} Ready", lambda: node_ready(state, node.name), state, kubelet, 90)
+    if gpus:
+        plugin = f"fake-gpu-{node.name}"
+        start(
+            state,
+            plugin,
+            [
+                str(binary("egpu-fake-gpu-plugin")),
+                # The kubelet listens for plugins in this machine-wide directory
+                # whatever its root: only the newest kubelet on a machine gets them.
+                f"-plugin-dir={realnode.DEVICE_PLUGIN_DIR}",
+                f"-endpoint={node.network}.sock",
+                f"-count={gpus}",
+                f"-owner={node.dir}",  # so that `down` knows it for this run's
+            ],
+        )
+        wait_for(
+            f"{gpus} nvidia.com/gpu on {node.name}",
+            lambda: node_gpus(state, node.name) == gpus,
+            state,
+            plugin,
+            60,
+        )
+
+
+def load_images(names: list[str], if_running: bool = False) -> int:
+    """Import images (hack/images.py) into every running real node's containerd."""
+    nodes = realnode.nodes_of(RUN_DIR)
+    state = State.load()
+    running = [n for n in nodes if ours(state.pids.get(f"containerd-{n.name}", -1))]
+    if not running:
+        log(f"no real node is running in {RUN_DIR} (up --real-nodes N): nothing loaded")
+        return 0 if if_running else 1
+    archives = images.build(names)
+    for node in running:
+        images.load(str(node.socket), archives.values())
+        log(f"loaded {', '.join(names)} into {node.name}")
+    return 0
+
+
+def healthy(state: State, real_nodes: int = 0) -> bool:
     return (
         bool(state.pids)
+        and all(
+            ours(pid)
+            for name, pid in state.pids.items()
+            if name.startswith(("kubelet-", "containerd-", "fake-gpu-"))
+        )
+        and all(f"kubelet-egpu-real-{i}" in state.pids for i in range(real_nodes))
         and all(ours(state.pids[c]) for c in COMPONENTS if c in state.pids)
         and all(c in state.pids for c in COMPONENTS if c not in held_back())
         and https_ok(f"https://127.0.0.1:{state.ports['apiserver']}/readyz", RUN_DIR / "pki")
     )
 
 
-def ensure_binaries() -> None:
-    missing = [c for c in COMPONENTS if not binary(c).exists()]
+def ensure_binaries(real_nodes: int = 0, gpus: int = 0) -> None:
+    if real_nodes and realnode.missing_tools():
+        log(f"installing {', '.join(realnode.missing_tools())}")
+        subprocess.run(["bash", str(REPO / "hack" / "install-node-deps.sh")], check=True)
+    needed = [
+        *COMPONENTS,
+        *(["kubelet"] if real_nodes else []),
+        *(["egpu-fake-gpu-plugin"] if real_nodes and gpus else []),
+    ]
+    missing = [c for c in needed if not binary(c).exists()]
     if missing:
         log(f"obtaining binaries: {', '.join(missing)}")
         subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True)
 
 
-def cmd_up(fresh: bool) -> int:
+def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0) -> int:
     state = State.load()
-    if not fresh and healthy(state):
+    if not fresh and healthy(state, real_nodes):
         log(f"already running; KUBECONFIG={RUN_DIR / 'kubeconfig'}")
         print(RUN_DIR / "kubeconfig")
         return 0
     if state.pids:
-        stop_all(state)
-    ensure_binaries()
+        stop_everything(state)
+    ensure_binaries(real_nodes, gpus)
     t0 = time.monotonic()
     state = State()
     try:
-        launch(state)
+        launch(state, real_nodes, gpus)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
         log(f"start failed: {exc}")
-        survivors = stop_all(state)
+        survivors = stop_everything(state)
         if survivors:
             log(f"could not stop: {survivors}")
         return 1
     except BaseException:
-        stop_all(state)
+        stop_everything(state)
         raise
     log(f"control plane ready in {time.monotonic() - t0:.1f}s; logs in {RUN_DIR / 'logs'}")
     log(f"export KUBECONFIG={RUN_DIR / 'kubeconfig'}")
@@ -570,9 +728,17 @@ def cmd_up(fresh: bool) -> int:
     return 0
 
 
+def stop_everything(state: State) -> list[str]:
+    """stop_all, then undo what real nodes left: pods, shims, mounts, bridges."""
+    survivors = stop_all(state)
+    for node in realnode.nodes_of(RUN_DIR):
+        survivors += [f"{node.name}: {p}" for p in realnode.teardown(node)]
+    return survivors
+
+
 def cmd_down() -> int:
     state = State.load()
-    survivors = stop_all(state)
+    survivors = stop_everything(state)
     shutil.rmtree(RUN_DIR / "etcd", ignore_errors=True)
     if survivors:
         log(f"processes still alive: {survivors}")
@@ -586,7 +752,10 @@ def cmd_status() -> int:
     if not state.pids:
         print("stopped")
         return 1
-    for name in COMPONENTS:
+    for name in [
+        *COMPONENTS,
+        *(n for n in state.pids if n.startswith(("containerd-", "kubelet-", "fake-gpu-"))),
+    ]:
         pid = state.pids.get(name)
         if pid is None:
             print(f"{name:26} not started")
@@ -604,12 +773,29 @@ def cmd_status() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "command", choices=["up", "down", "status", "env", "adopt", "start-scheduler"]
+        "command",
+        choices=["up", "down", "status", "env", "adopt", "start-scheduler", "load-images"],
     )
+    parser.add_argument("images", nargs="*", help="load-images: python, pause, operator")
     parser.add_argument("--fresh", action="store_true", help="restart even if running")
+    parser.add_argument(
+        "--if-running", action="store_true", help="load-images: no real node is no error"
+    )
+    parser.add_argument(
+        "--real-nodes",
+        type=int,
+        default=int(os.environ.get("EGPU_REAL_NODES", "0") or 0),
+        help="up: also start N real kubelet nodes (containerd, runc; needs root)",
+    )
+    parser.add_argument(
+        "--real-node-gpus",
+        type=int,
+        default=int(os.environ.get("EGPU_REAL_NODE_GPUS", "0") or 0),
+        help="up: fake nvidia.com/gpu devices per real node, from a device plugin (default 0)",
+    )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.command == "adopt":
         if not args.name or not args.pid or not ours(args.pid):
             parser.error("adopt needs --name and the --pid of a live process of this run dir")
@@ -618,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
         state.save()
         return 0
     if args.command == "up":
-        return cmd_up(args.fresh)
+        return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus)
+    if args.command == "load-images":
+        return load_images(args.images or ["operator"], args.if_running)
     if args.command == "down":
         return cmd_down()
     if args.command == "start-scheduler":

@@ -7,7 +7,8 @@ PY=.venv/bin/python
 : "${EGPU_RUN_DIR:=$PWD/.run/test-cluster}"
 export EGPU_RUN_DIR
 trap '$PY hack/localcluster.py down' EXIT
-$PY hack/localcluster.py up --fresh >/dev/null || exit 1
+# One real kubelet node (hack/realnode.py) beside the simulated ones.
+$PY hack/localcluster.py up --fresh --real-nodes "${EGPU_REAL_NODES:-1}" >/dev/null || exit 1
 export KUBECONFIG="$EGPU_RUN_DIR/kubeconfig"
 $PY -m pytest -m "integration or e2e" -q "$@"
 rc=$?

@@ -6,12 +6,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import RUN_DIR, Cluster, OperatorProcess, cluster_fixture, namespace_fixture
+from harness import (
+    RUN_DIR,
+    Cluster,
+    OperatorProcess,
+    cluster_fixture,
+    namespace_fixture,
+    real_node_fixture,
+)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     yield from cluster_fixture()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> str:
+    """A real kubelet node (containerd, runc) of the test cluster."""
+    return real_node_fixture(cluster)
 
 
 @pytest.fixture

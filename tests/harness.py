@@ -56,7 +56,9 @@ def _status_ok() -> bool:
 
 
 def cluster_fixture() -> Iterator[Cluster]:
+    # One real kubelet node beside the simulated ones, unless EGPU_REAL_NODES says otherwise.
     env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
+    env.setdefault("EGPU_REAL_NODES", "1")
     started_here = not _status_ok()
     if started_here:
         subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -197,3 +199,25 @@ class OperatorProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+# What hack/realnode.py labels and taints its nodes with.
+REAL_NODE_LABEL = "egpu.io/real-node"
+REAL_NODE_TOLERATION = {"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def real_node_fixture(cluster: Cluster) -> str:
+    """The name of a Ready real kubelet node; fails (never skips) when there is none."""
+    import json
+
+    nodes = json.loads(
+        cluster.kubectl("get", "nodes", "-l", f"{REAL_NODE_LABEL}=true", "-o", "json").stdout
+    )["items"]
+    for node in nodes:
+        conditions = node["status"].get("conditions", [])
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return str(node["metadata"]["name"])
+    raise AssertionError(
+        "no Ready real node: start the cluster with `hack/localcluster.py up --real-nodes 1` "
+        "(hack/run-integration.sh does, unless EGPU_REAL_NODES=0)"
+    )

@@ -357,6 +357,23 @@ def test_the_binding_carries_the_plan_the_ids_and_the_domain() -> None:
     run(go)
 
 
+def test_with_watch_namespaces_only_their_pods_are_bound_yet_all_pods_hold_room() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {"l0": 1})
+        binder.runtime.namespaces = frozenset({"team-a"})
+        # A pod of another namespace, already bound, holds 4 of the node's 8 GPUs.
+        api.add_pod(gpu_pod("theirs-running", gpus=4, namespace="team-b", node="l0-n0"))
+        api.add_pod(gpu_pod("theirs", gpus=1, namespace="team-b"))
+        api.add_pod(gpu_pod("mine", gpus=2, namespace="team-a"))
+        api.add_pod(gpu_pod("mine-too-big", gpus=5, namespace="team-a"))
+        await cycle(api, binder)
+        assert bound_to(api, "theirs", "team-b") is None  # not this operator's namespace
+        assert bound_to(api, "mine", "team-a") == "l0-n0"
+        assert bound_to(api, "mine-too-big", "team-a") is None  # 4 GPUs are taken
+        assert binder.audit() == []
+
+
 def test_a_node_filled_by_another_scheduler_during_the_plan_write_is_not_bound() -> None:
     # Found by the chaos soak: kube-scheduler cannot see a plan that is not bound yet, so
     # it bound a 3-GPU pod onto the GPUs planned for a gang; the binder, slowed while it

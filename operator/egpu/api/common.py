@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from egpu import SCHEDULER_NAME
+from egpu import DEFAULT_SCHEDULER_NAME as SCHEDULER_NAME
 from egpu.api.base import LIST_ATOMIC, ApiModel, Rule, list_map
 from egpu.api.types import (
     Annotations,

@@ -72,7 +72,7 @@ from egpu.observability.metrics import (
     PODS_BOUND,
 )
 from egpu.state.ledger_sync import PLANNED
-from egpu.state.pods import is_ours, plan_annotation, pod_key, read_pod
+from egpu.state.pods import plan_annotation, pod_key, read_pod
 
 log = logging.getLogger("egpu.binder")
 IDLE_CYCLE_SECONDS = 5.0
@@ -168,7 +168,7 @@ class Binder:
             self.trigger.kick()
             return
         key = pod_key(new or old or {})
-        facts = self.sync.facts_of(new) if new is not None and is_ours(new) else None
+        facts = self.sync.facts_of(new) if new is not None and self.runtime.manages(new) else None
         self._index(key, facts)
         if new is None:
             self._told.pop(key, None)
@@ -181,7 +181,7 @@ class Binder:
     def _reindex(self) -> None:
         self.members, self.waiting, self._gang_of = {}, set(), {}
         for key, pod in self.runtime.pods.store.items():
-            if is_ours(pod):
+            if self.runtime.manages(pod):
                 self._index(key, read_pod(pod))
 
     def _index(self, key: str, facts: PodFacts | None) -> None:

@@ -94,6 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
         lease_timings=lease_timings(args),
+        namespaces=frozenset(args.namespace),
     )
     log.info(
         "starting",

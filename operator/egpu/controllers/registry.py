@@ -28,6 +28,7 @@ class OperatorOptions:
     lease_namespace: str = "default"
     lease_name: str = "egpu-operator"
     lease_timings: LeaseTimings = field(default_factory=LeaseTimings)
+    namespaces: frozenset[str] = frozenset()  # empty: the whole cluster
 
 
 def build_registry(
@@ -41,7 +42,7 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     async def start_runtime(memo: kopf.Memo, **_: Any) -> None:
-        runtime = Runtime.create(options.kubeconfig, options.topology_name)
+        runtime = Runtime.create(options.kubeconfig, options.topology_name, options.namespaces)
         await runtime.start()
         # The ledger of a large cluster is hundreds of thousands of long-lived
         # objects: keep them out of the collector's full passes (pauses of 100s of ms).

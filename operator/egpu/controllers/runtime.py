@@ -22,6 +22,7 @@ from egpu.domain.topology import Topology
 from egpu.kube.client import JSON, Credentials, KubeClient
 from egpu.state.informer import Informer
 from egpu.state.ledger_sync import HOSTNAME_ONLY, LedgerSync
+from egpu.state.pods import is_ours
 
 log = logging.getLogger("egpu.runtime")
 
@@ -63,6 +64,9 @@ class Runtime:
     pods: Informer
     ledger: LedgerSync = field(default_factory=LedgerSync)
     topology_name: str = "default"
+    # The namespaces whose pods this operator places (the chart's watchNamespaces);
+    # empty: all. The ledger counts every pod on every node whatever this says.
+    namespaces: frozenset[str] = frozenset()
     workloads: dict[str, JSON] = field(default_factory=dict)
     topologies: dict[str, JSON] = field(default_factory=dict)
     leading: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,13 +76,19 @@ class Runtime:
     _background: set[asyncio.Future[None]] = field(default_factory=set)
 
     @classmethod
-    def create(cls, kubeconfig: str | None = None, topology_name: str = "default") -> Runtime:
+    def create(
+        cls,
+        kubeconfig: str | None = None,
+        topology_name: str = "default",
+        namespaces: frozenset[str] = frozenset(),
+    ) -> Runtime:
         client = KubeClient(Credentials.load(kubeconfig))
         runtime = cls(
             client=client,
             nodes=Informer(client, "/api/v1/nodes", name="nodes"),
             pods=Informer(client, "/api/v1/pods", name="pods"),
             topology_name=topology_name,
+            namespaces=namespaces,
         )
         runtime.feed_ledger()
         return runtime
@@ -101,6 +111,14 @@ class Runtime:
             self.rebuild_ledger()
         else:
             self.ledger.pod_changed(old, new)
+
+    def manages(self, pod: JSON) -> bool:
+        """A pod this operator places: its schedulerName, in a watched namespace."""
+        if not is_ours(pod):
+            return False
+        return (
+            not self.namespaces or (pod.get("metadata") or {}).get("namespace") in self.namespaces
+        )
 
     def topology(self) -> Topology:
         """The levels of the GPUTopology that drives placement; by node alone without it."""

@@ -1,0 +1,3 @@
+module local/egpu-pause
+
+go 1.22

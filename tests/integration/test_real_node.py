@@ -1,0 +1,320 @@
+"""A real kubelet node beside the simulated ones: real containers from images
+built without a registry, reaching the API server at the Service's ClusterIP;
+`down` leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from egpu.sim.usage import usage_annotation
+from harness import (
+    LOCALCLUSTER,
+    REAL_NODE_LABEL,
+    REAL_NODE_TOLERATION,
+    REPO,
+    Cluster,
+    OperatorProcess,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+# Lists pods with the pod's own ServiceAccount token, through the `kubernetes`
+# Service: 403 (authenticated, not authorized) proves network, TLS and token.
+PROBE = """
+import os, ssl, sys, urllib.error, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+ctx = ssl.create_default_context(cafile=sa + "ca.crt")
+url = "https://%s:%s/api/v1/pods" % (
+    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + open(sa + "token").read()})
+try:
+    urllib.request.urlopen(req, context=ctx, timeout=10)
+    print("api 200", flush=True)
+except urllib.error.HTTPError as e:
+    print("api %d" % e.code, flush=True)
+print("uid %d" % os.getuid(), flush=True)
+import signal
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.pause()
+"""
+
+
+def plain_pod(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {REAL_NODE_LABEL: "true"},
+            "tolerations": [REAL_NODE_TOLERATION],
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "egpu.local/python:3.11",
+                    "imagePullPolicy": "Never",
+                    "command": ["/usr/bin/python3.11", "-c", PROBE],
+                    "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def test_plain_pod_runs_on_the_real_node(cluster: Cluster, real_node: str, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(plain_pod("plain")))
+
+    def pod() -> dict[str, object]:
+        out = cluster.kubectl("get", "pod", "plain", "-n", namespace, "-o", "json").stdout
+        return dict(json.loads(out))
+
+    wait_until(lambda: pod()["status"].get("phase") == "Running", 90, "the pod to run")  # type: ignore[union-attr]
+    got = pod()
+    assert got["spec"]["nodeName"] == real_node  # type: ignore[index]
+    status = got["status"]
+    container = status["containerStatuses"][0]  # type: ignore[index]
+    assert container["containerID"].startswith("containerd://")
+    assert container["restartCount"] == 0
+    # The pod's own network namespace, on the node's bridge subnet, not the host's.
+    node = json.loads(cluster.kubectl("get", "node", real_node, "-o", "json").stdout)
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    assert status["podIP"] != node_ip  # type: ignore[index]
+    assert status["podIP"].rsplit(".", 1)[0] == node_ip.rsplit(".", 1)[0]  # type: ignore[index]
+
+    def logs() -> str:
+        return cluster.kubectl("logs", "plain", "-n", namespace, check=False).stdout
+
+    wait_until(lambda: "uid" in logs(), 30, "the pod's output")
+    assert "api 403" in logs(), logs()
+    assert "uid 65532" in logs(), logs()  # the image's non-root user
+    cluster.kubectl("delete", "pod", "plain", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def _leftovers(run_dir: Path) -> list[str]:
+    sys.path.insert(0, str(REPO / "hack"))
+    import realnode
+
+    found = []
+    procs = realnode.processes_mentioning(str(run_dir))
+    if procs:
+        found.append(f"processes {procs}")
+    for node in realnode.nodes_of(run_dir):
+        links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+        if node.bridge in links:
+            found.append(f"bridge {node.bridge}")
+        rules = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True
+        ).stdout
+        if node.rule_comment in rules:
+            found.append("the Service DNAT rule")
+        mounts = Path("/proc/self/mountinfo").read_text()
+        if str(node.dir) in mounts:
+            found.append("mounts")
+        if any((h / node.cgroup_root).exists() for h in realnode.cgroup_hierarchies()):
+            found.append("cgroups")
+    return found
+
+
+@pytest.fixture(scope="module")
+def second_cluster() -> Iterator[tuple[Path, Cluster]]:
+    """A cluster of its own whose real node advertises 4 fake GPUs (a device
+    plugin): GPU pods here do not meet the other tests' binder."""
+    # Short: the kubelet's sockets live under it (a unix socket path has 107 bytes).
+    run_dir = Path(tempfile.mkdtemp(prefix="egpu-rn-"))
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir)}
+    env.update(EGPU_REAL_NODES="1", EGPU_REAL_NODE_GPUS="4")
+    subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        other = Cluster(kubeconfig=str(run_dir / "kubeconfig"))
+        wait_until(
+            lambda: other.kubectl("get", "sa", "default", check=False).returncode == 0,
+            60,
+            "the default ServiceAccount",
+        )
+        yield run_dir, other
+    finally:
+        subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def gpu_pod(name: str, gpus: int) -> dict[str, Any]:
+    pod: dict[str, Any] = plain_pod(name)
+    container = pod["spec"]["containers"][0]
+    container["command"] = [
+        "/usr/bin/python3.11",
+        "-c",
+        "import os, signal, sys\n"
+        "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "signal.pause()",
+    ]
+    container["resources"]["limits"] = {"nvidia.com/gpu": str(gpus)}
+    return pod
+
+
+def test_gpu_pods_get_their_devices_from_the_real_kubelet(
+    second_cluster: tuple[Path, Cluster],
+) -> None:
+    _, other = second_cluster
+    node = json.loads(other.kubectl("get", "node", "egpu-real-0", "-o", "json").stdout)
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    for name in ("gpu-a", "gpu-b", "gpu-c"):
+        other.kubectl("apply", "-f", "-", input=json.dumps(gpu_pod(name, 2)))
+    for name in ("gpu-a", "gpu-b"):
+        other.kubectl("wait", f"pod/{name}", "--for=jsonpath={.status.phase}=Running",
+                      "--timeout=90s")  # fmt: skip
+
+    def devices(name: str) -> list[str]:
+        out = other.kubectl("logs", name, check=False).stdout
+        line = next((ln for ln in out.splitlines() if ln.startswith("devices ")), "")
+        return sorted(line.removeprefix("devices ").split(",")) if line else []
+
+    wait_until(lambda: bool(devices("gpu-a") and devices("gpu-b")), 30, "the pods' output")
+    a, b = devices("gpu-a"), devices("gpu-b")
+    # The kubelet's device manager gave each container two of the plugin's four
+    # devices, none twice.
+    assert len(a) == len(b) == 2 and not set(a) & set(b), (a, b)
+    assert set(a) | set(b) == {f"GPU-fake-{i}" for i in range(4)}
+    # No fifth and sixth GPU: the third pod waits.
+    third = json.loads(other.kubectl("get", "pod", "gpu-c", "-o", "json").stdout)
+    assert third["status"]["phase"] == "Pending" and not third["spec"].get("nodeName")
+    other.kubectl("delete", "pod", "gpu-a", "gpu-b", "gpu-c", "--wait=true", "--timeout=60s")
+
+
+USAGE = "egpu.io/sim-usage"
+FAKE_MODEL = "EGPU-FAKE-GPU"
+
+
+def resizable_workload(usage: str) -> dict[str, Any]:
+    command = (
+        "import os, signal, sys\n"
+        "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "signal.pause()"
+    )
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": "grow"},
+        "spec": {
+            "replicas": 1,
+            "gpusPerPod": 2,
+            "gpuModel": FAKE_MODEL,
+            "gang": {"policy": "None"},
+            "resize": {
+                "mode": "Auto",
+                "cpu": {"min": "500m", "max": "1", "step": "500m"},
+                "memory": {"min": "1Gi", "max": "4Gi", "step": "1Gi"},
+            },
+            "template": {
+                "metadata": {
+                    "annotations": {
+                        USAGE: usage_annotation({"main": {"cpu": "300m", "memory": usage}})
+                    }
+                },
+                "spec": {
+                    "tolerations": [REAL_NODE_TOLERATION],
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "egpu.local/python:3.11",
+                            "imagePullPolicy": "Never",
+                            "command": ["/usr/bin/python3.11", "-c", command],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "1Gi"},
+                                "limits": {"cpu": "500m", "memory": "1Gi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.mark.e2e
+def test_the_operator_binds_to_the_real_node_and_resizes_a_real_cgroup(
+    second_cluster: tuple[Path, Cluster],
+) -> None:
+    """The operator (a process on the host) binds a GPUWorkload member to the real
+    node; the kubelet allocates its fake GPUs; rising (simulated) memory use grows
+    it in place, and the kubelet writes the new limit into the container's cgroup."""
+    run_dir, other = second_cluster
+    other.kubectl("label", "node", "egpu-real-0", f"nvidia.com/gpu.product={FAKE_MODEL}")
+    other.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    other.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    operator = OperatorProcess(other, run_dir / "operator.log")
+    operator.start()
+    try:
+        other.kubectl("apply", "-f", "-", input=json.dumps(resizable_workload("700Mi")))
+
+        def member() -> dict[str, Any]:
+            out = other.kubectl("get", "pod", "grow-0", "-o", "json", check=False)
+            return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+
+        def running() -> bool:
+            statuses = member().get("status", {}).get("containerStatuses") or []
+            return bool(statuses) and "running" in statuses[0]["state"]
+
+        wait_until(running, 90, "the member to run on the real node")
+        first = member()
+        assert first["spec"]["nodeName"] == "egpu-real-0"
+        uid = first["metadata"]["uid"]
+        # The operator's plan and the kubelet's choice: two devices each. The
+        # kubelet picks on its own (device-plugin nodes are GPU-advisory).
+        planned = first["metadata"]["annotations"]["egpu.io/gpu-ids"].split(",")
+        out = other.kubectl("logs", "grow-0").stdout
+        given = next(ln for ln in out.splitlines() if ln.startswith("devices ")).split()[1]
+        assert len(planned) == 2 and len(given.split(",")) == 2, (planned, given)
+
+        text = usage_annotation({"main": {"cpu": "300m", "memory": "1.5Gi"}})
+        other.kubectl("annotate", "pod", "grow-0", f"{USAGE}={text}", "--overwrite")
+
+        def limit() -> str:
+            return str(member()["status"]["containerStatuses"][0]["resources"]["limits"]["memory"])
+
+        wait_until(lambda: limit() == "2Gi", 60, "the pod to grow to 2Gi in place")
+        last = member()
+        status = last["status"]["containerStatuses"][0]
+        assert last["metadata"]["uid"] == uid and status["restartCount"] == 0
+        container_id = status["containerID"].removeprefix("containerd://")
+        sys.path.insert(0, str(REPO / "hack"))
+        import realnode
+
+        node = realnode.Node(run_dir, 0)
+        files = list(
+            (realnode.CGROUP_FS / "memory" / node.cgroup_root).rglob(
+                f"pod{uid}/{container_id}/memory.limit_in_bytes"
+            )
+        )
+        assert len(files) == 1, files
+        wait_until(
+            lambda: files[0].read_text().strip() == str(2 << 30), 30, "the cgroup's new limit"
+        )
+    finally:
+        operator.stop()
+
+
+def test_down_leaves_nothing_behind(second_cluster: tuple[Path, Cluster]) -> None:
+    """With pods running on the real node (and its device plugin), `down` must
+    leave no process, mount, bridge, iptables rule or cgroup."""
+    run_dir, other = second_cluster
+    other.kubectl("apply", "-f", "-", input=json.dumps(plain_pod("left")))
+    other.kubectl("wait", "pod/left", "--for=jsonpath={.status.phase}=Running", "--timeout=90s")
+    assert _leftovers(run_dir)  # the check sees a running node
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir)}
+    down = subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert _leftovers(run_dir) == []
