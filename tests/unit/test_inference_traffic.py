@@ -104,6 +104,16 @@ def test_enough_ready_replicas_meet_the_slo_and_count_gpu_time() -> None:
     assert s.queue == 0
 
 
+def test_requests_in_time_are_counted_per_second_too() -> None:
+    s = service([(0, 8)])
+    for i in range(8):
+        s.advance(i * 0.25, 0.25, serving(3 if i < 4 else 0))
+    seconds = s.result()["seconds"]
+    assert [row[0] for row in seconds] == [0, 1]
+    assert seconds[0][1:] == [pytest.approx(8.0), pytest.approx(8.0)]
+    assert seconds[1][1] == pytest.approx(8.0) and seconds[1][2] == 0.0
+
+
 def test_too_few_replicas_build_a_queue_and_miss_the_slo() -> None:
     s = service([(0, 8)])
     for i in range(40):
