@@ -167,6 +167,8 @@ def service(
     min_replicas: int,
     behavior: dict[str, Any],
     warm: int = 0,
+    warm_max: int | None = None,
+    ready_after: str = "2s",
 ) -> str:
     selector = f'namespace="{namespace}",service="{name}"'
     return json.dumps(
@@ -191,9 +193,9 @@ def service(
                     },
                 },
                 "behavior": behavior,
-                "warmPool": {"size": warm},
+                "warmPool": {"size": warm, **({} if warm_max is None else {"maxSize": warm_max})},
                 "template": {
-                    "metadata": {"annotations": {"egpu.io/sim-ready-after": "2s"}},
+                    "metadata": {"annotations": {"egpu.io/sim-ready-after": ready_after}},
                     "spec": {
                         "containers": [
                             {
@@ -370,6 +372,61 @@ def test_scale_to_zero_after_idle_and_wake_on_the_first_request(
     events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"ScaledToZero", "Woke"} <= reasons, reasons
+
+
+COLD_START_S = 8.0
+
+
+def test_a_second_crowd_finds_the_capacity_the_first_taught(stack: Stack, namespace: str) -> None:
+    """No pool by hand (size 0, ceiling 12): the first crowd waits the cold start, the
+    pool then learns its size, and the second crowd is served by promoted warm pods."""
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "8s",
+        "panicWindow": "2s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": "6s"},
+    }
+    body = service(
+        "recur",
+        stack,
+        namespace,
+        min_replicas=1,
+        behavior=behavior,
+        warm=0,
+        warm_max=12,
+        ready_after=f"{COLD_START_S:g}s",
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    # Two x20 crowds (2 -> 40 requests/s: 10 ready replicas carry them), 26 s apart.
+    levels = [[0, 2], [20, 40], [34, 2], [60, 40], [72, 2], [76, 2]]
+    traffic = Traffic(stack, namespace, "recur", levels)
+    try:
+        wait_until(
+            lambda: status(cluster, namespace, "recur").get("readyReplicas") == 1,
+            traffic.at(18) - time.time(),
+            "one ready replica at base load",
+        )
+        assert status(cluster, namespace, "recur").get("warmReplicas", 0) == 0
+        time.sleep(max(0.0, traffic.at(56) - time.time()))
+        between = status(cluster, namespace, "recur")
+        time.sleep(max(0.0, traffic.at(74) - time.time()))
+        result = traffic.stop()
+    finally:
+        traffic.close()
+
+    decision = between.get("lastDecision", {})
+    # Between the crowds: the first one's capacity is kept, mostly warm, and status says why.
+    assert between.get("readyReplicas", 0) + between.get("warmReplicas", 0) >= 10, between
+    assert between.get("warmReplicas", 0) >= 5, between
+    assert decision.get("warmReplicas", 0) >= 5, decision
+    assert "1 crowd seen" in decision.get("message", ""), decision
+    assert len(between.get("scaler", {}).get("bursts", [])) == 1, between.get("scaler")
+    first, second = result["capacity_lag_s"]
+    # The first crowd found no spare capacity: new pods had to start cold.
+    assert first is not None and first >= COLD_START_S, result["capacity_lag_s"]
+    # The second found it warm: carried before any new pod could have started.
+    assert second is not None and second < COLD_START_S, result["capacity_lag_s"]
 
 
 def manual_service(name: str) -> str:
