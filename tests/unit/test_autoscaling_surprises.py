@@ -249,3 +249,30 @@ def test_a_service_that_saw_no_crowd_learns_nothing() -> None:
     result = run(slo_policy(warm_pool_max=40), steady, MODEL, CONFIG, initial_serving=2)
     assert max(t.warm for t in result.ticks) <= 1
     assert all(not d.memory.bursts for _, d in result.decisions)
+
+
+def concurrency_window(value: float, now: float = NOON) -> MetricWindow:
+    calm = [MetricSample(now - 60 + i, 2.0, 1) for i in range(57)]
+    crowd = [MetricSample(now - 2 + i, value, 1) for i in range(3)]
+    return MetricWindow(tuple(calm + crowd))
+
+
+def test_a_crowd_seen_through_a_backlog_is_remembered_at_what_carried_it() -> None:
+    # Concurrency: 180 in flight on 12 busy replicas holds their queues too; its true
+    # size is unknown, but at least the 12 that were all busy.
+    pol = slo_policy(metric=MetricKind.CONCURRENCY, target=3.0, warm_pool_max=40)
+    busy = ScalerMemory(panic_since=NOON - 10, panic_last_triggered_at=NOON - 1)
+    d = decide(pol, concurrency_window(180.0), ScalerState(12, 12, 0, busy), NOON)
+    assert d.mode is Mode.PANIC
+    assert d.memory.bursts == (Burst(NOON - 10, 12, NOON),)
+    # Once capacity carries it, the value is the crowd: 30 in flight need 10, x 1.2 = 12.
+    d = decide(pol, concurrency_window(30.0), ScalerState(14, 14, 0, busy), NOON)
+    assert d.memory.bursts == (Burst(NOON - 10, 12, NOON),)
+
+
+def test_a_service_starting_cold_under_load_is_no_crowd() -> None:
+    # Nothing ready yet and requests queue at the router: a panic, but nothing learned.
+    pol = slo_policy(metric=MetricKind.CONCURRENCY, target=3.0, warm_pool_max=40)
+    d = decide(pol, concurrency_window(16.0), ScalerState(1, 0, 0), NOON)
+    assert d.mode is Mode.PANIC
+    assert d.memory.bursts == ()

@@ -27,6 +27,24 @@ def burst_demand(arrival_demand: float) -> float:
     return max(0.0, arrival_demand) * (1.0 + BURST_HEADROOM)
 
 
+def crowd_replicas(needed_exact: float, with_headroom: int, ready: int, exact_signal: bool) -> int:
+    """The size to remember a crowd at, from one sample of its panic.
+
+    `needed_exact` is what its demand needs; `with_headroom` that with BURST_HEADROOM.
+    An exact signal (LatencySLO's arrival rate) is taken as it is. Other metrics count
+    what waits at busy replicas too (concurrency is arrivals x latency), so while the
+    ready replicas fall short the sample only shows the crowd is at least `ready`.
+    """
+    if exact_signal or needed_exact <= ready:
+        return with_headroom
+    return ready
+
+
+def worth_remembering(replicas: int, min_replicas: int) -> bool:
+    """A 'crowd' the minimum already carries (a cold start under base load) is none."""
+    return replicas > max(1, min_replicas)
+
+
 def record_burst(
     bursts: tuple[Burst, ...], started_at: float, now: float, replicas: int
 ) -> tuple[Burst, ...]:

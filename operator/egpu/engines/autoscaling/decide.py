@@ -20,10 +20,12 @@ from egpu.engines.autoscaling import limits, panic, zero
 from egpu.engines.autoscaling.backlog import BacklogPlan, backlog_plan
 from egpu.engines.autoscaling.bursts import (
     burst_demand,
+    crowd_replicas,
     learned_capacity,
     learned_pool,
     record_burst,
     remembered,
+    worth_remembering,
 )
 from egpu.engines.autoscaling.capacity import cap_to_capacity
 from egpu.engines.autoscaling.forecast import forecast_demand
@@ -423,9 +425,14 @@ def decide(
                 )
                 crowd = demand_of(newest, policy.metric, 0.0)
                 if crowd is not None and status.since is not None:
-                    bursts = record_burst(
-                        bursts, status.since, now, sizer.replicas(burst_demand(crowd))
+                    size = crowd_replicas(
+                        sizer.exact(crowd),
+                        sizer.replicas(burst_demand(crowd)),
+                        state.ready_replicas,
+                        exact_signal=policy.metric is MetricKind.LATENCY_SLO,
                     )
+                    if worth_remembering(size, policy.min_replicas):
+                        bursts = record_burst(bursts, status.since, now, size)
             step, recs, panic_peak = _panic_step(policy, sizer, est, state, ratio, now, recs, drain)
         else:
             step, recs = _stable_step(policy, sizer, est, state, now, recs)
