@@ -449,7 +449,12 @@ def windows(name: str, trace: Trace, cold_start_s: float) -> dict[str, tuple[flo
         return {"spike": (at, at + 60.0)}
     if name == "plateau":
         at = trace.jumps[0].at_s
-        return {"after_cold_start": (at + cold_start_s, trace.duration_s)}
+        # The target's window, and one that leaves out the backlog the first cold start
+        # left (it drains within seconds of the capacity arriving).
+        return {
+            "after_cold_start": (at + cold_start_s, trace.duration_s),
+            "settled": (at + cold_start_s + 5.0, trace.duration_s),
+        }
     if name == "tide2":
         return {"day2": (trace.duration_s / 2, trace.duration_s)}
     return {}
