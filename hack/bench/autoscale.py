@@ -203,6 +203,7 @@ def egpu_service(
     scrape_interval: str = "1s",
     learn_ceiling: int = 0,
     burst_memory: str = "10m",
+    scale_up_max_rate: float | None = None,
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -235,6 +236,7 @@ def egpu_service(
                 "panicWindow": "6s",
                 "scrapeInterval": scrape_interval,
                 "scaleDown": {"stabilizationWindow": "60s"},
+                **({"scaleUp": {"maxRate": scale_up_max_rate}} if scale_up_max_rate else {}),
             },
             "warmPool": {
                 "size": warm_pool,
@@ -591,6 +593,13 @@ def main() -> int:
         help="warmPool.burstMemory of the egpu services (a day here is minutes long: the "
         "10m default would span days of it)",
     )
+    parser.add_argument(
+        "--scale-up-max-rate",
+        type=float,
+        default=None,
+        help="behavior.scaleUp.maxRate of the egpu services (unset: the CRD default, 10x "
+        "the ready replicas per decision)",
+    )
     args = parser.parse_args()
     chosen = [t.strip() for t in args.traces.split(",") if t.strip()]
     unknown = sorted(set(chosen) - set(ALL_TRACES))
@@ -674,6 +683,7 @@ def main() -> int:
             **egpu_options,
             "learn_ceiling": args.learn_ceiling,
             "burst_memory": args.burst_memory,
+            "scale_up_max_rate": args.scale_up_max_rate,
         }
         for name in trace_set:
             namespace = f"bench-{name}"
