@@ -314,8 +314,8 @@ class WarmPool(ApiModel):
         ge=0,
         le=1000,
         description="Let the pool learn from the crowds it sees, up to this many pods: after "
-        "a crowd (a panic), serving plus warm pods stay at the crowd's size (its peak arrival "
-        "rate plus a fifth) while crowds recur. Unset: the pool stays at size.",
+        "a crowd (a panic), serving plus warm pods stay at the crowd's size (what its peak "
+        "load needed, plus a fifth) while crowds recur. Unset: the pool stays at size.",
     )
     burst_memory: Duration = Field(
         "10m",
