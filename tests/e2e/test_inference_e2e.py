@@ -410,7 +410,9 @@ def test_a_second_crowd_finds_the_capacity_the_first_taught(stack: Stack, namesp
     try:
         time.sleep(max(0.0, traffic.at(26) - time.time()))
         before = status(cluster, namespace, "recur")
-        assert (before.get("readyReplicas"), before.get("warmReplicas", 0)) == (1, 0), before
+        # Base load: one replica (two while the start-up is still remembered), no pool.
+        assert before.get("readyReplicas", 0) <= 2, before.get("lastDecision")
+        assert before.get("warmReplicas", 0) == 0, before
         time.sleep(max(0.0, traffic.at(46) - time.time()))
         # After the first crowd, before the second: serving back down, capacity kept warm.
         wait_until(
