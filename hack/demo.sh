@@ -55,13 +55,16 @@ echo "healthz: $(curl -fsS "http://127.0.0.1:$HEALTH_PORT/healthz" 2>&1 || echo 
 echo "metrics: http://127.0.0.1:$METRICS_PORT/metrics ($(curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | grep -c '^egpu_') egpu_ series)"
 echo "logs:    $EGPU_RUN_DIR/logs/operator.log (JSON)"
 
+say "The cluster's network levels (examples/topology.yaml)"
+"$BIN/kubectl" apply -f examples/topology.yaml
+
 say "What-if: where would the 64-GPU training gang go? (egpu plan, creates nothing)"
-"$BIN/egpu" plan -f examples/training-gang-64.yaml | head -4 || true
+# The full answer (one line per rank): it is short, and a cut pipe could fail the demo.
+"$BIN/egpu" plan -f examples/training-gang-64.yaml || echo "(the gang does not fit now)"
 
 say "Sample objects (examples/)"
-"$BIN/kubectl" apply -f examples/topology.yaml
 for f in examples/*.yaml; do "$BIN/kubectl" apply -f "$f"; done
-for _ in $(seq 30); do
+for _ in $(seq 90); do
   phase=$("$BIN/kubectl" get gpuworkload llm-pretrain -o jsonpath='{.status.phase}' 2>/dev/null)
   [ "$phase" = Running ] && break; sleep 1
 done
@@ -74,15 +77,15 @@ echo "llm-pretrain: ${phase:-unknown}"
 say "What the cluster looks like"
 "$BIN/kubectl" get nodes -l egpu.io/simulated=true \
   -o custom-columns='NAME:.metadata.name,BLOCK:.metadata.labels.egpu\.io/block,LEAF:.metadata.labels.egpu\.io/leaf,GPUS:.status.allocatable.nvidia\.com/gpu,MODEL:.metadata.labels.nvidia\.com/gpu\.product' \
-  | (head -6; echo "...")
+  | awk 'NR<=6; END {if (NR>6) print "..."}'
 total=$("$BIN/kubectl" get nodes -l egpu.io/simulated=true -o jsonpath='{range .items[*]}{.status.allocatable.nvidia\.com/gpu}{"\n"}{end}' | awk '{s+=$1} END {print s}')
 echo "$("$BIN/kubectl" get nodes -l egpu.io/simulated=true --no-headers | wc -l) simulated GPU nodes, $total GPUs"
-if "$BIN/kubectl" api-resources --api-group=egpu.io 2>/dev/null | grep -q egpu; then
+if "$BIN/kubectl" api-resources --api-group=egpu.io -o name 2>/dev/null | grep egpu >/dev/null; then
   say "egpu objects (kubectl get egpu -A)"
   "$BIN/kubectl" get egpu -A || true
 fi
 say "Topology with free/used GPUs (egpu topology)"
-"$BIN/egpu" topology --svg "$EGPU_RUN_DIR/topology.svg" | head -12
+"$BIN/egpu" topology --svg "$EGPU_RUN_DIR/topology.svg" | awk 'NR<=12; END {if (NR>12) print "..."}'
 echo "picture: $EGPU_RUN_DIR/topology.svg"
 
 say "Done"

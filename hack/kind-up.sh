@@ -20,7 +20,7 @@ cfg=$(mktemp)
   echo "- role: control-plane"
   for _ in $(seq "$WORKERS"); do echo "- role: worker"; done
 } > "$cfg"
-kind get clusters 2>/dev/null | grep -qx "$NAME" || kind create cluster --name "$NAME" --config "$cfg"
+kind get clusters 2>/dev/null | grep -x "$NAME" >/dev/null || kind create cluster --name "$NAME" --config "$cfg"
 rm -f "$cfg"
 export KUBECONFIG="${KUBECONFIG:-$HOME/.kube/config}"
 kubectl config use-context "kind-$NAME" >/dev/null

@@ -36,7 +36,7 @@ pid_of() { cat "$1/prometheus.pid" 2>/dev/null || true; }
 # True when PID is alive and is the server of DIR (pids get reused).
 ours() {
   local pid=$1 dir=$2
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$dir/data"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -- "$dir/data" >/dev/null
 }
 
 start() {

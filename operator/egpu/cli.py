@@ -36,9 +36,13 @@ def _sim_delete(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from egpu.planning import load_workload, plan
+    from egpu.planning import MissingTopologyError, load_workload, plan
 
-    ok, text = plan(load_workload(args.file), args.kubeconfig)
+    try:
+        ok, text = plan(load_workload(args.file), args.kubeconfig)
+    except MissingTopologyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(text)
     return 0 if ok else 1
 

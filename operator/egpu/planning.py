@@ -36,17 +36,30 @@ async def read_cluster(kubeconfig: str | None) -> tuple[list[JSON], list[JSON], 
     return nodes, pods, {t["metadata"]["name"]: t for t in topos}
 
 
-def topology_of(topologies: dict[str, JSON], name: str) -> Topology:
+class MissingTopologyError(Exception):
+    """The GPUTopology a workload names is not in the cluster."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"GPUTopology {name!r} not found: apply examples/topology.yaml")
+        self.name = name
+
+
+def topology_of(topologies: dict[str, JSON], name: str) -> Topology | None:
+    """The named GPUTopology's levels; None when the cluster has no such object."""
     body = topologies.get(name)
     if body is None:
-        return HOSTNAME_ONLY
+        return None
     levels = tuple(lv["nodeLabel"] for lv in body.get("spec", {}).get("levels", []))
     return Topology(levels=levels) if levels else HOSTNAME_ONLY
 
 
+def ledger_of(nodes: list[JSON], pods: list[JSON], topology: Topology | None) -> ClusterLedger:
+    return LedgerSync.rebuild(topology or HOSTNAME_ONLY, nodes, pods).ledger
+
+
 def load_ledger(kubeconfig: str | None, topology_name: str) -> ClusterLedger:
     nodes, pods, topologies = asyncio.run(read_cluster(kubeconfig))
-    return LedgerSync.rebuild(topology_of(topologies, topology_name), nodes, pods).ledger
+    return ledger_of(nodes, pods, topology_of(topologies, topology_name))
 
 
 # -- egpu plan -------------------------------------------------------------------------
@@ -98,11 +111,27 @@ def describe_plan(result: Placement | Unschedulable) -> str:
     return "\n".join(lines)
 
 
-def plan(workload: JSON, kubeconfig: str | None) -> tuple[bool, str]:
+def plan_against(
+    workload: JSON, nodes: list[JSON], pods: list[JSON], topologies: dict[str, JSON]
+) -> tuple[bool, str]:
+    """The placement the binder would choose for `workload` on this cluster, as text.
+
+    Raises MissingTopologyError when the workload names topology levels and the GPUTopology
+    that defines them is absent: without it any answer about levels would be wrong.
+    """
     request, topology_name = request_for(workload)
-    ledger = load_ledger(kubeconfig, topology_name)
-    result = place_gang(ledger, request)
-    return isinstance(result, Placement), describe_plan(result)
+    topology = topology_of(topologies, topology_name)
+    note = ""
+    if topology is None:
+        if request.required_level or request.preferred_level:
+            raise MissingTopologyError(topology_name)
+        note = f"\n  (GPUTopology {topology_name!r} not found; placing by node only)"
+    result = place_gang(ledger_of(nodes, pods, topology), request)
+    return isinstance(result, Placement), describe_plan(result) + note
+
+
+def plan(workload: JSON, kubeconfig: str | None) -> tuple[bool, str]:
+    return plan_against(workload, *asyncio.run(read_cluster(kubeconfig)))
 
 
 # -- egpu topology -----------------------------------------------------------------------
@@ -175,11 +204,16 @@ def render_svg(ledger: ClusterLedger) -> str:
 
 
 def topology_report(kubeconfig: str | None, topology_name: str, svg: str | None) -> str:
-    ledger = load_ledger(kubeconfig, topology_name)
+    nodes, pods, topologies = asyncio.run(read_cluster(kubeconfig))
+    topology = topology_of(topologies, topology_name)
+    ledger = ledger_of(nodes, pods, topology)
     if svg:
         with open(svg, "w", encoding="utf-8") as fh:
             fh.write(render_svg(ledger))
-    return render_text(ledger)
+    text = render_text(ledger)
+    if topology is None:
+        text = f"GPUTopology {topology_name!r} not found; showing nodes only\n{text}"
+    return text
 
 
 def load_workload(path: str) -> dict[str, Any]:

@@ -168,6 +168,31 @@ def test_gang_that_cannot_fit_stays_pending_with_a_reason_and_binds_nothing(
     gpu_cluster.kubectl("delete", "gpuworkload", "too-big", "-n", namespace)
 
 
+def test_a_waiting_gang_scaled_down_is_bound_at_its_new_size(
+    gpu_cluster: Cluster, running_operator: OperatorProcess, namespace: str
+) -> None:
+    # 9 x 8 GPUs cannot fit in one leaf of 8 nodes; scaled to 8 while its pods wait, it
+    # fits. The 8 pods left must learn that the gang is 8 now, or the binder waits
+    # forever for a ninth (found by the chaos soak).
+    gpu_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workload("shrinks", 9))
+    wait_until(lambda: len(pods(gpu_cluster, namespace)) == 9, 30, "9 member pods")
+    gpu_cluster.kubectl(
+        "patch",
+        "gpuworkload",
+        "shrinks",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"replicas": 8}}),
+    )
+    wait_until(lambda: len(bound(pods(gpu_cluster, namespace))) == 8, 60, "8 members bound")
+    items = pods(gpu_cluster, namespace)
+    assert len({leaf_of(gpu_cluster, p["spec"]["nodeName"]) for p in bound(items)}) == 1
+    assert_no_gpu_shared(items)
+    gpu_cluster.kubectl("delete", "gpuworkload", "shrinks", "-n", namespace)
+
+
 def test_operator_killed_mid_gang_leaves_no_half_bound_gang(
     gpu_cluster: Cluster, namespace: str
 ) -> None:

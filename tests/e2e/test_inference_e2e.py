@@ -271,16 +271,19 @@ def test_flash_crowd_scales_up_in_the_panic_window_and_down_after_stabilisation(
         "-",
         input=service("chat", stack, namespace, min_replicas=1, behavior=behavior),
     )
+    # The load starts once the first replica is ready: requests queued behind a cold start
+    # are a backlog the autoscaler rightly sizes for, and on a loaded machine that start-up
+    # recommendation could still be held when the crowd comes.
+    wait_until(
+        lambda: status(cluster, namespace, "chat").get("readyReplicas") == 1,
+        60,
+        "one ready replica",
+    )
     # x20 at t=16 (2 -> 40 requests/s: 40 in flight need 14 replicas at 3 each), back at t=32.
     traffic = Traffic(stack, namespace, "chat", [[0, 2], [16, 40], [32, 2], [56, 2]])
     try:
-        wait_until(
-            lambda: status(cluster, namespace, "chat").get("readyReplicas") == 1,
-            traffic.at(14) - time.time(),
-            "one ready replica at base load",
-        )
         before = record(cluster, namespace, "chat", traffic.at(15.5))
-        # Base load needs one replica (two while the start-up ramp is still remembered).
+        # Base load needs one replica (two at most while its first seconds are remembered).
         base = before[-1][1]["desiredReplicas"]
         assert base <= 2, before[-1][1].get("lastDecision")
         seen = record(cluster, namespace, "chat", traffic.at(54))

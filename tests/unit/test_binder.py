@@ -355,3 +355,40 @@ def test_the_binding_carries_the_plan_the_ids_and_the_domain() -> None:
         assert json.loads(annotations["egpu.io/domain"])["egpu.io/leaf"] == "l0"
 
     run(go)
+
+
+def test_a_node_filled_by_another_scheduler_during_the_plan_write_is_not_bound() -> None:
+    # Found by the chaos soak: kube-scheduler cannot see a plan that is not bound yet, so
+    # it bound a 3-GPU pod onto the GPUs planned for a gang; the binder, slowed while it
+    # wrote the plan, then bound the gang there anyway: 10 GPUs asked of an 8-GPU node.
+    async def go() -> None:
+        api = FakeApi()
+        binder, verdicts = scene(api, {"l0": 1})
+        workload_gang(api, "train", 2, gpus=3)
+        real_record = binder_module.record_plan
+        landed = False
+
+        async def record_then_a_foreign_pod_lands(*args: Any, **kw: Any) -> None:
+            nonlocal landed
+            await real_record(*args, **kw)
+            if not landed:
+                landed = True
+                api.add_pod(gpu_pod("foreign", gpus=3, node="l0-n0", ours=False))
+                await api.settle()
+
+        binder_module.record_plan = record_then_a_foreign_pod_lands  # type: ignore[assignment]
+        try:
+            await cycle(api, binder)
+        finally:
+            binder_module.record_plan = real_record
+        assert landed
+        assert bound_to(api, "train-0") is None and bound_to(api, "train-1") is None
+        for name in ("train-0", "train-1"):
+            pod = api.pod("ns", name)
+            assert pod is not None and "egpu.io/plan" not in pod["metadata"]["annotations"]
+        assert not binder.sync.intents
+        assert "l0-n0" in verdicts.last["ns/train"].message
+        assert binder.audit() == []
+        assert len(binder.sync.ledger.node_view("l0-n0").used_gpus) == 3  # the foreign pod's
+
+    run(go)

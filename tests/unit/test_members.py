@@ -7,6 +7,7 @@ from egpu.engines.members import (
     count_members,
     gang_timed_out,
     plan_members,
+    stale_gang_marks,
     workload_phase,
 )
 
@@ -62,3 +63,16 @@ def test_gang_timeout_counts_from_the_oldest_waiting_member() -> None:
     assert not gang_timed_out(9_500, 600, 10_000)
     assert gang_timed_out(9_300, 600, 10_000)
     assert not gang_timed_out(0, 0, 10_000)  # no timeout set
+
+
+def test_pending_members_with_an_old_gang_size_are_marked_again() -> None:
+    # Scaled from 3 to 2 while pending: the two left still said "a gang of 3", and the
+    # binder waited for a third member that would never come (found by the chaos soak).
+    members = [
+        Member("w-0", 0, gang_marks=("3", "3")),
+        Member("w-1", 1, node="n1", gang_marks=("3", "3")),  # running: left as it started
+        Member("w-2", 2, gang_marks=("2", "2")),
+        Member("w-3", 3, deleting=True, gang_marks=("3", "3")),
+        Member("w-4", 4),  # unreadable marks: set them
+    ]
+    assert stale_gang_marks(members, ("2", "2")) == ("w-0", "w-4")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -9,10 +10,18 @@ from egpu.domain.node import node_from_kubernetes
 from egpu.domain.placement import Placement
 from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, place_gang
-from egpu.planning import describe_plan, render_svg, render_text, request_for
+from egpu.planning import (
+    MissingTopologyError,
+    describe_plan,
+    plan_against,
+    render_svg,
+    render_text,
+    request_for,
+)
 from egpu.sim.nodes import ClusterShape, node_manifests
 
 pytestmark = pytest.mark.unit
+H100 = ("NVIDIA-H100-80GB-HBM3",)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -72,3 +81,39 @@ def test_topology_views_count_free_gpus_per_domain() -> None:
     assert "32/32" in text  # the cluster, all free
     svg = render_svg(ledger(shape))
     assert svg.startswith("<svg") and svg.count("<rect") == 2 * 4  # cluster, block, 2 leaves
+
+
+def ready_nodes() -> list[dict[str, Any]]:
+    """Simulated node objects as the API server shows them once KWOK marks them Ready."""
+    shape = ClusterShape(blocks=1, leaves_per_block=2, nodes_per_leaf=8, gpu_models=H100)
+    nodes = list(node_manifests(shape))
+    for node in nodes:
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return nodes
+
+
+def test_plan_says_plainly_when_its_topology_is_missing() -> None:
+    # A fresh cluster without the GPUTopology: the answer names what is missing, not a level.
+    workload = yaml.safe_load((EXAMPLES / "training-gang-64.yaml").read_text())
+    nodes = ready_nodes()
+    with pytest.raises(MissingTopologyError) as err:
+        plan_against(workload, nodes, [], {})
+    assert str(err.value) == "GPUTopology 'default' not found: apply examples/topology.yaml"
+
+
+def test_plan_without_levels_places_by_node_when_the_topology_is_missing() -> None:
+    workload = yaml.safe_load((EXAMPLES / "training-gang-64.yaml").read_text())
+    del workload["spec"]["topology"]
+    nodes = ready_nodes()
+    ok, text = plan_against(workload, nodes, [], {})
+    assert ok, text
+    assert "GPUTopology 'default' not found; placing by node only" in text
+
+
+def test_plan_against_the_topology_it_names() -> None:
+    workload = yaml.safe_load((EXAMPLES / "training-gang-64.yaml").read_text())
+    topology = yaml.safe_load((EXAMPLES / "topology.yaml").read_text())
+    nodes = ready_nodes()
+    ok, text = plan_against(workload, nodes, [], {"default": topology})
+    assert ok, text
+    assert text.startswith("PLACEABLE: 8/8 pods, 64 GPUs, smallest domain egpu.io/leaf")

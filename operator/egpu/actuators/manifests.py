@@ -139,6 +139,15 @@ def with_moved_size(pod: dict[str, Any], record: dict[str, Any]) -> dict[str, An
     return copied
 
 
+def gang_marks(spec: dict[str, Any]) -> tuple[str, str]:
+    """The gang size and min members a workload's pods carry (wire spec, camelCase)."""
+    gang = spec.get("gang") or {}
+    replicas = int(spec.get("replicas", 1))
+    if gang.get("policy", "AllOrNothing") == "AllOrNothing":
+        return str(replicas), str(gang.get("minMembers") or replicas)
+    return "1", "1"
+
+
 def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     """The pod of one gang member of a GPUWorkload (raw object, camelCase spec).
 
@@ -151,8 +160,6 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     pod_spec = template["spec"]
     gpus = int(spec.get("gpusPerPod", 1))
     topology = spec.get("topology") or {}
-    gang = spec.get("gang") or {}
-    replicas = int(spec.get("replicas", 1))
 
     labels = {
         **_without(pod_meta.get("labels"), OPERATOR_OWNED_LABELS),
@@ -162,12 +169,7 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
         MANAGED_BY_LABEL: "egpu-operator",
     }
     annotations = _without(pod_meta.get("annotations"), OPERATOR_OWNED_ANNOTATIONS)
-    if gang.get("policy", "AllOrNothing") == "AllOrNothing":
-        annotations[GANG_SIZE_ANNOTATION] = str(replicas)
-        annotations[GANG_MIN_ANNOTATION] = str(gang.get("minMembers") or replicas)
-    else:
-        annotations[GANG_SIZE_ANNOTATION] = "1"
-        annotations[GANG_MIN_ANNOTATION] = "1"
+    annotations[GANG_SIZE_ANNOTATION], annotations[GANG_MIN_ANNOTATION] = gang_marks(spec)
     if spec.get("gpuModel"):
         annotations[GPU_MODEL_ANNOTATION] = spec["gpuModel"]
     if topology.get("topologyName"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from egpu import API_VERSION
 from egpu.actuators.manifests import MOVED_MEMBERS_ANNOTATION, moved_members
-from egpu.domain.labels import PLAN_ANNOTATION
+from egpu.domain.labels import GANG_MIN_ANNOTATION, GANG_SIZE_ANNOTATION, PLAN_ANNOTATION
 from egpu.domain.pod import RecordedPlan
 from egpu.kube.client import JSON, STRATEGIC_PATCH, ApiError, KubeClient, path_for
 from egpu.state.pods import plan_annotation
@@ -48,6 +48,24 @@ async def record_plan(client: KubeClient, namespace: str, name: str, plan: Recor
 
 async def clear_plan(client: KubeClient, namespace: str, name: str, uid: str) -> None:
     patch = {"metadata": {"uid": uid, "annotations": {PLAN_ANNOTATION: None}}}
+    try:
+        await client.patch(path_for("v1", "pods", namespace, name), patch)
+    except ApiError as exc:
+        if not (exc.not_found or exc.conflict):
+            raise
+
+
+async def set_gang_marks(
+    client: KubeClient, namespace: str, name: str, uid: str | None, marks: tuple[str, str]
+) -> None:
+    """Tell a pending member the gang's size and min members now (this very pod only)."""
+    size, minimum = marks
+    patch = {
+        "metadata": {
+            "uid": uid,
+            "annotations": {GANG_SIZE_ANNOTATION: size, GANG_MIN_ANNOTATION: minimum},
+        }
+    }
     try:
         await client.patch(path_for("v1", "pods", namespace, name), patch)
     except ApiError as exc:

@@ -346,6 +346,11 @@ class Binder:
                             outcomes[key] = (outcome, detail)
                     await self._give_up(gang, steps, outcomes, before_bind=True)
                     return
+            crowded = self._crowded(steps)
+            if crowded:
+                outcomes = {s.pod.key: (Outcome.FAILED, crowded) for s in steps}
+                await self._give_up(gang, steps, outcomes, before_bind=True)
+                return
             outcomes = await self._steps(self._bind, steps, self.bind_delay)
             await self._conclude(gang, steps, outcomes)
         except asyncio.CancelledError:
@@ -363,6 +368,17 @@ class Binder:
         finally:
             self.in_flight.discard(gang.gang_id)
             self.trigger.kick()
+
+    def _crowded(self, steps: list[Step]) -> str:
+        """Why the plan no longer fits, seen after it was written and before any bind:
+        another scheduler bound pods onto its nodes meanwhile (it cannot see plans).
+        The pods already there are facts; this attempt yields and is placed again."""
+        nodes = sorted({s.assignment.node for s in steps})
+        beyond = {n: self.sync.gpus_asked_beyond(n) for n in nodes}
+        full = [f"{n} ({k} GPUs over)" for n, k in beyond.items() if k > 0]
+        if not full:
+            return ""
+        return f"pods bound by someone else filled node {', '.join(full)} after the plan"
 
     async def _steps(
         self, act: Callable[[Step], Awaitable[tuple[Outcome, str]]], steps: list[Step], delay: float

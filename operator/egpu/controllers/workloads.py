@@ -18,8 +18,13 @@ from pydantic import ValidationError
 
 from egpu import API_VERSION, GROUP, VERSION
 from egpu.actuators.events import patch_status
-from egpu.actuators.manifests import build_member_pod, member_pod_name, template_overrides
-from egpu.actuators.pods import create_pod, delete_pod
+from egpu.actuators.manifests import (
+    build_member_pod,
+    gang_marks,
+    member_pod_name,
+    template_overrides,
+)
+from egpu.actuators.pods import create_pod, delete_pod, set_gang_marks
 from egpu.api.base import validation_message
 from egpu.api.workload import GPUWorkloadSpec
 from egpu.controllers.binder import GangVerdict
@@ -27,12 +32,19 @@ from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
 from egpu.controllers.runtime import Runtime, Trigger, runtime_of
 from egpu.domain.conditions import same_status, set_condition
 from egpu.domain.duration import parse_duration
-from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, WORKLOAD_LABEL
+from egpu.domain.labels import (
+    DOMAIN_ANNOTATION,
+    GANG_MIN_ANNOTATION,
+    GANG_SIZE_ANNOTATION,
+    GPU_IDS_ANNOTATION,
+    WORKLOAD_LABEL,
+)
 from egpu.engines.members import (
     Member,
     count_members,
     gang_timed_out,
     plan_members,
+    stale_gang_marks,
     workload_phase,
 )
 from egpu.kube.client import JSON, ApiError, TransportError, gather_limited
@@ -250,6 +262,18 @@ class WorkloadController:
                     for n in plan.delete_names
                 ),
             )
+            marks = gang_marks(body["spec"])
+            await gather_limited(
+                32,
+                *(
+                    set_gang_marks(
+                        self.runtime.client, namespace, n, pods[n]["metadata"].get("uid"), marks
+                    )
+                    for n in stale_gang_marks(
+                        [m for m, _ in pairs if m.name not in plan.delete_names], marks
+                    )
+                ),
+            )
 
         counts = count_members(members)
         verdict = self.verdicts.get(key)
@@ -459,6 +483,10 @@ def member_of(pod: JSON, workload: str) -> Member | None:
             int(x) for x in ids.split(",") if x.strip().isascii() and x.strip().isdigit()
         ),
         domain=domain if isinstance(domain, dict) else {},
+        gang_marks=(
+            str(annotations.get(GANG_SIZE_ANNOTATION)),
+            str(annotations.get(GANG_MIN_ANNOTATION)),
+        ),
     )
 
 

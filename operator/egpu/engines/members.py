@@ -18,6 +18,7 @@ class Member:
     deleting: bool = False
     gpu_ids: tuple[int, ...] = ()
     domain: dict[str, str] = field(default_factory=dict)
+    gang_marks: tuple[str, str] | None = None  # (gang size, min members) on the pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,19 @@ def plan_members(replicas: int, members: list[Member]) -> MemberPlan:
     create = tuple(r for r in range(replicas) if r not in live)
     delete = tuple(sorted(m.name for m in live.values() if m.rank >= replicas))
     return MemberPlan(create_ranks=create, delete_names=delete)
+
+
+def stale_gang_marks(members: list[Member], marks: tuple[str, str]) -> tuple[str, ...]:
+    """Pending members whose gang size / min members differ from the workload's now.
+
+    The binder reads a gang's size from its pending pods; a workload scaled while its
+    members wait must say so on them, or the binder waits for members that will never
+    come. Running members keep what they started with (their env was set from it)."""
+    return tuple(
+        sorted(
+            m.name for m in members if not m.deleting and m.node is None and m.gang_marks != marks
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

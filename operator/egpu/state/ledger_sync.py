@@ -276,6 +276,21 @@ class LedgerSync:
     def held(self, key: str) -> bool:
         return key in self.accounts
 
+    def gpus_asked_beyond(self, node: str) -> int:
+        """How many more GPUs the pods counted on `node` ask (bound, reserved or planned)
+        than the node has; 0 when they fit. Bound pods are facts and a plan is only an
+        intention: a positive answer means some plan there no longer fits, e.g. because
+        another scheduler, which cannot see plans, bound a pod onto the planned GPUs."""
+        if node not in self.ledger:
+            return 0
+        asked = 0
+        for key in self._on_node.get(node, ()):
+            account = self._desired(key)
+            if account is not None and account.node == node:
+                gpus = account.gpus
+                asked += gpus if isinstance(gpus, int) else len(gpus)
+        return max(0, asked - self.ledger.node_view(node).gpu_count)
+
     def audit(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> list[str]:
         """Where this ledger differs from one rebuilt from scratch out of `nodes` and
         `pods` (with the same binds in flight); empty when they agree."""
