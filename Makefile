@@ -91,7 +91,7 @@ bench-bind: venv binaries ## Bind 10,000 pods on 1,000 simulated nodes: egpu bin
 bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-resize $(PY) hack/bench/resize.py
 
-bench-autoscale: venv binaries ## Autoscaling: egpu vs stock HPA + prometheus-adapter on flash/tidal/ramp traces
+bench-autoscale: venv binaries ## Autoscaling: egpu vs stock and tuned HPA + prometheus-adapter on surprise traces (crowds, spike, plateau, sawtooth, two-day tide)
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
 
 soak: venv binaries ## Chaos soak: API faults, churn, SIGKILLed leaders, invariants (SOAK=long: ~25 min)

@@ -167,6 +167,8 @@ def service(
     min_replicas: int,
     behavior: dict[str, Any],
     warm: int = 0,
+    warm_max: int | None = None,
+    ready_after: str = "2s",
 ) -> str:
     selector = f'namespace="{namespace}",service="{name}"'
     return json.dumps(
@@ -191,9 +193,9 @@ def service(
                     },
                 },
                 "behavior": behavior,
-                "warmPool": {"size": warm},
+                "warmPool": {"size": warm, **({} if warm_max is None else {"maxSize": warm_max})},
                 "template": {
-                    "metadata": {"annotations": {"egpu.io/sim-ready-after": "2s"}},
+                    "metadata": {"annotations": {"egpu.io/sim-ready-after": ready_after}},
                     "spec": {
                         "containers": [
                             {
@@ -373,6 +375,70 @@ def test_scale_to_zero_after_idle_and_wake_on_the_first_request(
     events = cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"ScaledToZero", "Woke"} <= reasons, reasons
+
+
+COLD_START_S = 8.0
+
+
+def test_a_second_crowd_finds_the_capacity_the_first_taught(stack: Stack, namespace: str) -> None:
+    """No pool by hand (size 0, ceiling 12): the first crowd waits the cold start, the
+    pool then learns its size, and the second crowd is served by promoted warm pods."""
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "8s",
+        "panicWindow": "2s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": "6s"},
+    }
+    body = service(
+        "recur",
+        stack,
+        namespace,
+        min_replicas=1,
+        behavior=behavior,
+        warm=0,
+        warm_max=12,
+        ready_after=f"{COLD_START_S:g}s",
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    # No load until the first replica is ready (requests queued at a service still
+    # starting would be a panic of their own), then two x20 crowds (2 -> 40 requests/s:
+    # 10 ready replicas carry them), 36 s apart.
+    levels = [[0, 0], [12, 2], [30, 40], [44, 2], [80, 40], [92, 2], [96, 2]]
+    traffic = Traffic(stack, namespace, "recur", levels)
+
+    def learned(st: dict[str, Any]) -> bool:
+        return st.get("warmReplicas", 0) >= 5 and st.get("readyReplicas", 0) <= 2
+
+    try:
+        time.sleep(max(0.0, traffic.at(26) - time.time()))
+        before = status(cluster, namespace, "recur")
+        # Base load: one replica (two while the start-up is still remembered), no pool.
+        assert before.get("readyReplicas", 0) <= 2, before.get("lastDecision")
+        assert before.get("warmReplicas", 0) == 0, before
+        time.sleep(max(0.0, traffic.at(46) - time.time()))
+        # After the first crowd, before the second: serving back down, capacity kept warm.
+        wait_until(
+            lambda: learned(status(cluster, namespace, "recur")),
+            traffic.at(78) - time.time(),
+            "the first crowd's capacity kept warm before the second",
+        )
+        between = status(cluster, namespace, "recur")
+        time.sleep(max(0.0, traffic.at(94) - time.time()))
+        result = traffic.stop()
+    finally:
+        traffic.close()
+
+    decision = between.get("lastDecision", {})
+    assert between.get("readyReplicas", 0) + between.get("warmReplicas", 0) >= 10, between
+    assert decision.get("warmReplicas", 0) >= 5, decision
+    assert "1 crowd seen" in decision.get("message", ""), decision
+    assert len(between.get("scaler", {}).get("bursts", [])) == 1, between.get("scaler")
+    _, first, second = result["capacity_lag_s"]  # the base load, then the two crowds
+    # The first crowd found no spare capacity: new pods had to start cold.
+    assert first is not None and first >= COLD_START_S, result["capacity_lag_s"]
+    # The second found it warm: carried before any new pod could have started.
+    assert second is not None and second < COLD_START_S, result["capacity_lag_s"]
 
 
 def manual_service(name: str) -> str:

@@ -378,6 +378,10 @@ REFUSALS = [
             "spec.template.spec.nodeName", NODE_NAME),
     Refusal("gis-warm-pool-over-max", SERVICE, gw(warmPool={"size": 33}),
             "spec.warmPool.size", "warmPool.size must not be greater than maxReplicas"),
+    Refusal("gis-warm-pool-ceiling-below-size", SERVICE, gw(warmPool={"size": 4, "maxSize": 2}),
+            "spec.warmPool.maxSize", "warmPool.maxSize must not be less than warmPool.size"),
+    Refusal("gis-warm-pool-ceiling-over-max", SERVICE, gw(warmPool={"maxSize": 33}),
+            "spec.warmPool.maxSize", "warmPool.maxSize must not be greater than maxReplicas"),
     # GPUInferenceService: the signal
     Refusal("gis-unknown-metric", SERVICE, scaling(metric="RequestsPerSecond"),
             "spec.scaling.metric", 'Unsupported value: "RequestsPerSecond"'),

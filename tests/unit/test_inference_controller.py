@@ -334,3 +334,31 @@ def test_last_decision_time_is_rfc3339() -> None:
     scale(ctl)
     stamp = client.statuses()[-1]["lastDecision"]["time"]
     assert dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_a_remembered_crowd_sizes_the_warm_pool_and_the_status_says_why() -> None:
+    now = dt.datetime.now(dt.UTC)
+
+    def stamp(seconds_ago: float) -> str:
+        return (now - dt.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    body = service(warmPool={"size": 0, "maxSize": 10})
+    body["status"] = {
+        "scaler": {"bursts": [{"startTime": stamp(60), "lastSeenTime": stamp(30), "replicas": 8}]}
+    }
+    ctl, client = make(body)
+    scale(ctl)
+    status = client.statuses()[-1]
+    decision = status["lastDecision"]
+    assert decision["replicas"] == 1 and decision["warmReplicas"] == 7, decision
+    assert "1 crowd seen, peak 8 replicas" in decision["message"]
+    assert len(status["scaler"]["bursts"]) == 1
+    warm = [p for p in client.pods.values() if p["metadata"]["labels"][ROLE_LABEL] == "warm"]
+    assert len(warm) == 7
+    # Without the ceiling nothing is learned, whatever the status remembers.
+    plain = service()
+    plain["status"] = body["status"]
+    ctl, client = make(plain)
+    scale(ctl)
+    assert client.statuses()[-1]["lastDecision"].get("warmReplicas") == 0
+    assert not client.statuses()[-1].get("scaler", {}).get("bursts")

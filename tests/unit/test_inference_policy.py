@@ -9,6 +9,7 @@ import pytest
 
 from egpu.api.inference import GPUInferenceServiceSpec, ScalerStatus
 from egpu.engines.autoscaling import (
+    Burst,
     MetricKind,
     Recommendation,
     ScalerMemory,
@@ -151,6 +152,8 @@ def test_memory_survives_a_round_trip_through_the_status() -> None:
         panic_last_triggered_at=1_700_000_011.25,
         last_demand_at=1_700_000_012.0,
         recommendations=(Recommendation(1_700_000_001.0, 9), Recommendation(1_700_000_002.0, 4)),
+        panic_peak_replicas=12,
+        bursts=(Burst(1_700_000_010.0, 19, 1_700_000_055.5),),
     )
     status = memory_to_status(memory, 17.0)
     wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -167,3 +170,20 @@ def test_only_material_memory_changes_ask_for_a_status_write() -> None:
     assert memory_changed_materially(old, ScalerMemory(recommendations=(Recommendation(3.0, 5),)))
     assert memory_changed_materially(old, ScalerMemory(panic_since=2.0))
     assert memory_changed_materially(old, ScalerMemory(last_scale_up_at=2.0))
+
+
+def test_a_new_crowd_or_a_higher_peak_asks_for_a_write_its_last_seen_time_alone_not() -> None:
+    old = ScalerMemory(bursts=(Burst(1.0, 10, 2.0),))
+    assert not memory_changed_materially(old, ScalerMemory(bursts=(Burst(1.0, 10, 9.0),)))
+    assert memory_changed_materially(old, ScalerMemory(bursts=(Burst(1.0, 12, 9.0),)))
+    assert memory_changed_materially(
+        old, ScalerMemory(bursts=(Burst(1.0, 10, 2.0), Burst(50.0, 3, 50.0)))
+    )
+    assert memory_changed_materially(old, ScalerMemory(bursts=old.bursts, panic_peak_replicas=4))
+
+
+def test_the_learning_warm_pool_maps_to_the_policy() -> None:
+    plain = scaling_policy(spec(warmPool={"size": 2}))
+    assert (plain.warm_pool_size, plain.warm_pool_max, plain.burst_memory_s) == (2, None, 600.0)
+    learning = scaling_policy(spec(warmPool={"size": 1, "maxSize": 16, "burstMemory": "30m"}))
+    assert (learning.warm_pool_max, learning.burst_memory_s) == (16, 1800.0)

@@ -6,7 +6,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from egpu.engines.autoscaling.simulate import ServiceModel
-from egpu.sim.traces import Jump, flash_crowd, ramp, steps, tidal_day, trace_from_spec
+from egpu.sim.traces import (
+    Jump,
+    flash_crowd,
+    noisy_plateau,
+    ramp,
+    recurring_crowds,
+    sawtooth,
+    spike_in_trough,
+    steps,
+    tidal_day,
+    trace_from_spec,
+)
 from egpu.sim.traffic import PodView, ServiceTraffic, exposition, pod_view
 
 pytestmark = pytest.mark.unit
@@ -29,6 +40,32 @@ def test_tidal_day_has_a_night_trough_and_an_evening_peak() -> None:
     assert max(rates) == pytest.approx(40, rel=0.05)
     assert rates.index(max(rates)) == pytest.approx(0.82 * 600, abs=15)
     assert trace.rate(0) < trace.rate(270) < trace.rate(492)  # night < midday < evening
+
+
+def test_recurring_crowds_are_jumps_a_gap_apart() -> None:
+    trace = recurring_crowds(base=3, factor=20, at_s=30, hold_s=45, gap_s=90, crowds=3)
+    assert trace.jumps == (Jump(30, 60), Jump(167, 60), Jump(304, 60))
+    assert (trace.rate(29.9), trace.rate(31), trace.rate(76), trace.rate(78)) == (3, 60, 60, 3)
+    assert trace.rate(168) == 60 and trace.rate(120) == 3
+    assert trace.duration_s == pytest.approx(304 + 47 + 60)
+
+
+def test_a_spike_in_the_trough_is_twice_the_days_peak() -> None:
+    day = tidal_day(night=2, peak=48, day_s=600)
+    trace = spike_in_trough(night=2, peak=48, day_s=600, spike_at=0.12, spike_s=30)
+    assert trace.rate(73) == 96 and trace.rate(100) == 96
+    assert trace.rate(60) == pytest.approx(day.rate(60))
+    assert trace.rate(400) == pytest.approx(day.rate(400))
+    assert trace.jumps == (Jump(72, 96),)
+
+
+def test_noisy_plateau_and_sawtooth() -> None:
+    plateau = noisy_plateau(base=3, level=40, at_s=30, hold_s=60, noise=0.2)
+    held = [plateau.rate(t + 0.5) for t in range(32, 90)]
+    assert min(held) >= 32 - 1e-9 and max(held) <= 48 + 1e-9 and len(set(held)) > 10
+    assert noisy_plateau(base=3, level=40).points == noisy_plateau(base=3, level=40).points
+    saw = sawtooth(low=6, high=48, period_s=60, teeth=2)
+    assert (saw.rate(0), saw.rate(59), saw.rate(60), saw.rate(119)) == (6, 48, 6, 48)
 
 
 def test_ramp_and_steps() -> None:
@@ -65,6 +102,16 @@ def test_enough_ready_replicas_meet_the_slo_and_count_gpu_time() -> None:
     assert result["slo_pct"] == 100.0
     assert result["gpu_hours"] == pytest.approx(3 * 10 / 3600)
     assert s.queue == 0
+
+
+def test_requests_in_time_are_counted_per_second_too() -> None:
+    s = service([(0, 8)])
+    for i in range(8):
+        s.advance(i * 0.25, 0.25, serving(3 if i < 4 else 0))
+    seconds = s.result()["seconds"]
+    assert [row[0] for row in seconds] == [0, 1]
+    assert seconds[0][1:] == [pytest.approx(8.0), pytest.approx(8.0)]
+    assert seconds[1][1] == pytest.approx(8.0) and seconds[1][2] == 0.0
 
 
 def test_too_few_replicas_build_a_queue_and_miss_the_slo() -> None:

@@ -298,7 +298,30 @@ class ScalingBehavior(ApiModel):
 class WarmPool(ApiModel):
     """Pods kept started but idle, so new replicas skip the model's cold start."""
 
-    size: int = Field(0, ge=0, le=1000, description="Idle pods to keep ready to serve.")
+    cel_rules = (
+        Rule(
+            rule="!has(self.maxSize) || self.maxSize >= self.size",
+            message="warmPool.maxSize must not be less than warmPool.size",
+            field_path=".maxSize",
+        ),
+    )
+
+    size: int = Field(
+        0, ge=0, le=1000, description="Idle pods to keep ready to serve (the pool's floor)."
+    )
+    max_size: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Let the pool learn from the crowds it sees, up to this many pods: after "
+        "a crowd (a panic), serving plus warm pods stay at the crowd's size (what its peak "
+        "load needed, plus a fifth) while crowds recur. Unset: the pool stays at size.",
+    )
+    burst_memory: Duration = Field(
+        "10m",
+        description="With maxSize: how long after one crowd its size is kept; crowds that "
+        "recur are kept for twice the longest gap between them, if longer.",
+    )
 
 
 class ScheduleWindow(ApiModel):
@@ -365,6 +388,11 @@ class GPUInferenceServiceSpec(ApiModel):
             field_path=".warmPool.size",
         ),
         Rule(
+            rule="!has(self.warmPool.maxSize) || self.warmPool.maxSize <= self.maxReplicas",
+            message="warmPool.maxSize must not be greater than maxReplicas",
+            field_path=".warmPool.maxSize",
+        ),
+        Rule(
             rule="!has(self.schedule) || self.schedule.all(w, w.minReplicas <= self.maxReplicas)",
             message="a schedule window's minReplicas must not be greater than maxReplicas",
             field_path=".schedule",
@@ -420,6 +448,9 @@ class ScaleDecision(ApiModel):
     message: str | None = Field(
         None, max_length=1024, description="The rule that settled it, with the numbers."
     )
+    warm_replicas: int | None = Field(
+        None, ge=0, description="Warm-pool pods it asked for (the message says why when learned)."
+    )
 
 
 class ScalerRecommendation(ApiModel):
@@ -427,6 +458,14 @@ class ScalerRecommendation(ApiModel):
 
     time: datetime = Field(description="When it was made.")
     replicas: int = Field(ge=0, description="Replicas it recommended.")
+
+
+class ScalerBurst(ApiModel):
+    """A crowd the warm pool learns from."""
+
+    start_time: datetime = Field(description="When its panic began.")
+    last_seen_time: datetime = Field(description="When it was last in panic.")
+    replicas: int = Field(ge=0, description="Replicas its peak arrivals needed (with headroom).")
 
 
 class ScalerStatus(ApiModel):
@@ -449,6 +488,15 @@ class ScalerStatus(ApiModel):
     )
     time_to_ready_seconds: float | None = Field(
         None, ge=0, description="Measured time from pod creation to Ready (cold start)."
+    )
+    panic_peak_replicas: int | None = Field(
+        None, ge=0, description="The current panic's highest steady size (its floor)."
+    )
+    bursts: list[ScalerBurst] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Crowds remembered for the learning warm pool (warmPool.maxSize).",
+        json_schema_extra=LIST_ATOMIC,
     )
 
 

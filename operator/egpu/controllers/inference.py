@@ -753,18 +753,21 @@ class InferenceController:
         now: float,
     ) -> ScaleDecision | None:
         metric = None if scaler.metric_value is None else quantity_text(scaler.metric_value)
+        warm: int | None = None
         if spec.replicas is not None:
             reason = "ScaleSubresource"
             message = f"spec.replicas={spec.replicas} set through the scale subresource"
         elif scaler.decision is not None:
             reason = REASONS.get(scaler.decision.reason.code.value, "Decided")
             message = scaler.decision.reason.message
+            warm = scaler.decision.warm_replicas
         else:
             return None
         previous = status.last_decision
         if (
             previous is not None
             and previous.replicas == serving
+            and previous.warm_replicas == warm
             and previous.reason == reason
             and now - previous.time.timestamp() < DECISION_REFRESH_SECONDS
         ):
@@ -775,6 +778,7 @@ class InferenceController:
             reason=reason,
             metric_value=metric,
             message=message[:1024],
+            warm_replicas=warm,
         )
 
     def _memory_to_write(self, scaler: ServiceScaler, now: float) -> ScalerStatus | None:

@@ -1,4 +1,5 @@
-"""Offered-load traces for the traffic simulator: flash crowd, tidal day, ramp.
+"""Offered-load traces for the traffic simulator: flash crowd, tidal day, ramp, and the
+surprises: recurring crowds, a spike in the trough, a noisy plateau, a sawtooth.
 
 A trace is piecewise linear in (seconds since start, requests per second) and holds
 its last value after the last point. `jumps` name the moments a load step starts
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +138,98 @@ def steps(levels: Sequence[tuple[float, float]], name: str = "steps") -> Trace:
         points.append((at_s, rps))
         previous = rps
     return Trace(name, tuple(points), tuple(jumps))
+
+
+def recurring_crowds(
+    base: float,
+    factor: float = 20.0,
+    at_s: float = 30.0,
+    hold_s: float = 45.0,
+    gap_s: float = 90.0,
+    crowds: int = 2,
+    tail_s: float = 60.0,
+    rise_s: float = 1.0,
+) -> Trace:
+    """`crowds` flash crowds (x`factor` within `rise_s`, held `hold_s`), `gap_s` from
+    the end of one to the start of the next; every crowd is a jump."""
+    peak = base * factor
+    points: list[tuple[float, float]] = [(0.0, base)]
+    jumps: list[Jump] = []
+    start = at_s
+    for _ in range(crowds):
+        points += [
+            (start, base),
+            (start + rise_s, peak),
+            (start + rise_s + hold_s, peak),
+            (start + 2 * rise_s + hold_s, base),
+        ]
+        jumps.append(Jump(start, peak))
+        start += 2 * rise_s + hold_s + gap_s
+    points.append((points[-1][0] + tail_s, base))
+    return Trace("crowds", tuple(points), tuple(jumps))
+
+
+def crowd_starts(trace: Trace) -> list[float]:
+    return [j.at_s for j in trace.jumps]
+
+
+def spike_in_trough(
+    night: float,
+    peak: float,
+    day_s: float = 600.0,
+    spike_at: float = 0.12,
+    spike_factor: float = 2.0,
+    spike_s: float = 30.0,
+    samples: int = 96,
+) -> Trace:
+    """A tidal day with an unforecast spike to `spike_factor` x the day's peak, in the
+    night trough (at `spike_at` of the day), within one second, held `spike_s`."""
+    day = tidal_day(night, peak, day_s, samples)
+    start = spike_at * day_s
+    top = spike_factor * peak
+    before = [p for p in day.points if p[0] < start]
+    after = [p for p in day.points if p[0] > start + spike_s + 2.0]
+    points = (
+        *before,
+        (start, day.rate(start)),
+        (start + 1.0, top),
+        (start + 1.0 + spike_s, top),
+        (start + 2.0 + spike_s, day.rate(start + 2.0 + spike_s)),
+        *after,
+    )
+    return Trace("spike", points, (Jump(start, top),))
+
+
+def noisy_plateau(
+    base: float,
+    level: float,
+    at_s: float = 30.0,
+    hold_s: float = 240.0,
+    noise: float = 0.2,
+    every_s: float = 2.0,
+    seed: int = 7,
+) -> Trace:
+    """`base`, then a step to `level` held `hold_s` with +-`noise` relative jitter every
+    `every_s` (a fixed pseudo-random sequence: the same trace every run)."""
+    rng = random.Random(seed)
+    points: list[tuple[float, float]] = [(0.0, base), (at_s, base)]
+    t = at_s + 1.0
+    while t < at_s + 1.0 + hold_s:
+        value = level * (1.0 + rng.uniform(-noise, noise))
+        points += [(t, value), (min(t + every_s, at_s + 1.0 + hold_s), value)]
+        t += every_s
+    points.append((t + 1.0, base))
+    return Trace("plateau", tuple(points), (Jump(at_s, level * (1.0 - noise)),))
+
+
+def sawtooth(low: float, high: float, period_s: float = 60.0, teeth: int = 4) -> Trace:
+    """Climbs from `low` to `high` over each period, then drops back within a second."""
+    points: list[tuple[float, float]] = []
+    for i in range(teeth):
+        start = i * period_s
+        points += [(start, low), (start + period_s - 1.0, high)]
+    points.append((teeth * period_s, low))
+    return Trace("sawtooth", tuple(points))
 
 
 def trace_from_spec(spec: Mapping[str, Any]) -> Trace:

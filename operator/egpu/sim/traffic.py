@@ -102,6 +102,7 @@ class ServiceTraffic:
     counters: dict[str, PodCounters] = field(default_factory=dict)
     capacity_at: dict[int, float] = field(default_factory=dict)  # jump index -> seconds
     timeline: list[dict[str, float]] = field(default_factory=list)
+    seconds: dict[int, list[float]] = field(default_factory=dict)  # second -> offered, met
     peak_pods: int = 0
 
     def advance(self, t: float, dt: float, pods: Iterable[PodView]) -> None:
@@ -149,8 +150,11 @@ class ServiceTraffic:
         capacity = ready * self.model.replica_rps
         arrived = offered * dt
         self.offered += arrived
+        second = self.seconds.setdefault(int(t + 1e-9), [0.0, 0.0])
+        second[0] += arrived
         if latency_s <= self.latency_target_s:
             self.met += arrived
+            second[1] += arrived
         if offered > capacity + 1e-9:
             self.under_capacity_s += dt
         self.gpu_seconds += sum(p.gpus for p in held) * dt
@@ -183,6 +187,11 @@ class ServiceTraffic:
             "peak_pods": self.peak_pods,
             "offered_requests": self.offered,
             "timeline": self.timeline,
+            # Requests offered and served in time per trace second, for windowed figures.
+            "seconds": [
+                [second, round(offered, 3), round(met, 3)]
+                for second, (offered, met) in sorted(self.seconds.items())
+            ],
         }
 
 

@@ -6,6 +6,7 @@ Entry point: `decide(policy, window, state, now, free_pod_slots=..., history=...
 from egpu.engines.autoscaling.decide import decide
 from egpu.engines.autoscaling.forecast import build_daily_history
 from egpu.engines.autoscaling.model import (
+    Burst,
     DailyLoadHistory,
     Decision,
     Demand,
@@ -26,6 +27,7 @@ from egpu.engines.autoscaling.model import (
 )
 
 __all__ = [
+    "Burst",
     "DailyLoadHistory",
     "Decision",
     "Demand",

@@ -5,7 +5,11 @@
 3. damping: scale-down stabilisation and rate, scale-up cooldown and rate;
 4. scale to zero after the idle period, or wake from zero on any demand;
 5. floors (minReplicas, schedule, forecast), then the maxReplicas cap;
-6. warm pool (promote first, refill after) and the cluster-capacity cap.
+6. warm pool (promote first, refill after), sized up to the crowds remembered
+   (burst memory), and the cluster-capacity cap.
+
+In panic the backlog a surge builds is drained within the latency target on top of
+the arrivals (backlog.py); the drain's surplus goes once the queue has.
 """
 
 from __future__ import annotations
@@ -13,13 +17,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from egpu.engines.autoscaling import limits, panic, zero
+from egpu.engines.autoscaling.backlog import BacklogPlan, backlog_plan
+from egpu.engines.autoscaling.bursts import (
+    burst_demand,
+    crowd_replicas,
+    learned_capacity,
+    learned_pool,
+    record_burst,
+    remembered,
+    worth_remembering,
+)
 from egpu.engines.autoscaling.capacity import cap_to_capacity
 from egpu.engines.autoscaling.forecast import forecast_demand
 from egpu.engines.autoscaling.model import (
+    Burst,
     DailyLoadHistory,
     Decision,
     Demand,
     Floors,
+    MetricKind,
     MetricSample,
     MetricWindow,
     Mode,
@@ -30,6 +46,7 @@ from egpu.engines.autoscaling.model import (
     ScalerState,
     ScalingPolicy,
 )
+from egpu.engines.autoscaling.queueing import slots_and_rate
 from egpu.engines.autoscaling.schedule import schedule_floor
 from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
 from egpu.engines.autoscaling.warm_pool import plan_pool
@@ -38,6 +55,7 @@ from egpu.engines.autoscaling.windows import (
     growth_rate,
     last_demand_time,
     newest_demand,
+    samples_in,
     window_average,
 )
 
@@ -207,6 +225,21 @@ def _damp_up(
     return _Step(wanted, ReasonCode.SCALE_UP, message)
 
 
+def replica_rate(policy: ScalingPolicy, sizer: Sizer) -> float:
+    """Requests per second one replica completes: slots / service time when measured,
+    else the policy's per-replica target (LatencySLO's fallback rate)."""
+    shape = slots_and_rate(sizer.service) if sizer.service is not None else None
+    if policy.metric is MetricKind.LATENCY_SLO and shape is not None:
+        slots, mu = shape
+        return slots * mu
+    return policy.target
+
+
+def newest_sample(window: MetricWindow, now: float, length_s: float) -> MetricSample | None:
+    recent = samples_in(window.samples, now, length_s)
+    return recent[-1] if recent else None
+
+
 def _panic_step(
     policy: ScalingPolicy,
     sizer: Sizer,
@@ -215,12 +248,24 @@ def _panic_step(
     ratio: float,
     now: float,
     history: tuple[Recommendation, ...],
-) -> tuple[_Step, tuple[Recommendation, ...]]:
+    drain: BacklogPlan | None,
+) -> tuple[_Step, tuple[Recommendation, ...], int]:
+    """Panic sizing; also returns the panic's steady peak (its never-below floor).
+
+    The floor is the highest steady size of this panic (at entry: the current count),
+    so the backlog drain's surplus on top of it can go once the queue has.
+    """
     current = state.current_replicas
-    wanted = panic.panic_replicas(ceil_replicas(sizer.exact(est.burst)), current)
+    memory = state.memory
+    floor = current
+    if memory.panic_since is not None and memory.panic_peak_replicas is not None:
+        floor = memory.panic_peak_replicas
+    wanted = panic.panic_replicas(ceil_replicas(sizer.exact(est.burst)), floor)
     history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
+    drain_wanted = sizer.replicas(drain.demand) if drain is not None else 0
+    sized = max(wanted, drain_wanted)
     ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
-    target = min(wanted, ceiling)
+    target = min(sized, ceiling)
     noun = METRIC_NOUN[policy.metric]
     message = (
         f"panic: observed {noun} {_fmt(est.burst)} is {ratio:.1f}x the capacity of "
@@ -231,12 +276,18 @@ def _panic_step(
             f" (the newest sample; the {_fmt(policy.panic_window_s)}s panic window's mean is "
             f"{_fmt(est.panic)})"
         )
+    if drain is not None and drain_wanted > wanted:
+        message += (
+            f"; {wanted} serve the load, {drain_wanted} drain the backlog of "
+            f"{_fmt(drain.projected)} requests expected when they are ready "
+            f"({_fmt(drain.queued)} queued now) within {_fmt(drain.drain_s)}s"
+        )
     if ratio < policy.panic_threshold:
         calm = f"{_fmt(policy.stable_window_s)}s below {policy.panic_threshold:g}x"
         message += f" (no scale-down until {calm})"
-    if target < wanted:
-        message += f" (rate-limited from {wanted})"
-    return _Step(target, ReasonCode.PANIC, message), history
+    if target < sized:
+        message += f" (rate-limited from {sized})"
+    return _Step(target, ReasonCode.PANIC, message), history, wanted
 
 
 def _zero_step(
@@ -295,6 +346,31 @@ def _last_demand_at(memory: ScalerMemory, window: MetricWindow, now: float) -> f
     return max(known) if known else now
 
 
+def _learned_pool(
+    policy: ScalingPolicy, bursts: tuple[Burst, ...], serving: int, now: float
+) -> tuple[int, tuple[Burst, ...], str]:
+    """The warm pool's size with burst memory, the crowds still remembered, and why."""
+    if policy.warm_pool_max is None:
+        return policy.warm_pool_size, (), ""
+    learned = learned_capacity(bursts, now, policy.burst_memory_s)
+    if learned is None:
+        return policy.warm_pool_size, (), ""
+    kept = remembered(bursts, now, policy.burst_memory_s)
+    size = learned_pool(learned.replicas, serving, policy.warm_pool_size, policy.warm_pool_max)
+    size = min(size, max(0, policy.max_replicas - serving))
+    if size <= policy.warm_pool_size:
+        return policy.warm_pool_size, kept, ""
+    crowds = "1 crowd" if learned.bursts == 1 else f"{learned.bursts} crowds"
+    note = (
+        f"warm pool {size} (serving + warm {serving + size}): {crowds} seen, peak "
+        f"{learned.replicas} replicas, remembered for {_fmt(learned.window_s)}s after the "
+        f"last, until t={_fmt(learned.until)}"
+    )
+    if learned.replicas - serving > size:
+        note += f" (ceiling warmPool.maxSize {policy.warm_pool_max})"
+    return size, kept, note
+
+
 def decide(
     policy: ScalingPolicy,
     window: MetricWindow,
@@ -316,6 +392,8 @@ def decide(
     floors = compute_floors(policy, sizer, now, history)
     last_demand_at = _last_demand_at(memory, window, now)
     recs = memory.recommendations
+    bursts = memory.bursts
+    panic_peak: int | None = None
     est = estimate_demand(policy, window, now)
     if est is None:
         # Without data, never shrink or go to zero: the metrics pipeline may be down.
@@ -338,7 +416,24 @@ def decide(
             policy.stable_window_s,
         )
         if status.active:
-            step, recs = _panic_step(policy, sizer, est, state, ratio, now, recs)
+            newest = newest_sample(window, now, policy.panic_window_s)
+            drain = None
+            if newest is not None:
+                rate = replica_rate(policy, sizer)
+                drain = backlog_plan(
+                    policy, newest, state.ready_replicas, state.warm_replicas, rate
+                )
+                crowd = demand_of(newest, policy.metric, 0.0)
+                if crowd is not None and status.since is not None:
+                    size = crowd_replicas(
+                        sizer.exact(crowd),
+                        sizer.replicas(burst_demand(crowd)),
+                        state.ready_replicas,
+                        exact_signal=policy.metric is MetricKind.LATENCY_SLO,
+                    )
+                    if worth_remembering(size, policy.min_replicas):
+                        bursts = record_burst(bursts, status.since, now, size)
+            step, recs, panic_peak = _panic_step(policy, sizer, est, state, ratio, now, recs, drain)
         else:
             step, recs = _stable_step(policy, sizer, est, state, now, recs)
         step = _zero_step(policy, step, state, window, floors, last_demand_at, now)
@@ -352,9 +447,10 @@ def decide(
     if recommended > policy.max_replicas:
         notes.append(f"capped at maxReplicas {policy.max_replicas} (wanted {recommended})")
 
-    plan = plan_pool(
-        current, state.warm_replicas, serving, policy.warm_pool_size, policy.max_replicas
-    )
+    pool_size, bursts, pool_note = _learned_pool(policy, bursts, serving, now)
+    if pool_note:
+        notes.append(pool_note)
+    plan = plan_pool(current, state.warm_replicas, serving, pool_size, policy.max_replicas)
     outcome = cap_to_capacity(plan, current, state.warm_replicas, free_pod_slots)
     plan = outcome.plan
     if outcome.serving_short:
@@ -375,6 +471,8 @@ def decide(
         panic_last_triggered_at=status.last_triggered_at,
         last_demand_at=last_demand_at,
         recommendations=recs,
+        panic_peak_replicas=panic_peak if status.active else None,
+        bursts=bursts,
     )
     return Decision(
         serving_replicas=plan.serving,
@@ -389,4 +487,5 @@ def decide(
         demand=demand,
         floors=floors,
         memory=new_memory,
+        learned_warm=max(0, pool_size - policy.warm_pool_size),
     )

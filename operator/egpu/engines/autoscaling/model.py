@@ -129,6 +129,11 @@ class ScalingPolicy:
     The cooldown spaces stable-mode scale-ups (panic, wake and floors skip it); the
     stabilisation window holds scale-downs at the highest recent recommendation.
     `time_to_ready_s` is the measured cold start, the lead time of headroom and forecast.
+
+    `warm_pool_size` is the warm pool's floor. With `warm_pool_max` set, the pool also
+    learns: after a crowd (a panic) it keeps serving + warm at the crowd's steady size,
+    up to `warm_pool_max` warm, for `burst_memory_s` after the crowd or twice the
+    longest gap between the crowds remembered, whichever is longer. None: no learning.
     """
 
     metric: MetricKind
@@ -147,6 +152,8 @@ class ScalingPolicy:
     tolerance: float = 0.1
     scale_to_zero_idle_s: float = 300.0
     warm_pool_size: int = 0
+    warm_pool_max: int | None = None
+    burst_memory_s: float = 600.0
     schedule: tuple[ScheduleEntry, ...] = ()
     timezone: str = "UTC"
     time_to_ready_s: float = 60.0
@@ -183,6 +190,10 @@ class ScalingPolicy:
                 problems.append(f"{name} must be >= 0")
         if self.warm_pool_size < 0:
             problems.append("warm_pool_size must be >= 0")
+        if self.warm_pool_max is not None and self.warm_pool_max < self.warm_pool_size:
+            problems.append("warm_pool_max must be >= warm_pool_size")
+        if not (math.isfinite(self.burst_memory_s) and self.burst_memory_s > 0):
+            problems.append("burst_memory_s must be > 0")
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -248,6 +259,16 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class Burst:
+    """A crowd seen: when its panic began, the replicas its arrivals needed at the
+    peak (steady state, the backlog left out), and when it was last in panic."""
+
+    started_at: float
+    peak_replicas: int
+    last_seen_at: float
+
+
+@dataclass(frozen=True)
 class ScalerMemory:
     """What the engine remembers between decisions; the caller stores it verbatim
     (e.g. in the CR status) and passes back `Decision.memory` next time."""
@@ -258,6 +279,8 @@ class ScalerMemory:
     panic_last_triggered_at: float | None = None
     last_demand_at: float | None = None
     recommendations: tuple[Recommendation, ...] = ()
+    panic_peak_replicas: int | None = None  # the current panic's highest steady size
+    bursts: tuple[Burst, ...] = ()  # crowds remembered, oldest first
 
 
 @dataclass(frozen=True)
@@ -346,3 +369,4 @@ class Decision:
     demand: Demand
     floors: Floors
     memory: ScalerMemory
+    learned_warm: int = 0  # warm replicas kept for crowds seen, beyond warm_pool_size

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from egpu.api.inference import (
     GPUInferenceServiceSpec,
+    ScalerBurst,
     ScalerRecommendation,
     ScalerStatus,
     ScheduleWindow,
@@ -34,7 +35,8 @@ from egpu.engines.autoscaling import (
     ScheduleEntry,
     ServiceStats,
 )
-from egpu.engines.autoscaling.model import SECONDS_PER_DAY
+from egpu.engines.autoscaling.bursts import MAX_BURSTS
+from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
 
 # Before any pod has been seen going from created to Ready.
 DEFAULT_TIME_TO_READY_S = 30.0
@@ -192,6 +194,8 @@ def scaling_policy(
         scale_down_stabilization_s=parse_duration(behavior.scale_down.stabilization_window),
         scale_to_zero_idle_s=parse_duration(to_zero) if to_zero else stable,
         warm_pool_size=spec.warm_pool.size,
+        warm_pool_max=spec.warm_pool.max_size,
+        burst_memory_s=parse_duration(spec.warm_pool.burst_memory),
         schedule=schedule_entries(spec.schedule or ()),
         time_to_ready_s=DEFAULT_TIME_TO_READY_S if time_to_ready_s is None else time_to_ready_s,
     )
@@ -231,6 +235,15 @@ def memory_to_status(memory: ScalerMemory, time_to_ready_s: float | None) -> Sca
             for r in recommendations
         ],
         time_to_ready_seconds=time_to_ready_s,
+        panic_peak_replicas=memory.panic_peak_replicas,
+        bursts=[
+            ScalerBurst(
+                start_time=dt.datetime.fromtimestamp(b.started_at, dt.UTC),
+                last_seen_time=dt.datetime.fromtimestamp(b.last_seen_at, dt.UTC),
+                replicas=b.peak_replicas,
+            )
+            for b in memory.bursts[-MAX_BURSTS:]
+        ],
     )
 
 
@@ -242,6 +255,11 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         stamp = _from_time(r.time)
         if stamp is not None:
             recommendations.append(Recommendation(stamp, r.replicas))
+    bursts: list[Burst] = []
+    for b in status.bursts:
+        start, seen = _from_time(b.start_time), _from_time(b.last_seen_time)
+        if start is not None and seen is not None:
+            bursts.append(Burst(start, b.replicas, seen))
     return ScalerMemory(
         last_scale_up_at=_from_time(status.last_scale_up_time),
         last_scale_down_at=_from_time(status.last_scale_down_time),
@@ -249,6 +267,8 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         panic_last_triggered_at=_from_time(status.panic_last_triggered_time),
         last_demand_at=_from_time(status.last_demand_time),
         recommendations=tuple(recommendations),
+        panic_peak_replicas=status.panic_peak_replicas,
+        bursts=tuple(bursts),
     )
 
 
@@ -264,5 +284,13 @@ def memory_changed_materially(old: ScalerMemory, new: ScalerMemory) -> bool:
         or old.panic_since != new.panic_since
         or (old.panic_since is None) != (new.panic_since is None)
     ):
+        return True
+    if old.panic_peak_replicas != new.panic_peak_replicas:
+        return True
+    # A crowd's last-seen time moves every decision of its panic: not worth a write
+    # alone (the panic's end is one); a new crowd or a higher peak is.
+    if [(b.started_at, b.peak_replicas) for b in old.bursts] != [
+        (b.started_at, b.peak_replicas) for b in new.bursts
+    ]:
         return True
     return [r.replicas for r in old.recommendations] != [r.replicas for r in new.recommendations]
