@@ -12,12 +12,21 @@ Rules:
 - Headroom (pods that grow in place): a node must have it free beyond the pod's
   requests to be chosen; the assignment holds the requests only, so headroom is
   asked for at placement and never reserved.
-- The decision reads the ledger and changes nothing; `ClusterLedger.reserve` applies it.
+- Filters (`filters.py`: taints, nodeSelector, required node affinity, pod count,
+  extended resources, host ports) decide which nodes the gang may use at all; the
+  refused nodes are left out of the indexes for the decision and counted in the
+  diagnosis. Scores (preferred node affinity, PreferNoSchedule taints): the gang is
+  placed on the best-scoring nodes if it fits there, else on the next tier, else on
+  any feasible node.
+- The decision reads the ledger and leaves it as it found it; `ClusterLedger.reserve`
+  applies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 
 from egpu.domain.gang import GangRequest
 from egpu.domain.placement import (
@@ -30,6 +39,7 @@ from egpu.domain.placement import (
 from egpu.engines.placement.capacity import PodShape
 from egpu.engines.placement.diagnosis import best_domain, unschedulable
 from egpu.engines.placement.fill import Slot, fill_domain
+from egpu.engines.placement.filters import excluded_nodes, exclusions, score_tiers, scores
 from egpu.engines.placement.gpus import indices
 from egpu.engines.placement.ledger import ClusterLedger
 from egpu.engines.placement.search import feasible_domains, one_node
@@ -47,6 +57,42 @@ def level_depth(tree: DomainTree, level: str) -> int | None:
 
 def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
+    asks = bool(request.constraints or request.extras)
+    if not (asks or tree.tainted or tree.pods_full):
+        return _place(tree, request)  # nothing to filter or score: the fast path
+    refused = excluded_nodes(tree, request)
+    with _left_out(tree, refused):
+        if tree.tainted or any(c.scores for c in request.constraints):
+            scored = scores(tree, request, refused)
+            feasible = len(tree.nodes) - len(refused)
+            for tier in score_tiers(scored, feasible):
+                with _left_out(tree, tier):
+                    found = _place(tree, request)
+                if isinstance(found, Placement):
+                    return found
+        result = _place(tree, request)
+    if isinstance(result, Unschedulable) and refused:
+        counted = exclusions(refused.values())
+        words = "; ".join(map(str, counted))
+        return replace(result, message=f"{result.message}; {words}", excluded=counted)
+    return result
+
+
+@contextmanager
+def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
+    """Leave these nodes out of the indexes for the block, then put them back as they
+    were: O(levels) each, so refusing a few nodes costs little."""
+    states = [tree.nodes[name] for name in names]
+    for state in states:
+        tree.unindex(state)
+    try:
+        yield
+    finally:
+        for state in states:
+            tree.index(state)
+
+
+def _place(tree: DomainTree, request: GangRequest) -> PlacementResult:
     depths: dict[str, int] = {}
     for level in (request.required_level, request.preferred_level):
         if level is None:
