@@ -74,7 +74,10 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     if isinstance(result, Unschedulable) and refused:
         counted = exclusions(refused.values())
         words = "; ".join(map(str, counted))
-        return replace(result, message=f"{result.message}; {words}", excluded=counted)
+        message = result.message
+        if result.levels and result.levels[-1].domains == 0:  # the filters left no node
+            message = "no schedulable node with GPUs is left by the filters"
+        return replace(result, message=f"{message}; {words}", excluded=counted)
     return result
 
 
@@ -168,6 +171,7 @@ def _assignments(slots: list[Slot], request: GangRequest) -> list[PodAssignment]
             domain=dict(slot.state.domain_labels),  # plain dicts: callers serialise them
             cpu_millis=request.cpu_millis_per_pod,
             memory_bytes=request.memory_bytes_per_pod,
+            extras=request.extras,
         )
         for rank, slot in enumerate(slots)
     ]

@@ -151,15 +151,14 @@ def score(request: GangRequest, state: NodeState) -> int:
 
 
 def scores(tree: DomainTree, request: GangRequest, skip: Container[str]) -> dict[str, int]:
-    """Scores of the schedulable nodes not in `skip` that score other than 0 (only
-    tainted nodes are visited unless the pods state preferences)."""
+    """Scores of the schedulable nodes not in `skip`: of every node when the pods state
+    preferences, else only of the tainted nodes that score other than 0 (all others
+    score 0, the best a node can then have)."""
     out: dict[str, int] = {}
     if any(c.scores for c in request.constraints):
         for state in tree.nodes.values():
             if state.schedulable and state.name not in skip:
-                value = score(request, state)
-                if value:
-                    out[state.name] = value
+                out[state.name] = score(request, state)
         return out
     for group in tree.tainted.values():
         value = score(request, next(iter(group.values())))
