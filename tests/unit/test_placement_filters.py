@@ -309,7 +309,7 @@ def test_node_selector_and_affinity_choose_among_nodes() -> None:
     placed = place_gang(ledger, request(gpus=4, constraints=newer))
     assert isinstance(placed, Placement) and placed.assignments[0].node == "b1"
     nowhere = NodeConstraints(node_selector=(("pool", "c"),))
-    refused = place_gang(ledger, request(constraints=nowhere))
+    refused = place_gang(ledger, request(gpus=4, constraints=nowhere))
     assert isinstance(refused, Unschedulable)
     assert refused.message == (
         "no schedulable node with GPUs is left by the filters; "

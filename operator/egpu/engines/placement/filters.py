@@ -99,8 +99,17 @@ def needs_scan(request: GangRequest) -> bool:
     return bool(request.extras) or any(c.selects for c in request.constraints)
 
 
+def _relevant(state: NodeState, request: GangRequest) -> bool:
+    """A node that could hold one of the pods by its GPUs: schedulable, of the gang's
+    model, with enough GPUs. Only such nodes are filtered (and counted as refused)."""
+    if not state.schedulable or state.gpu_count < request.gpus_per_pod:
+        return False
+    return request.gpu_model is None or state.model == request.gpu_model
+
+
 def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]:
-    """Schedulable nodes no pod of the gang may go to, with the first filter that said no.
+    """Nodes that could hold a pod of the gang by GPUs (`_relevant`) but that no pod of
+    the gang may go to, with the first filter that said no.
 
     Without a scan, taints are judged once per distinct set of taints and only the
     groups refused are listed, so a cluster whose GPU nodes all carry one tolerated
@@ -108,7 +117,7 @@ def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]
     out: dict[str, Refusal] = {}
     if needs_scan(request):
         for state in tree.nodes.values():
-            if state.schedulable:
+            if _relevant(state, request):
                 found = refusal(request, state)
                 if found is not None:
                     out[state.name] = found
@@ -118,10 +127,10 @@ def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]
         found = taint_filter(request, first)
         if found is not None:
             for name, state in group.items():
-                if state.schedulable:
+                if _relevant(state, request):
                     out[name] = found
     for name, state in tree.pods_full.items():
-        if name not in out:
+        if name not in out and _relevant(state, request):
             found = pod_count_filter(request, state)
             if found is not None:
                 out[name] = found
