@@ -210,7 +210,7 @@ hold the pod by their GPUs (model and count) are counted.
 
 Not checked yet: PersistentVolumeClaims (their binding mode and the node affinity of
 their volumes), `spec.schedulingGates`, and preemption (a pod never evicts another).
-"""
+"""  # noqa: E501 (table rows)
 
 
 def render() -> str:
