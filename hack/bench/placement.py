@@ -17,7 +17,9 @@
     - ideal_domain_pct: the same against the smallest level that could hold the gang
       in an empty cluster (what fragmentation costs);
     - stranded_gpus: at the end, free GPUs on nodes with fewer free GPUs than one
-      whole node has, i.e. free but unusable by the next 8-GPU pod.
+      whole node has, i.e. free but unusable by the next 8-GPU pod;
+    - nvlink_split_pods_pct: placed pods no larger than an NVLink group whose GPUs
+      span more than one group (lower is better).
 The last line of output is one JSON object.
 """
 
@@ -398,6 +400,8 @@ class TraceResult:
     samples: int = 0
     used_sum: int = 0
     seconds: float = 0.0
+    small_pods: int = 0  # scored pods no larger than an NVLink group
+    split_pods: int = 0  # ... whose GPUs span more than one group
 
     def pct(self, count: int) -> float:
         return round(100 * count / self.placed, 2) if self.placed else 0.0
@@ -435,6 +439,10 @@ def run_trace(
                 out.placed += 1
                 out.smallest += level == feasible
                 out.ideal += level == ideal_level(shape, gang.pods, gang.gpus)
+                group = shape.nvlink_group_size
+                if gang.gpus <= group < shape.gpus_per_node:
+                    out.small_pods += len(got)
+                    out.split_pods += sum(len({g // group for g in gpus}) > 1 for _, gpus in got)
             for node, gpus in got:
                 counts.change(node, -len(gpus))
             heapq.heappush(leaving, (gang.arrive + gang.stay, serial, gang, got))
@@ -447,6 +455,10 @@ def run_trace(
     if isinstance(scheduler, EngineScheduler):
         assert scheduler.ledger.stranded_gpus(shape.gpus_per_node) == out.stranded_end
     return out
+
+
+def split_pct(r: TraceResult) -> float:
+    return round(100 * r.split_pods / r.small_pods, 2) if r.small_pods else 0.0
 
 
 def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> dict[str, float]:
@@ -464,7 +476,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
             f"(b) {name:9s}: {r.placed} placed, {r.rejected} rejected; smallest feasible "
             f"domain {r.pct(r.smallest)}%, ideal domain {r.pct(r.ideal)}%; stranded GPUs "
             f"at end {r.stranded_end} (mean {r.stranded_sum / max(1, r.samples):.0f}); "
-            f"{r.seconds:.1f} s"
+            f"pods split across NVLink groups {split_pct(r)}%; {r.seconds:.1f} s"
         )
     print(
         f"    engine decisions: placed p50 {percentile(engine.decide_ms, 50):.2f} ms, "
@@ -476,6 +488,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         "stranded_gpus": ours.stranded_end,
         "ideal_domain_pct": ours.pct(ours.ideal),
         "stranded_gpus_mean": round(ours.stranded_sum / max(1, ours.samples), 1),
+        "nvlink_split_pods_pct": split_pct(ours),
         "placed": ours.placed,
         "rejected": ours.rejected,
         "churn_p50_ms": round(percentile(engine.decide_ms, 50), 3),
@@ -485,6 +498,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         "baseline_stranded_gpus": base.stranded_end,
         "baseline_ideal_domain_pct": base.pct(base.ideal),
         "baseline_stranded_gpus_mean": round(base.stranded_sum / max(1, base.samples), 1),
+        "baseline_nvlink_split_pods_pct": split_pct(base),
         "baseline_placed": base.placed,
         "baseline_rejected": base.rejected,
     }

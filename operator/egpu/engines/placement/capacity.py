@@ -89,7 +89,9 @@ def node_pods(state: NodeState, shape: PodShape) -> int:
         pods = min(pods, state.cpu_free // shape.cpu)
     if shape.mem:
         pods = min(pods, state.mem_free // shape.mem)
-    return other_limits(state, shape, pods)
+    if shape.extras or state.pods_alloc >= 0:
+        return other_limits(state, shape, pods)
+    return pods
 
 
 def other_limits(state: NodeState, shape: PodShape, pods: int) -> int:
