@@ -20,6 +20,10 @@
       whole node has, i.e. free but unusable by the next 8-GPU pod;
     - nvlink_split_pods_pct: placed pods no larger than an NVLink group whose GPUs
       span more than one group (lower is better).
+(c) Filters: the cluster of (a), every node then tainted `nvidia.com/gpu=present:
+    NoSchedule` and 1% also `gpu=broken:NoSchedule`; the decision for the gang of (a)
+    timed when it tolerates the common taint (the broken nodes are refused), and when
+    it also selects one block by nodeSelector (every node is visited).
 The last line of output is one JSON object.
 """
 
@@ -33,7 +37,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 from egpu.domain.gang import GangRequest
 from egpu.domain.node import Node, node_from_kubernetes
 from egpu.domain.placement import Placement
+from egpu.domain.scheduling import NodeConstraints, Taint, Toleration
 from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, place_gang
 from egpu.sim.nodes import ClusterShape, node_manifests
@@ -373,6 +378,55 @@ def decision_time(
     }
 
 
+# -- (c) filters ---------------------------------------------------------------------------------
+
+
+def filtered_decisions(
+    args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]
+) -> dict[str, float]:
+    rng = random.Random(args.seed + 2)
+    ledger = ClusterLedger(Topology(), nodes)
+    placed: list[str] = []
+    top_up(ledger, rng, shape.gpus_per_node, "fill", placed)
+    common = Taint("nvidia.com/gpu", "present", "NoSchedule")
+    broken = Taint("gpu", "broken", "NoSchedule")
+    for i, node in enumerate(nodes):
+        ledger.update_node(replace(node, taints=(common, broken) if i % 100 == 0 else (common,)))
+    tolerate = NodeConstraints(tolerations=(Toleration("nvidia.com/gpu", "Exists"),))
+    block = nodes[0].labels["egpu.io/block"]
+    select = replace(tolerate, node_selector=(("egpu.io/block", block),))
+    out: dict[str, float] = {}
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
+    for name, ask in (("tolerated", tolerate), ("selector", select)):
+        big = GangRequest(
+            "big",
+            args.gang_pods,
+            shape.gpus_per_node,
+            cpu_millis_per_pod=CPU_PER_GPU * shape.gpus_per_node,
+            memory_bytes_per_pod=MEM_PER_GPU * shape.gpus_per_node,
+            constraints=(ask,),
+        )
+        times: list[float] = []
+        refused = 0
+        for _ in range(max(1, args.trials // 4)):
+            start = time.perf_counter()
+            decision = place_gang(ledger, big)
+            times.append((time.perf_counter() - start) * 1000)
+            refused += not isinstance(decision, Placement)
+        print(
+            f"(c) {name:9s}: p50 {percentile(times, 50):.2f} ms, p99 "
+            f"{percentile(times, 99):.2f} ms over {len(times)} trials; refused {refused}"
+        )
+        out[f"{name}_p50_ms"] = round(percentile(times, 50), 3)
+        out[f"{name}_p99_ms"] = round(percentile(times, 99), 3)
+    problems = ledger.verify()
+    if problems:
+        raise SystemExit(f"ledger indexes drifted: {problems[:3]}")
+    return out
+
+
 # -- (b) churn trace ----------------------------------------------------------------------------
 
 
@@ -544,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, object] = {}
     report.update(decision_time(args, shape, nodes))
     report.update(churn(args, shape, nodes))
+    report.update(filtered_decisions(args, shape, nodes))
     report.update(
         nodes=shape.node_count,
         gpus=shape.gpu_count,
