@@ -398,3 +398,13 @@ def test_every_pod_of_a_gang_must_be_satisfied() -> None:
     r = GangRequest("g", 1, 8, constraints=(one, other))
     placed = place_gang(ledger, r)
     assert isinstance(placed, Placement) and placed.assignments[0].node == "n2"
+
+
+def test_a_partial_gang_on_the_preferred_nodes_loses_to_the_whole_gang_elsewhere() -> None:
+    soft = Taint("spot", "", "PreferNoSchedule")
+    ledger = ClusterLedger(TOPOLOGY, [node("n1"), node("n2", taints=(soft,))])
+    # Two pods of 8 GPUs, at least one: the untainted node takes one, both nodes take two.
+    r = GangRequest("g", 2, 8, min_members=1)
+    placed = place_gang(ledger, r)
+    assert isinstance(placed, Placement)
+    assert sorted(a.node for a in placed.assignments) == ["n1", "n2"]

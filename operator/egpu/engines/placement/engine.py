@@ -67,9 +67,9 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
             feasible = len(tree.nodes) - len(refused)
             for tier in score_tiers(scored, feasible):
                 with _left_out(tree, tier):
-                    found = _place(tree, request)
-                if isinstance(found, Placement):
-                    return found
+                    found = _place(tree, request, diagnose=False)
+                if isinstance(found, Placement) and not found.partial:
+                    return found  # a partial gang here could be whole on more nodes
         result = _place(tree, request)
     if isinstance(result, Unschedulable) and refused:
         counted = exclusions(refused.values())
@@ -95,7 +95,9 @@ def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
             tree.index(state)
 
 
-def _place(tree: DomainTree, request: GangRequest) -> PlacementResult:
+def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
+    """The decision on the indexed nodes; without `diagnose`, a refusal is not explained
+    (a try on the best-scoring nodes only, whose refusal nobody reads)."""
     depths: dict[str, int] = {}
     for level in (request.required_level, request.preferred_level):
         if level is None:
@@ -130,6 +132,8 @@ def _place(tree: DomainTree, request: GangRequest) -> PlacementResult:
             pods = min(most, pods - 1)
             found = _smallest_domain(tree, shape, pods, limit)
     if found is None:
+        if not diagnose:
+            return Unschedulable(request.gang_id, UnschedulableReason.INSUFFICIENT_CAPACITY, "")
         return unschedulable(tree, request, shape, limit, request.pod_count)
 
     depth, domain_path, slots = found
