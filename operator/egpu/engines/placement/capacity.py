@@ -89,9 +89,10 @@ def node_pods(state: NodeState, shape: PodShape) -> int:
         pods = min(pods, state.cpu_free // shape.cpu)
     if shape.mem:
         pods = min(pods, state.mem_free // shape.mem)
-    if shape.extras or state.pods_alloc >= 0:
-        return other_limits(state, shape, pods)
-    return pods
+    slots = state.pods_alloc - state.pods_used
+    if state.pods_alloc >= 0 and slots < pods:
+        pods = max(0, slots)
+    return other_limits(state, shape, pods) if shape.extras else pods
 
 
 def other_limits(state: NodeState, shape: PodShape, pods: int) -> int:
@@ -125,7 +126,7 @@ def exact_domain_pods(domain: DomainNode, lowest: list[DomainNode], shape: PodSh
         # Pod slots are left out here: with 110 of them a node runs out of GPUs first
         # (a node with no slot left is filtered out before this is asked).
         return domain_pods(stats_for(domain, shape.model), shape)
-    gpus, cpu, mem = shape.gpus, shape.cpu, shape.mem
+    gpus, cpu, mem, extras = shape.gpus, shape.cpu, shape.mem, shape.extras
     total = 0
     for lowest_domain in lowest:
         for model, buckets in lowest_domain.buckets.items():
@@ -139,5 +140,8 @@ def exact_domain_pods(domain: DomainNode, lowest: list[DomainNode], shape: PodSh
                         pods = max(0, state.cpu_alloc - state.cpu_used) // cpu
                     if mem and state.mem_alloc - state.mem_used < pods * mem:
                         pods = max(0, state.mem_alloc - state.mem_used) // mem
-                    total += other_limits(state, shape, pods)
+                    slots = state.pods_alloc - state.pods_used
+                    if state.pods_alloc >= 0 and slots < pods:
+                        pods = max(0, slots)
+                    total += other_limits(state, shape, pods) if extras else pods
     return total

@@ -94,6 +94,19 @@ def refusal(request: GangRequest, state: NodeState) -> Refusal | None:
     return None
 
 
+def filters_for(request: GangRequest) -> tuple[Filter, ...]:
+    """The filters that can refuse a node for this request (the others pass every node)."""
+    wanted: list[Filter] = [taint_filter]
+    if any(c.node_selector for c in request.constraints):
+        wanted.append(node_selector_filter)
+    if any(c.required is not None for c in request.constraints):
+        wanted.append(node_affinity_filter)
+    wanted.append(pod_count_filter)
+    if request.extras:
+        wanted.append(resource_filter)
+    return tuple(wanted)
+
+
 def needs_scan(request: GangRequest) -> bool:
     """Whether every node must be visited (else only tainted and full ones)."""
     return bool(request.extras) or any(c.selects for c in request.constraints)
@@ -116,11 +129,15 @@ def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]
     taint costs one check."""
     out: dict[str, Refusal] = {}
     if needs_scan(request):
+        checks = filters_for(request)
         for state in tree.nodes.values():
-            if _relevant(state, request):
-                found = refusal(request, state)
+            if not _relevant(state, request):
+                continue
+            for check in checks:
+                found = check(request, state)
                 if found is not None:
                     out[state.name] = found
+                    break
         return out
     for group in tree.tainted.values():
         first = next(iter(group.values()))
