@@ -23,7 +23,8 @@
 (c) Filters: the cluster of (a), every node then tainted `nvidia.com/gpu=present:
     NoSchedule` and 1% also `gpu=broken:NoSchedule`; the decision for the gang of (a)
     timed when it tolerates the common taint (the broken nodes are refused), and when
-    it also selects one block by nodeSelector (every node is visited).
+    it also asks for three of the blocks by required node affinity (every node is
+    visited; most are refused).
 The last line of output is one JSON object.
 """
 
@@ -45,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 from egpu.domain.gang import GangRequest
 from egpu.domain.node import Node, node_from_kubernetes
 from egpu.domain.placement import Placement
-from egpu.domain.scheduling import NodeConstraints, Taint, Toleration
+from egpu.domain.scheduling import NodeConstraints, Requirement, SelectorTerm, Taint, Toleration
 from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, place_gang
+from egpu.engines.placement.tree import natural_key
 from egpu.sim.nodes import ClusterShape, node_manifests
 
 # Gang sizes in GPUs and how often each arrives (small jobs are common, big ones rare).
@@ -393,13 +395,16 @@ def filtered_decisions(
     for i, node in enumerate(nodes):
         ledger.update_node(replace(node, taints=(common, broken) if i % 100 == 0 else (common,)))
     tolerate = NodeConstraints(tolerations=(Toleration("nvidia.com/gpu", "Exists"),))
-    block = nodes[0].labels["egpu.io/block"]
-    select = replace(tolerate, node_selector=(("egpu.io/block", block),))
+    blocks = tuple(sorted({n.labels["egpu.io/block"] for n in nodes}, key=natural_key)[:3])
+    select = replace(
+        tolerate,
+        required=(SelectorTerm(expressions=(Requirement("egpu.io/block", "In", blocks),)),),
+    )
     out: dict[str, float] = {}
     if args.gc_freeze:
         gc.collect()
         gc.freeze()
-    for name, ask in (("tolerated", tolerate), ("selector", select)):
+    for name, ask in (("tolerated", tolerate), ("affinity", select)):
         big = GangRequest(
             "big",
             args.gang_pods,
