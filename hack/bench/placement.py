@@ -23,7 +23,7 @@
 (c) Filters: the cluster of (a), every node then tainted `nvidia.com/gpu=present:
     NoSchedule` and 1% also `gpu=broken:NoSchedule`; the decision for the gang of (a)
     timed when it tolerates the common taint (the broken nodes are refused), and when
-    it also asks for three of the blocks by required node affinity (every node is
+    it also asks for the last three blocks by required node affinity (every node is
     visited; most are refused).
 The last line of output is one JSON object.
 """
@@ -395,7 +395,7 @@ def filtered_decisions(
     for i, node in enumerate(nodes):
         ledger.update_node(replace(node, taints=(common, broken) if i % 100 == 0 else (common,)))
     tolerate = NodeConstraints(tolerations=(Toleration("nvidia.com/gpu", "Exists"),))
-    blocks = tuple(sorted({n.labels["egpu.io/block"] for n in nodes}, key=natural_key)[:3])
+    blocks = tuple(sorted({n.labels["egpu.io/block"] for n in nodes}, key=natural_key)[-3:])
     select = replace(
         tolerate,
         required=(SelectorTerm(expressions=(Requirement("egpu.io/block", "In", blocks),)),),
