@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from egpu.domain.gang import GangRequest
 from egpu.domain.placement import Exclusion, FilterReason
 from egpu.domain.scheduling import (
+    SelectorTerm,
     blocking_taint,
     is_host_port,
     untolerated_soft_taints,
@@ -55,8 +57,14 @@ def node_affinity_filter(request: GangRequest, state: NodeState) -> Refusal | No
     for ask in request.constraints:
         if not ask.affinity_matches(state.name, state.labels):
             assert ask.required is not None
-            return Refusal(FilterReason.NODE_AFFINITY, " or ".join(map(str, ask.required)))
+            return _affinity_refusal(ask.required)
     return None
+
+
+@lru_cache(maxsize=256)
+def _affinity_refusal(terms: tuple[SelectorTerm, ...]) -> Refusal:
+    """One Refusal per set of terms: a scan may refuse thousands of nodes with it."""
+    return Refusal(FilterReason.NODE_AFFINITY, " or ".join(map(str, terms)))
 
 
 def pod_count_filter(request: GangRequest, state: NodeState) -> Refusal | None:
