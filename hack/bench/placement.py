@@ -17,7 +17,14 @@
     - ideal_domain_pct: the same against the smallest level that could hold the gang
       in an empty cluster (what fragmentation costs);
     - stranded_gpus: at the end, free GPUs on nodes with fewer free GPUs than one
-      whole node has, i.e. free but unusable by the next 8-GPU pod.
+      whole node has, i.e. free but unusable by the next 8-GPU pod;
+    - nvlink_split_pods_pct: placed pods no larger than an NVLink group whose GPUs
+      span more than one group (lower is better).
+(c) Filters: the cluster of (a), every node then tainted `nvidia.com/gpu=present:
+    NoSchedule` and 1% also `gpu=broken:NoSchedule`; the decision for the gang of (a)
+    timed when it tolerates the common taint (the broken nodes are refused), and when
+    it also asks for the last three blocks by required node affinity (every node is
+    visited; most are refused).
 The last line of output is one JSON object.
 """
 
@@ -31,7 +38,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
@@ -39,8 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
 from egpu.domain.gang import GangRequest
 from egpu.domain.node import Node, node_from_kubernetes
 from egpu.domain.placement import Placement
+from egpu.domain.scheduling import NodeConstraints, Requirement, SelectorTerm, Taint, Toleration
 from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, place_gang
+from egpu.engines.placement.tree import natural_key
 from egpu.sim.nodes import ClusterShape, node_manifests
 
 # Gang sizes in GPUs and how often each arrives (small jobs are common, big ones rare).
@@ -371,6 +380,58 @@ def decision_time(
     }
 
 
+# -- (c) filters ---------------------------------------------------------------------------------
+
+
+def filtered_decisions(
+    args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]
+) -> dict[str, float]:
+    rng = random.Random(args.seed + 2)
+    ledger = ClusterLedger(Topology(), nodes)
+    placed: list[str] = []
+    top_up(ledger, rng, shape.gpus_per_node, "fill", placed)
+    common = Taint("nvidia.com/gpu", "present", "NoSchedule")
+    broken = Taint("gpu", "broken", "NoSchedule")
+    for i, node in enumerate(nodes):
+        ledger.update_node(replace(node, taints=(common, broken) if i % 100 == 0 else (common,)))
+    tolerate = NodeConstraints(tolerations=(Toleration("nvidia.com/gpu", "Exists"),))
+    blocks = tuple(sorted({n.labels["egpu.io/block"] for n in nodes}, key=natural_key)[-3:])
+    select = replace(
+        tolerate,
+        required=(SelectorTerm(expressions=(Requirement("egpu.io/block", "In", blocks),)),),
+    )
+    out: dict[str, float] = {}
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
+    for name, ask in (("tolerated", tolerate), ("affinity", select)):
+        big = GangRequest(
+            "big",
+            args.gang_pods,
+            shape.gpus_per_node,
+            cpu_millis_per_pod=CPU_PER_GPU * shape.gpus_per_node,
+            memory_bytes_per_pod=MEM_PER_GPU * shape.gpus_per_node,
+            constraints=(ask,),
+        )
+        times: list[float] = []
+        refused = 0
+        for _ in range(max(1, args.trials // 4)):
+            start = time.perf_counter()
+            decision = place_gang(ledger, big)
+            times.append((time.perf_counter() - start) * 1000)
+            refused += not isinstance(decision, Placement)
+        print(
+            f"(c) {name:9s}: p50 {percentile(times, 50):.2f} ms, p99 "
+            f"{percentile(times, 99):.2f} ms over {len(times)} trials; refused {refused}"
+        )
+        out[f"{name}_p50_ms"] = round(percentile(times, 50), 3)
+        out[f"{name}_p99_ms"] = round(percentile(times, 99), 3)
+    problems = ledger.verify()
+    if problems:
+        raise SystemExit(f"ledger indexes drifted: {problems[:3]}")
+    return out
+
+
 # -- (b) churn trace ----------------------------------------------------------------------------
 
 
@@ -398,6 +459,8 @@ class TraceResult:
     samples: int = 0
     used_sum: int = 0
     seconds: float = 0.0
+    small_pods: int = 0  # scored pods no larger than an NVLink group
+    split_pods: int = 0  # ... whose GPUs span more than one group
 
     def pct(self, count: int) -> float:
         return round(100 * count / self.placed, 2) if self.placed else 0.0
@@ -435,6 +498,10 @@ def run_trace(
                 out.placed += 1
                 out.smallest += level == feasible
                 out.ideal += level == ideal_level(shape, gang.pods, gang.gpus)
+                group = shape.nvlink_group_size
+                if gang.gpus <= group < shape.gpus_per_node:
+                    out.small_pods += len(got)
+                    out.split_pods += sum(len({g // group for g in gpus}) > 1 for _, gpus in got)
             for node, gpus in got:
                 counts.change(node, -len(gpus))
             heapq.heappush(leaving, (gang.arrive + gang.stay, serial, gang, got))
@@ -447,6 +514,10 @@ def run_trace(
     if isinstance(scheduler, EngineScheduler):
         assert scheduler.ledger.stranded_gpus(shape.gpus_per_node) == out.stranded_end
     return out
+
+
+def split_pct(r: TraceResult) -> float:
+    return round(100 * r.split_pods / r.small_pods, 2) if r.small_pods else 0.0
 
 
 def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> dict[str, float]:
@@ -464,7 +535,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
             f"(b) {name:9s}: {r.placed} placed, {r.rejected} rejected; smallest feasible "
             f"domain {r.pct(r.smallest)}%, ideal domain {r.pct(r.ideal)}%; stranded GPUs "
             f"at end {r.stranded_end} (mean {r.stranded_sum / max(1, r.samples):.0f}); "
-            f"{r.seconds:.1f} s"
+            f"pods split across NVLink groups {split_pct(r)}%; {r.seconds:.1f} s"
         )
     print(
         f"    engine decisions: placed p50 {percentile(engine.decide_ms, 50):.2f} ms, "
@@ -476,6 +547,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         "stranded_gpus": ours.stranded_end,
         "ideal_domain_pct": ours.pct(ours.ideal),
         "stranded_gpus_mean": round(ours.stranded_sum / max(1, ours.samples), 1),
+        "nvlink_split_pods_pct": split_pct(ours),
         "placed": ours.placed,
         "rejected": ours.rejected,
         "churn_p50_ms": round(percentile(engine.decide_ms, 50), 3),
@@ -485,6 +557,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         "baseline_stranded_gpus": base.stranded_end,
         "baseline_ideal_domain_pct": base.pct(base.ideal),
         "baseline_stranded_gpus_mean": round(base.stranded_sum / max(1, base.samples), 1),
+        "baseline_nvlink_split_pods_pct": split_pct(base),
         "baseline_placed": base.placed,
         "baseline_rejected": base.rejected,
     }
@@ -530,6 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, object] = {}
     report.update(decision_time(args, shape, nodes))
     report.update(churn(args, shape, nodes))
+    report.update(filtered_decisions(args, shape, nodes))
     report.update(
         nodes=shape.node_count,
         gpus=shape.gpu_count,

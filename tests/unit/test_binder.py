@@ -408,4 +408,43 @@ def test_a_node_filled_by_another_scheduler_during_the_plan_write_is_not_bound()
         assert binder.audit() == []
         assert len(binder.sync.ledger.node_view("l0-n0").used_gpus) == 3  # the foreign pod's
 
+
+def test_a_lone_pod_the_binder_cannot_honour_is_refused_naming_the_field() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {"l0": 2})
+        pod = gpu_pod("spread", gpus=1)
+        pod["spec"]["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "zone"}]
+        api.add_pod(pod)
+        await cycle(api, binder)
+        assert bound_to(api, "spread") is None
+        (event,) = events_on(api, "spread")
+        assert event["reason"] == "FailedScheduling"
+        assert "spec.topologySpreadConstraints" in event["message"]
+        condition = api.pod("ns", "spread")["status"]["conditions"][-1]  # type: ignore[index]
+        assert (condition["status"], condition["reason"]) == ("False", "Unsupported")
+
+    run(go)
+
+
+def test_a_tainted_node_is_told_in_the_pods_reason_and_a_tolerating_pod_binds() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {"l0": 1})
+        node = api.nodes.store["l0-n0"]
+        tainted = json.loads(json.dumps(node))
+        tainted["spec"]["taints"] = [{"key": "gpu", "value": "broken", "effect": "NoSchedule"}]
+        api.add_node(tainted)
+        api.add_pod(gpu_pod("plain", gpus=1))
+        await cycle(api, binder)
+        assert bound_to(api, "plain") is None
+        (event,) = events_on(api, "plain")
+        assert "1 node excluded by taint gpu=broken:NoSchedule" in event["message"]
+        ok = gpu_pod("tolerant", gpus=1)
+        ok["spec"]["tolerations"] = [{"key": "gpu", "operator": "Exists"}]
+        api.add_pod(ok)
+        await cycle(api, binder)
+        assert bound_to(api, "tolerant") == "l0-n0"
+        assert binder.audit() == []
+
     run(go)

@@ -218,3 +218,25 @@ def test_a_node_claiming_impossibly_many_gpus_is_left_out_and_said_why() -> None
     sync = LedgerSync.rebuild(TOPOLOGY, [gpu_node("liar", gpus=100_000)], [])
     assert "liar" not in sync.ledger
     assert "100000 GPUs" in sync.bad_nodes["liar"]
+
+
+def test_every_pod_on_a_node_counts_toward_its_pod_count_and_extended_resources() -> None:
+    node = gpu_node("n1")
+    node["status"]["allocatable"].update({"pods": "3", "rdma/ib": "2"})
+    node["spec"]["taints"] = [{"key": "gpu", "value": "broken", "effect": "NoSchedule"}]
+    cpu_only = gpu_pod("agent", gpus=0, node="n1", ours=False)
+    rdma = gpu_pod("job", gpus=1, node="n1", ours=False)
+    rdma["spec"]["containers"][0]["resources"]["requests"]["rdma/ib"] = "2"
+    sync = LedgerSync.rebuild(TOPOLOGY, [node], [cpu_only, rdma])
+    usage = sync.ledger.node_usage("n1")
+    assert (usage.pods_used, usage.extras_used) == (2, (("rdma/ib", 2),))
+    assert sync.ledger.tree.nodes["n1"].taints[0].key == "gpu"
+    # One more pod fills the node by pod count; the filters then refuse it.
+    sync.pod_changed(None, gpu_pod("third", gpus=0, node="n1", ours=False))
+    assert "n1" in sync.ledger.tree.pods_full
+    sync.pod_changed(rdma, None)
+    usage = sync.ledger.node_usage("n1")
+    assert (usage.pods_used, usage.extras_used) == (2, ())
+    assert "n1" not in sync.ledger.tree.pods_full
+    pods = [cpu_only, gpu_pod("third", gpus=0, node="n1", ours=False)]
+    assert sync.audit([node], pods) == []

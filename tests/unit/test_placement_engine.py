@@ -202,6 +202,46 @@ def test_a_node_whose_free_gpus_form_a_group_is_preferred() -> None:
     assert result.assignments[0].node == "n1"
 
 
+def test_keeping_a_pod_in_one_nvlink_group_outranks_a_tighter_count() -> None:
+    # n0 is the tightest fit (4 free) but only as 2 + 2 across its groups; n1 has 5
+    # free, among them the whole group 4-7.
+    nodes = [gpu_node("n0", used=(0, 1, 4, 5)), gpu_node("n1", used=(0, 1, 2))]
+    result = placed(place_gang(ledger_of(nodes), GangRequest("g", 1, 4)))
+    assert (result.assignments[0].node, result.assignments[0].gpu_indices) == (
+        "n1",
+        (4, 5, 6, 7),
+    )
+    # Two pods that fit one node: the node that gives each a group of its own wins.
+    nodes = [
+        gpu_node("n0", used=(0, 1)),  # 6 free, 2 + 4: only one pod of 3 fits a group
+        gpu_node("n1", used=(0,)),  # 7 free, 3 + 4: each pod of 3 gets a group
+    ]
+    result = placed(place_gang(ledger_of(nodes), GangRequest("g", 2, 3)))
+    assert {a.node for a in result.assignments} == {"n1"}
+
+
+def test_best_fit_still_decides_when_no_node_keeps_the_pod_in_one_group() -> None:
+    # Both split a 4-GPU pod; the tighter one is taken, as before.
+    nodes = [gpu_node("n0", used=(0, 1, 4, 5)), gpu_node("n1", used=(0, 1, 4))]
+    result = placed(place_gang(ledger_of(nodes), GangRequest("g", 1, 4)))
+    assert result.assignments[0].node == "n0"
+    # 8-GPU pods never fit one group of 4: nothing changes for them.
+    nodes = [gpu_node("n0"), gpu_node("n1", gpus=8)]
+    result = placed(place_gang(ledger_of(nodes), GangRequest("g", 1, 8)))
+    assert result.assignments[0].node == "n0"
+
+
+def test_a_gang_in_a_leaf_prefers_a_node_that_keeps_each_pod_in_a_group() -> None:
+    # A leaf whose tightest single node splits the pod, and another node that does not.
+    nodes = [
+        gpu_node("a", "b0-l0", used=(0, 1, 4, 5)),
+        gpu_node("b", "b0-l0", used=(0, 1, 2)),
+        gpu_node("c", "b0-l1", used=range(8)),
+    ]
+    result = placed(place_gang(ledger_of(nodes), GangRequest("g", 1, 4, required_level=LEAF)))
+    assert result.assignments[0].node == "b"
+
+
 def test_unhealthy_gpus_and_unschedulable_nodes_are_never_chosen() -> None:
     nodes = [
         gpu_node("n0", unhealthy=(0, 1, 2, 5)),

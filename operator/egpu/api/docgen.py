@@ -184,6 +184,35 @@ def kind_section(kind: Kind) -> list[str]:
     return lines
 
 
+# What egpu-scheduler (the binder) does with the rest of a pod's spec. Kept here, beside
+# the reference it belongs to, so docs/api.md says it and stays generated.
+SCHEDULING = """## What egpu-scheduler honours in a pod spec
+
+Pods that name `schedulerName: egpu-scheduler` (every pod the operator creates, and
+pods of your own) are placed by the operator, not by kube-scheduler. It checks what
+kube-scheduler checks, as filters over every node, and says which nodes each one
+refused (`FailedScheduling` on the pod, or the workload's `Scheduled` condition):
+for example `3 nodes excluded by taint gpu=broken:NoSchedule`. Only nodes that could
+hold the pod by their GPUs (model and count) are counted.
+
+| Field | What the binder does |
+|---|---|
+| node `spec.unschedulable`, node not `Ready` | the node is left out |
+| node taints `NoSchedule`, `NoExecute`; `spec.tolerations` | a node with a taint the pod does not tolerate is left out (`tolerationSeconds` plays no part in placing) |
+| node taints `PreferNoSchedule` | a score: such nodes are used only when the gang does not fit on the others |
+| `spec.nodeSelector` | every label must match |
+| `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution` | at least one term must match: `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`, and `matchFields` on `metadata.name` (`In`, `NotIn`) |
+| `spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution` | a score: the sum of the weights of the terms a node matches. The gang goes to the best-scoring nodes if it fits there whole, else to the next best (three tiers), else to any feasible node; within a tier the usual smallest-domain, best-fit rules choose |
+| resources: `cpu`, `memory`, `ephemeral-storage`, `hugepages-*`, every extended resource (`rdma/*`, `nvidia.com/mig-*`, ...) | counted against the node's `status.allocatable` as kube-scheduler counts them: the sum of the containers, at least the largest init container (beside the sidecars started before it), plus `spec.overhead`; pods of every scheduler on the node are counted |
+| the node's pod count (`status.allocatable.pods`) | every pod on the node takes one slot, whoever placed it |
+| `hostPort` of any container (init containers too) | one pod per node per protocol and port (the host IP is not told apart, so two pods asking one port on different IPs of a node are kept apart too: stricter than kube-scheduler) |
+| `spec.affinity.podAffinity`, `spec.affinity.podAntiAffinity` (required or preferred), `spec.topologySpreadConstraints`, generic ephemeral volumes (`spec.volumes[].ephemeral`), `spec.resourceClaims` | **not supported: refused.** The pod is not placed; reason `Unsupported` (the pod's `PodScheduled` condition and a `FailedScheduling` Event; for a GPUWorkload's member, the workload's `Scheduled` condition and an `Unsupported` Warning Event) with the field named. Leave `schedulerName` unset for the default scheduler, or use the GPUWorkload's `topology` to keep pods together |
+
+Not checked yet: PersistentVolumeClaims (their binding mode and the node affinity of
+their volumes), `spec.schedulingGates`, and preemption (a pod never evicts another).
+"""  # noqa: E501 (table rows)
+
+
 def render() -> str:
     lines = [
         f"# API reference: {API_VERSION}",
@@ -209,6 +238,7 @@ def render() -> str:
     ]
     for kind in KINDS:
         lines += ["", *kind_section(kind)]
+    lines += ["", SCHEDULING.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -605,6 +605,8 @@ class Binder:
             memory_bytes_per_pod=demand.memory_bytes,
             gpu_model=facts.ask.gpu_model,
             within=within,
+            extras=facts.demand.extras,
+            constraints=(facts.constraints,) if facts.constraints.active else (),
         )
         return within, place_gang(self.sync.ledger, request)
 
@@ -631,9 +633,10 @@ class Binder:
             self._explained[bad.gang_id] = message
             log.warning("gang %s set aside: %s", bad.gang_id, bad.message)
         if bad.workload is not None:
-            self._verdict(bad.namespace, bad.workload, GangVerdict(False, "InvalidMember", message))
+            why = "Unsupported" if bad.unsupported else "InvalidMember"
+            self._verdict(bad.namespace, bad.workload, GangVerdict(False, why, message))
         else:
-            self._tell_pods(bad.pods, "InvalidPod", message)
+            self._tell_pods(bad.pods, "Unsupported" if bad.unsupported else "InvalidPod", message)
 
     def _verdict(self, namespace: str, workload: str, verdict: GangVerdict) -> None:
         if self.verdicts is not None:

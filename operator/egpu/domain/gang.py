@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from egpu.domain.scheduling import NodeConstraints
+
 
 @dataclass(frozen=True, slots=True)
 class GangRequest:
@@ -15,6 +17,9 @@ class GangRequest:
     hint was met. `min_members` (default: all pods) lets a gang start with fewer pods.
     `*_headroom_*`: room a node must have beyond each pod's requests (pods whose
     requests grow in place), asked of the node when the pod is placed, not reserved.
+    `extras`: what else each pod holds on its node, (resource, amount): ephemeral
+    storage, extended resources, host ports. `constraints`: what the pods ask of a
+    node's labels and taints (one entry per distinct ask; a node must satisfy all).
     """
 
     gang_id: str
@@ -31,6 +36,8 @@ class GangRequest:
     within: tuple[str, ...] = ()
     cpu_headroom_millis: int = 0
     memory_headroom_bytes: int = 0
+    extras: tuple[tuple[str, int], ...] = ()
+    constraints: tuple[NodeConstraints, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.gang_id:
@@ -43,6 +50,8 @@ class GangRequest:
             raise ValueError(f"gang {self.gang_id}: cpu and memory must not be negative")
         if self.cpu_headroom_millis < 0 or self.memory_headroom_bytes < 0:
             raise ValueError(f"gang {self.gang_id}: headroom must not be negative")
+        if any(amount < 0 for _, amount in self.extras):
+            raise ValueError(f"gang {self.gang_id}: extended resources must not be negative")
         if self.min_members is not None and not 1 <= self.min_members <= self.pod_count:
             raise ValueError(
                 f"gang {self.gang_id}: min_members must be between 1 and pod_count "

@@ -20,6 +20,11 @@ from egpu.domain.labels import (
     UNHEALTHY_GPUS_ANNOTATION,
 )
 from egpu.domain.quantity import cpu_millis, memory_bytes, whole_count
+from egpu.domain.scheduling import TAINT_EFFECTS, Taint
+
+# Resources the node's own fields count; every other allocatable entry is "extended"
+# (ephemeral storage, hugepages, rdma/*, nvidia.com/mig-*, ...).
+OWN_RESOURCES = frozenset({"cpu", "memory", "pods", GPU_RESOURCE})
 
 # More GPUs than any machine has (HGX boards have 8, the largest systems 16 per node):
 # a node that claims more is misconfigured or lying, and would draw every gang to it.
@@ -44,6 +49,9 @@ class Node:
     used_cpu_millis: int = 0
     used_memory_bytes: int = 0
     used_gpus: frozenset[int] = field(default_factory=frozenset)
+    taints: tuple[Taint, ...] = ()
+    max_pods: int | None = None  # allocatable pods; None: not limited
+    extended: Mapping[str, int] = field(default_factory=dict)  # other allocatable
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -62,6 +70,8 @@ class Node:
                 f"node {self.name}: interconnect describes {self.interconnect.gpu_count} GPUs, "
                 f"the node has {self.gpu_count}"
             )
+        if self.max_pods is not None and self.max_pods < 0:
+            raise ValueError(f"node {self.name}: max_pods must not be negative")
         for what in ("used_gpus", "unhealthy_gpus"):
             bad = sorted(i for i in getattr(self, what) if not 0 <= i < self.gpu_count)
             if bad:
@@ -94,12 +104,14 @@ def node_from_kubernetes(
     annotations: Mapping[str, str],
     allocatable: Mapping[str, str],
     schedulable: bool = True,
+    taints: object = None,
 ) -> Node:
     """Build a Node from a Kubernetes Node's labels, annotations and status.allocatable.
 
     GPU count comes from allocatable `nvidia.com/gpu` (else the GFD count label), the
     model from `nvidia.com/gpu.product`. `schedulable` is false for cordoned or not-Ready
-    nodes. Raises ValueError naming the node and the bad field.
+    nodes. `taints` is spec.taints as the API serves it. Raises ValueError naming the
+    node and the bad field.
     """
     try:
         gpu_text = allocatable.get(GPU_RESOURCE, labels.get(GPU_COUNT_LABEL, "0"))
@@ -113,6 +125,12 @@ def node_from_kubernetes(
         wiring = parse_interconnect(annotations.get(INTERCONNECT_ANNOTATION), gpu_count)
         cpu = cpu_millis(allocatable.get("cpu", "0"))
         memory = memory_bytes(allocatable.get("memory", "0"))
+        pods = allocatable.get("pods")
+        max_pods = whole_count(pods, "pods") if pods is not None else None
+        extended = {
+            str(k): memory_bytes(v) for k, v in allocatable.items() if k not in OWN_RESOURCES
+        }
+        node_taints = parse_taints(taints)
     except ValueError as exc:
         raise ValueError(f"node {name}: {exc}") from None
     return Node(
@@ -125,4 +143,24 @@ def node_from_kubernetes(
         unhealthy_gpus=unhealthy,
         interconnect=wiring,
         schedulable=schedulable,
+        taints=node_taints,
+        max_pods=max_pods,
+        extended=extended,
     )
+
+
+def parse_taints(raw: object) -> tuple[Taint, ...]:
+    """spec.taints as Taint values; raises ValueError on a shape the API never serves."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError("spec.taints is not a list")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise ValueError(f"taint {item!r} has no key")
+        effect = str(item.get("effect") or "")
+        if effect not in TAINT_EFFECTS:
+            raise ValueError(f"taint {item['key']} has effect {effect!r}")
+        out.append(Taint(item["key"], str(item.get("value") or ""), effect))
+    return tuple(out)

@@ -21,6 +21,9 @@ class PodAssignment:
     domain: Mapping[str, str]
     cpu_millis: int = 0
     memory_bytes: int = 0
+    # Other resources the pod holds there: (name, amount), ephemeral storage, extended
+    # resources and host ports (`egpu.domain.scheduling.host_port_key`).
+    extras: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,49 @@ class LevelDiagnosis:
     best_gpus: int
 
 
+class FilterReason(StrEnum):
+    TAINT = "TaintNotTolerated"
+    NODE_SELECTOR = "NodeSelectorMismatch"
+    NODE_AFFINITY = "NodeAffinityMismatch"
+    TOO_MANY_PODS = "TooManyPods"
+    INSUFFICIENT_RESOURCE = "InsufficientResource"
+    HOST_PORT = "HostPortInUse"
+
+
+_WORDS = {
+    FilterReason.TAINT: "taint",
+    FilterReason.NODE_SELECTOR: "nodeSelector",
+    FilterReason.NODE_AFFINITY: "required node affinity",
+    FilterReason.TOO_MANY_PODS: "pod count",
+    FilterReason.INSUFFICIENT_RESOURCE: "insufficient",
+    FilterReason.HOST_PORT: "host port in use",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """How many nodes one filter refused for one detail."""
+
+    reason: FilterReason
+    detail: str
+    nodes: int
+
+    def __str__(self) -> str:
+        noun = "node" if self.nodes == 1 else "nodes"
+        return f"{self.nodes} {noun} excluded by {_WORDS[self.reason]} {self.detail}".rstrip()
+
+
 @dataclass(frozen=True, slots=True)
 class Unschedulable:
+    """Why a gang was not placed. `excluded`: the nodes the filters refused, counted
+    per reason and detail (e.g. `Exclusion(TaintNotTolerated, "gpu=broken:NoSchedule",
+    3)`); the message says them in words."""
+
     gang_id: str
     reason: UnschedulableReason
     message: str
     levels: tuple[LevelDiagnosis, ...] = ()
+    excluded: tuple[Exclusion, ...] = ()
 
 
 PlacementResult = Placement | Unschedulable

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from egpu.domain.scheduling import NO_CONSTRAINTS, NodeConstraints
+
 
 @dataclass(frozen=True, slots=True)
 class PodDemand:
@@ -19,6 +21,9 @@ class PodDemand:
     cpu_millis: int
     memory_bytes: int
     gpus: int
+    # Every other resource it holds there, (name, amount) sorted by name: ephemeral
+    # storage, hugepages, extended resources, and host ports (one each).
+    extras: tuple[tuple[str, int], ...] = ()
 
 
 NO_DEMAND = PodDemand(0, 0, 0)
@@ -87,6 +92,10 @@ class PodFacts:
     plan: RecordedPlan | None = None  # trusted plan (see RecordedPlan)
     bound_gpus: tuple[int, ...] | None = None  # trusted GPU ids of a bound pod
     ask: PlacementAsk = field(default_factory=PlacementAsk)
+    constraints: NodeConstraints = NO_CONSTRAINTS  # taints tolerated, nodes selected
+    # Fields the binder does not honour (spec paths): it refuses such a pod rather
+    # than place it as if they were not there.
+    unsupported: tuple[str, ...] = ()
     problem: str | None = None  # why the pod cannot be placed as it is
 
     @property

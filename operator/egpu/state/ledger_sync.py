@@ -60,6 +60,7 @@ class Account:
     gpus: tuple[int, ...] | int  # GPU ids, or only how many (ids unknown)
     cpu_millis: int
     memory_bytes: int
+    extras: tuple[tuple[str, int], ...] = ()  # extended resources, host ports
 
 
 def _order(account: Account) -> int:
@@ -80,11 +81,23 @@ def node_schedulable(node: JSON) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _assignment(node: str, gpus: tuple[int, ...], cpu: int, memory: int) -> PodAssignment:
+def _assignment(
+    node: str,
+    gpus: tuple[int, ...],
+    cpu: int,
+    memory: int,
+    extras: tuple[tuple[str, int], ...] = (),
+) -> PodAssignment:
     # Every pod is its own hold in the ledger (hold id = pod key, rank 0), so no label
     # a user writes can make two pods share or replace one hold.
     return PodAssignment(
-        rank=0, node=node, gpu_indices=gpus, domain={}, cpu_millis=cpu, memory_bytes=memory
+        rank=0,
+        node=node,
+        gpu_indices=gpus,
+        domain={},
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        extras=extras,
     )
 
 
@@ -159,6 +172,7 @@ class LedgerSync:
                 meta.get("annotations") or {},
                 status.get("allocatable") or {},
                 schedulable=node_schedulable(new),
+                taints=(new.get("spec") or {}).get("taints"),
             )
         except ValueError as exc:
             # Out of placement until it can be read, as if it were not there; what runs
@@ -242,12 +256,13 @@ class LedgerSync:
                 self._release_in_ledger(key)
             for key, a in fresh:
                 self.ledger.reserve_pods(
-                    key, [_assignment(a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes)]
+                    key,
+                    [_assignment(a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes, a.extras)],
                 )
         for key, a in pods:
             self.intents[key] = a
             self.accounts[key] = Account(
-                INTENT, a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes
+                INTENT, a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes, a.extras
             )
             self._index(key)
 
@@ -358,10 +373,16 @@ class LedgerSync:
                 ids if ids is not None else facts.demand.gpus,
                 facts.demand.cpu_millis,
                 facts.demand.memory_bytes,
+                facts.demand.extras,
             )
         if intent is not None:
             return Account(
-                INTENT, intent.node, intent.gpu_indices, intent.cpu_millis, intent.memory_bytes
+                INTENT,
+                intent.node,
+                intent.gpu_indices,
+                intent.cpu_millis,
+                intent.memory_bytes,
+                intent.extras,
             )
         plan = facts.plan if facts is not None else None
         if (
@@ -377,6 +398,7 @@ class LedgerSync:
                 plan.gpu_indices,
                 facts.demand.cpu_millis,
                 facts.demand.memory_bytes,
+                facts.demand.extras,
             )
         return None
 
@@ -412,6 +434,7 @@ class LedgerSync:
                         cpu_millis=account.cpu_millis,
                         memory_bytes=account.memory_bytes,
                         gpus=account.gpus,
+                        extras=account.extras,
                     )
                 except ValueError:  # GPU ids the node does not have: count them instead
                     count = account.gpus if isinstance(account.gpus, int) else len(account.gpus)
@@ -421,11 +444,16 @@ class LedgerSync:
                         cpu_millis=account.cpu_millis,
                         memory_bytes=account.memory_bytes,
                         gpus=count,
+                        extras=account.extras,
                     )
             else:
                 assert isinstance(account.gpus, tuple)
                 hold = _assignment(
-                    account.node, account.gpus, account.cpu_millis, account.memory_bytes
+                    account.node,
+                    account.gpus,
+                    account.cpu_millis,
+                    account.memory_bytes,
+                    account.extras,
                 )
                 if account.kind == INTENT:  # the binder reserved it: a fact to us
                     self.ledger.adopt_pods(key, [hold])

@@ -43,6 +43,8 @@ from egpu.domain.pod import (
     workload_gang_id,
 )
 from egpu.domain.quantity import cpu_millis, memory_bytes, whole_count
+from egpu.domain.scheduling import NO_CONSTRAINTS, host_port_key
+from egpu.state.constraints import read_constraints, unsupported_fields
 
 JSON = dict[str, Any]
 MAX_GANG_SIZE = 4096
@@ -75,45 +77,88 @@ def _allocated(pod: JSON) -> dict[str, Mapping[str, Any]]:
     return out
 
 
+_OWN = frozenset({"cpu", "memory", GPU_RESOURCE})
+
+
+def _amounts(r: Mapping[str, Any]) -> dict[str, int]:
+    """Every requested resource but CPU, memory and GPUs, in its base unit."""
+    return {str(k): memory_bytes(v) for k, v in r.items() if k not in _OWN}
+
+
+def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = into.get(k, 0) + v
+
+
+def _at_least(into: dict[str, int], more: Mapping[str, int]) -> None:
+    for k, v in more.items():
+        into[k] = max(into.get(k, 0), v)
+
+
+def host_ports(spec: JSON) -> dict[str, int]:
+    """The host ports the pod's containers (init containers too) bind, one each."""
+    out: dict[str, int] = {}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for port in c.get("ports") or []:
+            number = port.get("hostPort")
+            if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+                out[host_port_key(str(port.get("protocol") or "TCP"), number)] = 1
+    return out
+
+
 def pod_demand(pod: JSON) -> PodDemand:
     """What the pod holds on its node, as the scheduler counts it: the sum over
     containers (each the larger of its spec and its allocated resources), at least the
-    largest init container, plus the pod overhead. Raises ValueError on a quantity
-    that cannot be read."""
+    largest init container, plus the pod overhead; the same for every other resource
+    (ephemeral storage, extended resources), and its host ports. Raises ValueError on
+    a quantity that cannot be read."""
     spec = pod.get("spec") or {}
     allocated = _allocated(pod)
     cpu = mem = gpus = 0
+    extras: dict[str, int] = {}
     for c in spec.get("containers") or []:
         r = _requests(c)
         done = allocated.get(str(c.get("name")), {})
         cpu += max(cpu_millis(r.get("cpu", 0)), cpu_millis(done.get("cpu", 0)))
         mem += max(memory_bytes(r.get("memory", 0)), memory_bytes(done.get("memory", 0)))
         gpus += whole_count(r.get(GPU_RESOURCE, 0), GPU_RESOURCE)
+        _add(extras, _amounts(r))
     init_cpu = init_mem = init_gpus = 0
     sidecar_cpu = sidecar_mem = sidecar_gpus = 0
+    init_extras: dict[str, int] = {}
+    sidecar_extras: dict[str, int] = {}
     for c in spec.get("initContainers") or []:
         r = _requests(c)
         c_cpu, c_mem = cpu_millis(r.get("cpu", 0)), memory_bytes(r.get("memory", 0))
         c_gpus = whole_count(r.get(GPU_RESOURCE, 0), GPU_RESOURCE)
+        c_extras = _amounts(r)
         if c.get("restartPolicy") == "Always":  # a sidecar runs beside the others
             sidecar_cpu, sidecar_mem, sidecar_gpus = (
                 sidecar_cpu + c_cpu,
                 sidecar_mem + c_mem,
                 sidecar_gpus + c_gpus,
             )
+            _add(sidecar_extras, c_extras)
         else:  # runs before the containers, beside the sidecars started so far
             init_cpu = max(init_cpu, sidecar_cpu + c_cpu)
             init_mem = max(init_mem, sidecar_mem + c_mem)
             init_gpus = max(init_gpus, sidecar_gpus + c_gpus)
+            beside = dict(sidecar_extras)
+            _add(beside, c_extras)
+            _at_least(init_extras, beside)
     cpu, mem, gpus = (
         max(cpu + sidecar_cpu, init_cpu),
         max(mem + sidecar_mem, init_mem),
         max(gpus + sidecar_gpus, init_gpus),
     )
+    _add(extras, sidecar_extras)
+    _at_least(extras, init_extras)
     overhead = spec.get("overhead") or {}
     cpu += cpu_millis(overhead.get("cpu", 0))
     mem += memory_bytes(overhead.get("memory", 0))
-    return PodDemand(cpu, mem, gpus)
+    _add(extras, _amounts(overhead))
+    extras.update(host_ports(spec))
+    return PodDemand(cpu, mem, gpus, tuple(sorted((k, v) for k, v in extras.items() if v)))
 
 
 def plan_annotation(plan: RecordedPlan) -> str:
@@ -296,6 +341,11 @@ def _read_pod(pod: JSON) -> PodFacts:
     status = pod.get("status") or {}
     node = spec.get("nodeName") or None
     plan = read_plan(annotations.get(PLAN_ANNOTATION), uid)
+    try:
+        constraints = read_constraints(spec)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        constraints = NO_CONSTRAINTS
+        problems.append(f"node constraints cannot be read: {exc}")
     return PodFacts(
         key=f"{namespace}/{name}",
         namespace=namespace,
@@ -324,5 +374,7 @@ def _read_pod(pod: JSON) -> PodFacts:
             memory_headroom_bytes=memory_headroom,
             within=_within(annotations.get(WITHIN_ANNOTATION), problems),
         ),
+        constraints=constraints,
+        unsupported=unsupported_fields(spec),
         problem="; ".join(problems) or None,
     )

@@ -48,6 +48,7 @@ class BadGang:
     workload: str | None
     pods: tuple[PodFacts, ...]
     message: str
+    unsupported: bool = False  # refused for a field the binder does not honour
 
 
 def _rank_order(pod: PodFacts) -> tuple[int, str]:
@@ -59,10 +60,18 @@ def check_gang(gang_id: str, pods: list[PodFacts]) -> Gang | BadGang:
     bound = sorted((p for p in pods if p.bound), key=_rank_order)
     first = (pending or bound)[0]
 
-    def bad(message: str) -> BadGang:
-        return BadGang(gang_id, first.namespace, first.workload, tuple(pending), message)
+    def bad(message: str, unsupported: bool = False) -> BadGang:
+        return BadGang(
+            gang_id, first.namespace, first.workload, tuple(pending), message, unsupported
+        )
 
     for pod in pending:
+        if pod.unsupported:
+            return bad(
+                f"pod {pod.name} sets {', '.join(pod.unsupported)}, which egpu-scheduler does "
+                "not support (leave schedulerName unset for the default scheduler)",
+                unsupported=True,
+            )
         if pod.problem:
             return bad(f"pod {pod.name}: {pod.problem}")
         if pod.demand.gpus < 1:

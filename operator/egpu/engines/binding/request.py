@@ -39,6 +39,11 @@ def gang_request(
     missing = len(fresh)
     min_members = max(1, min(missing, gang.min_members - placed))
     moved = next((p.ask.within for p in fresh if p.ask.within), ())
+    extras: dict[str, int] = {}
+    for p in fresh:
+        for resource, amount in p.demand.extras:
+            extras[resource] = max(extras.get(resource, 0), amount)
+    constraints = tuple(dict.fromkeys(p.constraints for p in fresh if p.constraints.active))
     if len(moved) > len(within) and moved[: len(within)] == within:
         within = moved  # the narrower of the two, when they agree
     return GangRequest(
@@ -54,6 +59,8 @@ def gang_request(
         within=within,
         cpu_headroom_millis=max(p.ask.cpu_headroom_millis for p in fresh),
         memory_headroom_bytes=max(p.ask.memory_headroom_bytes for p in fresh),
+        extras=tuple(sorted(extras.items())),
+        constraints=constraints,
     )
 
 
@@ -71,6 +78,8 @@ def shape_key(r: GangRequest) -> tuple[object, ...]:
         r.within,
         r.cpu_headroom_millis,
         r.memory_headroom_bytes,
+        r.extras,
+        r.constraints,
     )
 
 
@@ -92,6 +101,7 @@ def pair_with_pods(
                     domain=slot.domain,
                     cpu_millis=pod.demand.cpu_millis,
                     memory_bytes=pod.demand.memory_bytes,
+                    extras=pod.demand.extras,
                 ),
             )
         )

@@ -11,12 +11,15 @@ from egpu.engines.placement.tree import DomainNode, NodeState, Stats
 @dataclass(frozen=True, slots=True)
 class PodShape:
     """One pod of the gang as the fit checks see it: GPUs, CPU millicores, memory bytes
-    (requests plus headroom), and the GPU model (None: any)."""
+    (requests plus headroom), the GPU model (None: any), and the other resources it
+    holds (ephemeral storage, extended resources, host ports). Every pod also takes one
+    of the node's pod slots."""
 
     gpus: int
     cpu: int
     mem: int
     model: str | None
+    extras: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, request: GangRequest) -> PodShape:
@@ -25,6 +28,7 @@ class PodShape:
             request.cpu_millis_per_pod + request.cpu_headroom_millis,
             request.memory_bytes_per_pod + request.memory_headroom_bytes,
             request.gpu_model,
+            tuple((r, n) for r, n in request.extras if n > 0),
         )
 
     def matches(self, state: NodeState) -> bool:
@@ -85,6 +89,18 @@ def node_pods(state: NodeState, shape: PodShape) -> int:
         pods = min(pods, state.cpu_free // shape.cpu)
     if shape.mem:
         pods = min(pods, state.mem_free // shape.mem)
+    slots = state.pods_alloc - state.pods_used
+    if state.pods_alloc >= 0 and slots < pods:
+        pods = max(0, slots)
+    return other_limits(state, shape, pods) if shape.extras else pods
+
+
+def other_limits(state: NodeState, shape: PodShape, pods: int) -> int:
+    """`pods`, cut to what the node's pod slots and the pod's other resources allow."""
+    if state.pods_alloc >= 0 and state.pods_free < pods:
+        pods = state.pods_free
+    for resource, amount in shape.extras:
+        pods = min(pods, state.extra_free(resource) // amount)
     return pods
 
 
@@ -106,9 +122,11 @@ def exact_domain_pods(domain: DomainNode, lowest: list[DomainNode], shape: PodSh
     visits every node with enough free GPUs: O(nodes), so only the diagnosis and
     partial-gang paths call it. The loop is written out because it is their hot spot.
     """
-    if not shape.cpu and not shape.mem:
+    if not shape.cpu and not shape.mem and not shape.extras:
+        # Pod slots are left out here: with 110 of them a node runs out of GPUs first
+        # (a node with no slot left is filtered out before this is asked).
         return domain_pods(stats_for(domain, shape.model), shape)
-    gpus, cpu, mem = shape.gpus, shape.cpu, shape.mem
+    gpus, cpu, mem, extras = shape.gpus, shape.cpu, shape.mem, shape.extras
     total = 0
     for lowest_domain in lowest:
         for model, buckets in lowest_domain.buckets.items():
@@ -122,5 +140,8 @@ def exact_domain_pods(domain: DomainNode, lowest: list[DomainNode], shape: PodSh
                         pods = max(0, state.cpu_alloc - state.cpu_used) // cpu
                     if mem and state.mem_alloc - state.mem_used < pods * mem:
                         pods = max(0, state.mem_alloc - state.mem_used) // mem
-                    total += pods
+                    slots = state.pods_alloc - state.pods_used
+                    if state.pods_alloc >= 0 and slots < pods:
+                        pods = max(0, slots)
+                    total += other_limits(state, shape, pods) if extras else pods
     return total

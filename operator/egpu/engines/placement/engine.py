@@ -12,12 +12,22 @@ Rules:
 - Headroom (pods that grow in place): a node must have it free beyond the pod's
   requests to be chosen; the assignment holds the requests only, so headroom is
   asked for at placement and never reserved.
-- The decision reads the ledger and changes nothing; `ClusterLedger.reserve` applies it.
+- Filters (`filters.py`: taints, nodeSelector, required node affinity, pod count,
+  extended resources, host ports) decide which nodes the gang may use at all; the
+  refused nodes are left out of the indexes for the decision and counted in the
+  diagnosis. Scores (preferred node affinity, PreferNoSchedule taints): the gang is
+  placed on the best-scoring nodes if it fits there, else on the next tier, else on
+  any feasible node.
+- The decision reads the ledger and leaves it as it found it; `ClusterLedger.reserve`
+  applies it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Collection, Container, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 
 from egpu.domain.gang import GangRequest
 from egpu.domain.placement import (
@@ -30,6 +40,7 @@ from egpu.domain.placement import (
 from egpu.engines.placement.capacity import PodShape
 from egpu.engines.placement.diagnosis import best_domain, unschedulable
 from egpu.engines.placement.fill import Slot, fill_domain
+from egpu.engines.placement.filters import excluded_nodes, exclusions, score_tiers, scores
 from egpu.engines.placement.gpus import indices
 from egpu.engines.placement.ledger import ClusterLedger
 from egpu.engines.placement.search import feasible_domains, one_node
@@ -47,6 +58,66 @@ def level_depth(tree: DomainTree, level: str) -> int | None:
 
 def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
+    asks = bool(request.constraints or request.extras)
+    if not (asks or tree.tainted or tree.pods_full):
+        return _place(tree, request)  # nothing to filter or score: the fast path
+    refused = excluded_nodes(tree, request)
+    if len(refused) * 2 > len(tree.nodes):  # most nodes refused: index the rest apart
+        result = _scored(_feasible_tree(tree, refused), request, {})
+    else:
+        with _left_out(tree, refused):
+            result = _scored(tree, request, refused)
+    if isinstance(result, Unschedulable) and refused:
+        counted = exclusions(refused.values())
+        words = "; ".join(map(str, counted))
+        message = result.message
+        if result.levels and result.levels[-1].domains == 0:  # the filters left no node
+            message = "no schedulable node with GPUs is left by the filters"
+        return replace(result, message=f"{message}; {words}", excluded=counted)
+    return result
+
+
+def _scored(tree: DomainTree, request: GangRequest, refused: Collection[str]) -> PlacementResult:
+    """Place on the best-scoring tier of nodes that takes the whole gang, else on all.
+    `refused` are nodes of `tree` the filters refused (left out of its indexes)."""
+    if tree.tainted or any(c.scores for c in request.constraints):
+        scored = scores(tree, request, refused)
+        feasible = len(tree.nodes) - len(refused)
+        for tier in score_tiers(scored, feasible):
+            with _left_out(tree, tier):
+                found = _place(tree, request, diagnose=False)
+            if isinstance(found, Placement) and not found.partial:
+                return found  # a partial gang here could be whole on more nodes
+    return _place(tree, request)
+
+
+def _feasible_tree(tree: DomainTree, refused: Container[str]) -> DomainTree:
+    """A tree of the nodes not refused (copies of their states, so the ledger's tree is
+    untouched): O(feasible nodes), cheaper than leaving most nodes out one by one."""
+    sub = DomainTree(tree.levels, tree.node_level)
+    for name, state in tree.nodes.items():
+        if name not in refused:
+            sub.attach(copy.copy(state), state.labels)
+    return sub
+
+
+@contextmanager
+def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
+    """Leave these nodes out of the indexes for the block, then put them back as they
+    were: O(levels) each, so refusing a few nodes costs little."""
+    states = [tree.nodes[name] for name in names]
+    for state in states:
+        tree.unindex(state)
+    try:
+        yield
+    finally:
+        for state in states:
+            tree.index(state)
+
+
+def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
+    """The decision on the indexed nodes; without `diagnose`, a refusal is not explained
+    (a try on the best-scoring nodes only, whose refusal nobody reads)."""
     depths: dict[str, int] = {}
     for level in (request.required_level, request.preferred_level):
         if level is None:
@@ -81,6 +152,8 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
             pods = min(most, pods - 1)
             found = _smallest_domain(tree, shape, pods, limit)
     if found is None:
+        if not diagnose:
+            return Unschedulable(request.gang_id, UnschedulableReason.INSUFFICIENT_CAPACITY, "")
         return unschedulable(tree, request, shape, limit, request.pod_count)
 
     depth, domain_path, slots = found
@@ -122,6 +195,7 @@ def _assignments(slots: list[Slot], request: GangRequest) -> list[PodAssignment]
             domain=dict(slot.state.domain_labels),  # plain dicts: callers serialise them
             cpu_millis=request.cpu_millis_per_pod,
             memory_bytes=request.memory_bytes_per_pod,
+            extras=request.extras,
         )
         for rank, slot in enumerate(slots)
     ]

@@ -3,7 +3,9 @@
 Inside a domain the pods go, level by level, to the child that holds all that is
 left (best fit: the tightest such child); when none does, to the roomiest child
 first, so the gang spans as few children as it can. Inside a lowest-level domain
-the smallest holes that take a pod fill first, which keeps whole nodes whole.
+the smallest holes that take a pod fill first, which keeps whole nodes whole; when
+one node takes the whole rest, a node that keeps every pod inside one NVLink group
+outranks a tighter one that splits a pod.
 Children and nodes are then listed by name: a depth-first walk, so pods that share a
 node, then a leaf, then a block get consecutive ranks.
 """
@@ -56,12 +58,42 @@ def nodes_with_free(domain: DomainNode, shape: PodShape, free: int) -> list[Node
     return found
 
 
-def best_node_in(domain: DomainNode, shape: PodShape, free: int, pods: int) -> NodeState | None:
-    """A node with exactly `free` free GPUs that takes all `pods`, NVLink-friendly first."""
+class Budget:
+    """How many more nodes a search for an NVLink-keeping node may look at: the
+    search gives up (and best fit by count decides) rather than visit the cluster."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+NVLINK_SEARCH_NODES = 256
+
+
+def best_node_in(
+    domain: DomainNode,
+    shape: PodShape,
+    free: int,
+    pods: int,
+    keep_groups: Budget | None = None,
+) -> NodeState | None:
+    """A node with exactly `free` free GPUs that takes all `pods`, NVLink-friendly first.
+    With `keep_groups`, only a node where every pod gets GPUs of one NVLink group."""
     fitting = [s for s in nodes_with_free(domain, shape, free) if node_pods(s, shape) >= pods]
+    if keep_groups is not None:
+        keep_groups.left -= len(fitting)
+        return next((s for s in fitting if not splits_nvlink(s, shape, pods)), None)
     if not fitting:
         return None
     return min(fitting, key=lambda s: splits_nvlink(s, shape, pods))
+
+
+def may_keep_groups(state: NodeState, shape: PodShape) -> bool:
+    """Whether a pod of this shape fits inside one of the node's NVLink groups at all."""
+    return any(group.bit_count() >= shape.gpus for group in state.group_masks) and (
+        len(state.group_masks) > 1
+    )
 
 
 def _bucket_count(domain: DomainNode, model: str | None) -> int:
@@ -71,10 +103,22 @@ def _bucket_count(domain: DomainNode, model: str | None) -> int:
 
 def fill_lowest(domain: DomainNode, shape: PodShape, pods: int) -> list[Slot]:
     top = _bucket_count(domain, shape.model)
+    first: NodeState | None = None
     for free in range(pods * shape.gpus, top):
-        node = best_node_in(domain, shape, free, pods)
-        if node is not None:
-            return fill_node(node, shape, pods)
+        first = best_node_in(domain, shape, free, pods)
+        if first is not None:
+            break
+    if first is not None and splits_nvlink(first, shape, pods) and may_keep_groups(first, shape):
+        # Keeping every pod inside one NVLink group outranks a tighter count.
+        budget = Budget(NVLINK_SEARCH_NODES)
+        for free in range(first.free_mask.bit_count() + 1, top):
+            node = best_node_in(domain, shape, free, pods, budget)
+            if node is not None:
+                return fill_node(node, shape, pods)
+            if budget.left <= 0:
+                break
+    if first is not None:
+        return fill_node(first, shape, pods)
     chosen: list[tuple[NodeState, int]] = []
     remaining = pods
     for free in range(shape.gpus, top):

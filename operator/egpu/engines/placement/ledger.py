@@ -33,6 +33,7 @@ class _Hold:
     mask: int
     cpu: int
     mem: int
+    extras: tuple[tuple[str, int], ...] = ()
 
 
 class Transaction:
@@ -141,6 +142,7 @@ class ClusterLedger:
             new.used_mask |= kept
             new.cpu_used += hold.cpu
             new.mem_used += hold.mem
+            _count(new, hold, 1)
         self.tree.detach(old)
         self.tree.attach(new, node.labels)
 
@@ -200,6 +202,7 @@ class ClusterLedger:
         state.used_mask |= mask
         state.cpu_used += hold.cpu
         state.mem_used += hold.mem
+        _count(state, hold, 1)
         self.tree.index(state)
         self._record(lambda: self._hold_remove(key))
 
@@ -219,6 +222,7 @@ class ClusterLedger:
         state.used_mask = used
         state.cpu_used -= hold.cpu
         state.mem_used -= hold.mem
+        _count(state, hold, -1)
         self.tree.index(state)
         self._record(lambda: self._hold_add(key, hold))
 
@@ -231,6 +235,8 @@ class ClusterLedger:
         """Hold every pod's GPUs, CPU and memory; all or nothing (ReservationError)."""
         planned: list[tuple[HoldKey, _Hold]] = []
         taken: dict[str, tuple[int, int, int]] = {}
+        extra_taken: dict[tuple[str, str], int] = {}  # (node, resource) -> amount
+        pods_taken: dict[str, int] = {}
         seen: set[HoldKey] = set()
         for pod in assignments:
             key: HoldKey = (_GANG, gang_id, pod.rank)
@@ -261,8 +267,18 @@ class ClusterLedger:
                 raise ReservationError(f"{where}: node {pod.node} has too little CPU left")
             if state.mem_used + mem > state.mem_alloc and pod.memory_bytes:
                 raise ReservationError(f"{where}: node {pod.node} has too little memory left")
+            count = pods_taken[pod.node] = pods_taken.get(pod.node, 0) + 1
+            if state.pods_alloc >= 0 and state.pods_used + count > state.pods_alloc:
+                raise ReservationError(f"{where}: node {pod.node} has no pod slot left")
+            for resource, amount in pod.extras:
+                got = extra_taken.get((pod.node, resource), 0) + amount
+                extra_taken[(pod.node, resource)] = got
+                if amount and got > state.extra_free(resource):
+                    raise ReservationError(f"{where}: node {pod.node} has too little {resource}")
             taken[pod.node] = (gpus | mask, cpu, mem)
-            planned.append((key, _Hold(pod.node, mask, pod.cpu_millis, pod.memory_bytes)))
+            planned.append(
+                (key, _Hold(pod.node, mask, pod.cpu_millis, pod.memory_bytes, pod.extras))
+            )
         for key, hold in planned:
             self._hold_add(key, hold)
 
@@ -287,7 +303,7 @@ class ClusterLedger:
             if key in self._holds:
                 self._hold_remove(key)
             mask = sum(1 << index for index in set(pod.gpu_indices))
-            self._hold_add(key, _Hold(pod.node, mask, pod.cpu_millis, pod.memory_bytes))
+            self._hold_add(key, _Hold(pod.node, mask, pod.cpu_millis, pod.memory_bytes, pod.extras))
 
     def release_pod(self, gang_id: str, rank: int) -> bool:
         """Give back one pod's hold; False if it held nothing (releasing twice is fine)."""
@@ -314,6 +330,7 @@ class ClusterLedger:
         cpu_millis: int = 0,
         memory_bytes: int = 0,
         gpus: int | Sequence[int] = 0,
+        extras: tuple[tuple[str, int], ...] = (),
     ) -> tuple[int, ...]:
         """Count a pod we did not place as used capacity; replaces an earlier entry of `key`.
 
@@ -336,7 +353,7 @@ class ClusterLedger:
             usable = state.usable_mask
             count = min(gpus, usable.bit_count())
             mask = pick_gpus(usable, state.group_masks, state.numa_masks, count)
-        self._hold_add(hold_key, _Hold(node, mask, cpu_millis, memory_bytes))
+        self._hold_add(hold_key, _Hold(node, mask, cpu_millis, memory_bytes, extras))
         return indices(mask)
 
     def remove_foreign_usage(self, key: str) -> bool:
@@ -383,6 +400,8 @@ class ClusterLedger:
             memory_allocatable_bytes=state.mem_alloc,
             schedulable=state.schedulable,
             holders=frozenset(key[1] for key in state.holds),
+            pods_used=state.pods_used,
+            extras_used=tuple(sorted(state.extra_used.items())),
         )
 
     def domain_paths(self, level: str) -> list[tuple[str, ...]]:
@@ -453,6 +472,13 @@ class ClusterLedger:
             mem = state.baseline_mem + sum(self._holds[k].mem for k in state.holds)
             if (cpu, mem) != (state.cpu_used, state.mem_used):
                 problems.append(f"node {state.name}: used CPU/memory drifted")
+            extras: dict[str, int] = {}
+            for k in state.holds:
+                for resource, amount in self._holds[k].extras:
+                    extras[resource] = extras.get(resource, 0) + amount
+            extras = {r: n for r, n in extras.items() if n}
+            if (len(state.holds), extras) != (state.pods_used, state.extra_used):
+                problems.append(f"node {state.name}: used pods/extended resources drifted")
         for key, hold in self._holds.items():
             if key not in self.tree.nodes[hold.node].holds:
                 problems.append(f"hold {key} is missing on node {hold.node}")
@@ -497,6 +523,18 @@ class ClusterLedger:
         for child in domain.children.values():
             problems.extend(self._verify_domain(child))
         return problems
+
+
+def _count(state: NodeState, hold: _Hold, sign: int) -> None:
+    """Add (sign 1) or take away (-1) one pod and its extended resources on the node."""
+    state.pods_used += sign
+    used = state.extra_used
+    for resource, amount in hold.extras:
+        left = used.get(resource, 0) + sign * amount
+        if left:
+            used[resource] = left
+        else:
+            used.pop(resource, None)
 
 
 def _trim(hist: list[int]) -> list[int]:

@@ -5,12 +5,25 @@ cannot hold the gang, so a decision reads the domains on the way and never all n
 Among domains of one level that can hold the gang, the best fit comes first: the
 fewest pods of this shape left over, then the fewest free GPUs, then the fullest
 parent, so big holes stay for big gangs.
+
+All pods on one node: the node with the fewest free GPUs that takes them, except
+that a node where every pod gets GPUs of one NVLink group outranks a tighter node
+that would split a pod across groups (looked for among a bounded number of nodes,
+`NVLINK_SEARCH_NODES`; pods larger than any group are placed by count alone).
 """
 
 from __future__ import annotations
 
 from egpu.engines.placement.capacity import PodShape, domain_has_room, domain_pods, stats_for
-from egpu.engines.placement.fill import Slot, best_node_in, fill_node
+from egpu.engines.placement.fill import (
+    NVLINK_SEARCH_NODES,
+    Budget,
+    Slot,
+    best_node_in,
+    fill_node,
+    may_keep_groups,
+    splits_nvlink,
+)
 from egpu.engines.placement.tree import DomainNode, DomainTree
 
 
@@ -37,15 +50,36 @@ def one_node(
         if stats.hist[free]:
             slots = _descend(tree, top, shape, free, pods)
             if slots is not None:
-                return slots
-    return None
+                break
+    else:
+        return None
+    first = slots[0].state
+    if splits_nvlink(first, shape, pods) and may_keep_groups(first, shape):
+        # Keeping every pod inside one NVLink group outranks a tighter count: look a
+        # little further (a bounded number of nodes) for a node that allows it.
+        budget = Budget(NVLINK_SEARCH_NODES)
+        for more in range(free + 1, len(stats.hist)):
+            if stats.hist[more]:
+                kept = _descend(tree, top, shape, more, pods, budget)
+                if kept is not None:
+                    return kept
+                if budget.left <= 0:
+                    break
+    return slots
 
 
 def _descend(
-    tree: DomainTree, domain: DomainNode, shape: PodShape, free: int, pods: int
+    tree: DomainTree,
+    domain: DomainNode,
+    shape: PodShape,
+    free: int,
+    pods: int,
+    keep_groups: Budget | None = None,
 ) -> list[Slot] | None:
+    if keep_groups is not None and keep_groups.left <= 0:
+        return None
     if domain.depth == tree.lowest_depth:
-        node = best_node_in(domain, shape, free, pods)
+        node = best_node_in(domain, shape, free, pods, keep_groups)
         return fill_node(node, shape, pods) if node is not None else None
     ranked = []
     for child in domain.children.values():
@@ -54,7 +88,7 @@ def _descend(
             ranked.append((domain_pods(stats, shape), stats.free_gpus, child.sort_key, child))
     ranked.sort(key=lambda r: r[:3])
     for *_, child in ranked:
-        slots = _descend(tree, child, shape, free, pods)
+        slots = _descend(tree, child, shape, free, pods, keep_groups)
         if slots is not None:
             return slots
     return None

@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from egpu.domain.gpu import Interconnect
 from egpu.domain.node import Node
+from egpu.domain.scheduling import Taint, is_host_port
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -124,6 +125,8 @@ class NodeState:
         "cpu_alloc",
         "cpu_used",
         "domain_labels",
+        "extra_alloc",
+        "extra_used",
         "gpu_count",
         "group_masks",
         "healthy_mask",
@@ -132,12 +135,16 @@ class NodeState:
         "ix_cpu",
         "ix_free",
         "ix_mem",
+        "labels",
         "mem_alloc",
         "mem_used",
         "model",
         "name",
         "numa_masks",
+        "pods_alloc",
+        "pods_used",
         "schedulable",
+        "taints",
         "used_mask",
     )
 
@@ -157,6 +164,12 @@ class NodeState:
         self.cpu_alloc = node.cpu_millis
         self.mem_alloc = node.memory_bytes
         self.schedulable = node.schedulable
+        self.labels = node.labels
+        self.taints = node.taints
+        self.pods_alloc = -1 if node.max_pods is None else node.max_pods  # -1: no limit
+        self.pods_used = 0
+        self.extra_alloc = node.extended
+        self.extra_used: dict[str, int] = {}
         self.group_masks, self.numa_masks = wiring_masks(node.wiring)
         self._sort_key: tuple[tuple[int, str], ...] | None = None
         self.chain: tuple[DomainNode, ...] = ()
@@ -192,6 +205,20 @@ class NodeState:
     def mem_free(self) -> int:
         return max(0, self.mem_alloc - self.mem_used)
 
+    @property
+    def pods_free(self) -> int:
+        """Pods the node may still take by its pod count (-1: no limit)."""
+        if self.pods_alloc < 0:
+            return -1
+        return max(0, self.pods_alloc - self.pods_used)
+
+    def extra_free(self, resource: str) -> int:
+        """What is left of an extended resource (or a host port: one of each)."""
+        alloc = self.extra_alloc.get(resource)
+        if alloc is None:
+            alloc = 1 if is_host_port(resource) else 0
+        return max(0, alloc - self.extra_used.get(resource, 0))
+
 
 class DomainTree:
     def __init__(self, levels: tuple[str, ...], node_level: str) -> None:
@@ -200,6 +227,10 @@ class DomainTree:
         self.lowest_depth = len(levels)
         self.root = DomainNode(0, "", (), None)
         self.nodes: dict[str, NodeState] = {}
+        # Nodes the filters must look at even when a gang asks nothing special of them.
+        # Tainted nodes by their taints: a filter asks once per distinct set of taints.
+        self.tainted: dict[tuple[Taint, ...], dict[str, NodeState]] = {}
+        self.pods_full: dict[str, NodeState] = {}  # indexed nodes with no pod slot left
 
     # -- structure -----------------------------------------------------------------
 
@@ -223,6 +254,8 @@ class DomainTree:
             d.size += 1
         domain.nodes[state.name] = state
         self.nodes[state.name] = state
+        if state.taints:
+            self.tainted.setdefault(state.taints, {})[state.name] = state
         self.index(state)
 
     def reattach(self, state: NodeState) -> None:
@@ -235,11 +268,18 @@ class DomainTree:
             assert linked is child, f"domain {child.path} was replaced while detached"
         state.chain[-1].nodes[state.name] = state
         self.nodes[state.name] = state
+        if state.taints:
+            self.tainted.setdefault(state.taints, {})[state.name] = state
         self.index(state)
 
     def detach(self, state: NodeState) -> None:
         self.unindex(state)
         del self.nodes[state.name]
+        if state.taints:
+            group = self.tainted[state.taints]
+            del group[state.name]
+            if not group:
+                del self.tainted[state.taints]
         lowest = state.chain[-1]
         del lowest.nodes[state.name]
         for d in state.chain:
@@ -269,6 +309,8 @@ class DomainTree:
             buckets.extend({} for _ in range(free + 1 - len(buckets)))
         buckets[free][state.name] = state
         state.ix_free, state.ix_cpu, state.ix_mem = free, cpu, mem
+        if state.pods_free == 0:
+            self.pods_full[state.name] = state
 
     def unindex(self, state: NodeState) -> None:
         free = state.ix_free
@@ -283,6 +325,7 @@ class DomainTree:
                 del d.stats[model]
         del state.chain[-1].buckets[model][free][state.name]
         state.ix_free = -1
+        self.pods_full.pop(state.name, None)
 
     # -- reading -----------------------------------------------------------------------
 

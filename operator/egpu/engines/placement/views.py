@@ -62,3 +62,5 @@ class NodeUsage:
     memory_allocatable_bytes: int
     schedulable: bool
     holders: frozenset[str]  # hold identities: gang ids of reservations, keys of facts
+    pods_used: int = 0
+    extras_used: tuple[tuple[str, int], ...] = ()  # extended resources and host ports
