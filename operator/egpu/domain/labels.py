@@ -17,6 +17,13 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 INTERCONNECT_ANNOTATION = "egpu.io/gpu-interconnect"
 UNHEALTHY_GPUS_ANNOTATION = "egpu.io/unhealthy-gpus"
+# The node agent's per-GPU health report (see egpu.engines.health.report) and the Node
+# condition it sets. The repair controller turns the report into the fence above.
+GPU_HEALTH_ANNOTATION = "egpu.io/gpu-health"
+GPU_HEALTH_CONDITION = "GPUHealthy"
+# The GPUs the repair controller fenced (a subset of egpu.io/unhealthy-gpus): only
+# these does it ever take back out of the fence.
+FENCED_GPUS_ANNOTATION = "egpu.io/fenced-gpus"
 
 # -- on pods -------------------------------------------------------------------------
 # The operator's own labels and annotations on the pods it creates. A pod template
