@@ -53,6 +53,12 @@ RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
 # moved to grow stays in its old domain.
 WITHIN_ANNOTATION = "egpu.io/within"
 
+# On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
+RESUME_FROM_ANNOTATION = "egpu.io/resume-from"
+# On a GPUWorkload: the repair controller's record {"restarts", "lastRepair",
+# "resumeFrom"}, so a new leader knows the retry budget spent.
+REPAIR_ANNOTATION = "egpu.io/repair"
+
 OPERATOR_OWNED_LABELS = frozenset({WORKLOAD_LABEL, GANG_LABEL, RANK_LABEL})
 OPERATOR_OWNED_ANNOTATIONS = frozenset(
     {
@@ -67,6 +73,7 @@ OPERATOR_OWNED_ANNOTATIONS = frozenset(
         DOMAIN_ANNOTATION,
         RESIZE_HEADROOM_ANNOTATION,
         WITHIN_ANNOTATION,
+        RESUME_FROM_ANNOTATION,
         "egpu.io/assigned-node",  # the plan's name before egpu.io/plan
     }
 )
