@@ -17,7 +17,12 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from egpu.domain.labels import GPU_HEALTH_ANNOTATION, GPU_HEALTH_CONDITION, INTERCONNECT_ANNOTATION
+from egpu.domain.labels import (
+    GPU_HEALTH_ANNOTATION,
+    GPU_HEALTH_CONDITION,
+    GPU_RESOURCE,
+    INTERCONNECT_ANNOTATION,
+)
 from egpu.engines.health.report import HealthReport, build_report, parse_report, report_text
 from egpu.engines.health.rules import (
     Finding,
@@ -94,6 +99,10 @@ class NodeAgent:
     def restore(self, node: dict[str, Any]) -> None:
         """Carry on from what this node's agent published before (a restart)."""
         annotations = (node.get("metadata") or {}).get("annotations") or {}
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        count = str(allocatable.get(GPU_RESOURCE) or "0")
+        if count.isdigit() and int(count):
+            self.gpu_count = int(count)  # GPUs NVML must answer for, even if it never does
         try:
             report = parse_report(annotations.get(GPU_HEALTH_ANNOTATION))
         except ValueError as exc:
