@@ -106,7 +106,11 @@ def gpu_count_of(node: JSON) -> int:
         return 0
 
 
-def node_health(node: JSON, now: float, stale_after_s: float) -> NodeHealth:
+def node_health(
+    node: JSON, now: float, stale_after_s: float, problems: dict[str, str] | None = None
+) -> NodeHealth:
+    """What the fencing engine needs of one Node. An unreadable report counts as none
+    (what was fenced stays fenced, nothing new is); `problems` collects why."""
     meta = node["metadata"]
     annotations = meta.get("annotations") or {}
     count = gpu_count_of(node)
@@ -118,7 +122,8 @@ def node_health(node: JSON, now: float, stale_after_s: float) -> NodeHealth:
     try:
         report = parse_report(annotations.get(GPU_HEALTH_ANNOTATION))
     except ValueError as exc:
-        log.warning("node %s: unreadable GPU health report: %s", meta["name"], exc)
+        if problems is not None:
+            problems[meta["name"]] = str(exc)
         report = None
     reported = None
     if report is not None and now - report.checked_at <= stale_after_s:
@@ -147,6 +152,7 @@ class RepairController:
         self.breaker = BreakerState()
         self.asked: dict[str, float] = {}  # pod UID -> when its deletion was asked
         self.refused_told: set[str] = set()
+        self.bad_reports: dict[str, str] = {}
         self._restored = False
         runtime.nodes.add_listener(self._on_node)
 
@@ -187,7 +193,23 @@ class RepairController:
 
     async def fence(self, now: float) -> dict[str, frozenset[int]]:
         nodes = self.runtime.nodes.store
-        healths = [node_health(n, now, self.settings.stale_after_s) for n in nodes.values()]
+        problems: dict[str, str] = {}
+        healths = [
+            node_health(n, now, self.settings.stale_after_s, problems) for n in nodes.values()
+        ]
+        for name, problem in problems.items():
+            if self.bad_reports.get(name) != problem:
+                log.warning("node %s: unreadable GPU health report: %s", name, problem)
+                self.runtime.spawn_once(
+                    post_event(
+                        self.runtime.client,
+                        {**nodes[name], "apiVersion": "v1", "kind": "Node"},
+                        "Warning",
+                        "InvalidGPUHealthReport",
+                        f"{problem}; its GPUs are judged as if it had no report",
+                    )
+                )
+        self.bad_reports = problems
         plan = plan_fences(healths, self.breaker, self.settings.breaker, now)
         self.breaker = plan.breaker
         by_name = {h.name: h for h in healths}
