@@ -88,6 +88,9 @@ bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99
 bench-autoscale: venv binaries ## Autoscaling: egpu vs stock HPA + prometheus-adapter on flash/tidal/ramp traces
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
 
+bench-repair: venv binaries ## Self-healing: 1,000 nodes, 200 gangs, a compressed fault trace; detection, recovery, ETT
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-repair $(PY) hack/bench/repair.py $(BENCH_ARGS)
+
 soak: venv binaries ## Chaos soak: API faults, churn, SIGKILLed leaders, invariants (SOAK=long: ~25 min)
 	EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/soak/soak.py --profile $(SOAK) $(SOAK_ARGS)
 
@@ -108,4 +111,4 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 
 .PHONY: help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
-	bench-nodes soak kind-up kind-down clean
+	bench-repair bench-nodes soak kind-up kind-down clean

@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="a fault AT[+FOR]:NODE:GPU:KIND[=VALUE] (repeatable; see egpu.agent.simulate)",
     )
+    p.add_argument(
+        "--epoch",
+        type=float,
+        default=None,
+        help="with --simulate: the Unix time fault times count from (default: the start)",
+    )
     p.add_argument("--interval", default=env("EGPU_AGENT_INTERVAL", "10s"), help="poll period")
     p.add_argument(
         "--heartbeat",
@@ -174,7 +180,7 @@ async def run(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)
-    start = time.time()
+    start = args.epoch if args.epoch is not None else time.time()
     async with KubeClient(Credentials.load(args.kubeconfig)) as client:
         agents = []
         for name in nodes:

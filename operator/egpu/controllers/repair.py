@@ -367,6 +367,7 @@ class RepairController:
         members: list[MemberState],
         grace_s: float,
         now: float,
+        lost: frozenset[str] = frozenset(),
     ) -> None:
         meta = body["metadata"]
         if decision.action is Action.NOTHING:
@@ -425,7 +426,8 @@ class RepairController:
                     meta["namespace"],
                     name,
                     by_name[name].uid,
-                    grace_seconds=int(grace_s),
+                    # no kubelet is left on a lost node to give it a grace period
+                    grace_seconds=0 if by_name[name].node in lost else int(grace_s),
                 )
                 for name in decision.delete
             ),
