@@ -11,8 +11,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -24,6 +25,7 @@ from egpu.domain.labels import (
     INTERCONNECT_ANNOTATION,
 )
 from egpu.engines.health.report import HealthReport, build_report, parse_report, report_text
+from egpu.engines.health.risk import Risk, RiskPolicy, risk_of
 from egpu.engines.health.rules import (
     Finding,
     GpuHealth,
@@ -33,7 +35,13 @@ from egpu.engines.health.rules import (
     findings,
     stalled,
 )
-from egpu.engines.health.samples import NodeReading, interconnect_annotation, parse_reading
+from egpu.engines.health.samples import (
+    GpuSample,
+    NodeReading,
+    XidEvent,
+    interconnect_annotation,
+    parse_reading,
+)
 from egpu.kube.client import STRATEGIC_PATCH, ApiError, KubeClient, TransportError, path_for
 
 log = logging.getLogger("egpu.agent")
@@ -43,6 +51,7 @@ GPU_FAULTS = Counter("egpu_gpu_faults_total", "Faults found, by check", ["node",
 GPU_WARNINGS = Counter(
     "egpu_gpu_warnings_total", "Warnings (precursors) found, by check", ["node", "gpu", "check"]
 )
+GPU_RISK = Gauge("egpu_gpu_risk_score", "Risk score from precursors (0..1)", ["node", "gpu"])
 GPU_TEMPERATURE = Gauge("egpu_gpu_temperature_celsius", "GPU temperature", ["node", "gpu"])
 GPU_POWER = Gauge("egpu_gpu_power_watts", "GPU power draw", ["node", "gpu"])
 GPU_ECC = Gauge(
@@ -95,6 +104,10 @@ class NodeAgent:
     last_publish_at: float = 0.0
     interconnect: str | None = None
     transitioned_at: float | None = None
+    risk_policy: RiskPolicy = field(default_factory=RiskPolicy)
+    history: dict[int, deque[GpuSample]] = field(default_factory=dict)
+    risks: dict[int, Risk] = field(default_factory=dict)
+    _xids: dict[int, list[XidEvent]] = field(default_factory=dict)
 
     def restore(self, node: dict[str, Any]) -> None:
         """Carry on from what this node's agent published before (a restart)."""
@@ -138,13 +151,34 @@ class NodeAgent:
                     )
                 self._gauges(reading)
         self.states = {h.index: h for h in advance(self.states, found, self.policy, now, count)}
+        if reading is not None and reading.nvml_error is None:
+            for sample in reading.samples:
+                self._remember(sample, now)
+        risks = {i: r for i, r in self.risks.items() if r.at_risk(self.risk_policy) and i < count}
         for f in found:
             counter = GPU_FAULTS if f.severity is Severity.FAULT else GPU_WARNINGS
             counter.labels(self.node, str(f.gpu), f.check.value).inc()
         uuids = {g.index: g.uuid for g in (self.previous.gpus if self.previous else ())}
         for i, h in self.states.items():
             GPU_HEALTHY.labels(self.node, str(i), uuids.get(i, "")).set(1 if h.healthy else 0)
-        return build_report(now, self.states.values()), found
+        return build_report(now, self.states.values(), risks), found
+
+    def _remember(self, sample: GpuSample, now: float) -> None:
+        """Keep one sample per `RiskPolicy.sample_every_s` per GPU for the risk score (XIDs in
+        between carried into the next one kept), and score the GPU when one is kept."""
+        i = sample.index
+        kept = self.history.setdefault(i, deque())
+        xids = self._xids.setdefault(i, [])
+        xids.extend(sample.xids)
+        if kept and sample.timestamp - kept[-1].timestamp < self.risk_policy.sample_every_s:
+            return
+        kept.append(replace(sample, xids=tuple(xids)))
+        xids.clear()
+        while kept and now - kept[0].timestamp > self.risk_policy.window_s:
+            kept.popleft()
+        risk = risk_of(kept, self.risk_policy, now)
+        self.risks[i] = risk
+        GPU_RISK.labels(self.node, str(i)).set(risk.score)
 
     def _gauges(self, reading: NodeReading) -> None:
         AGENT_LAST_READING.labels(self.node).set(reading.timestamp)
@@ -204,6 +238,6 @@ def _content(report: HealthReport) -> str:
     """What changes a report's meaning (not its time)."""
     return json.dumps(
         {str(i): list(h.reasons) for i, h in sorted(report.unhealthy.items())}
-        | {"count": report.gpu_count},
+        | {"count": report.gpu_count, "atRisk": sorted(report.at_risk)},
         sort_keys=True,
     )

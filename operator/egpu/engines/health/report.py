@@ -3,9 +3,11 @@ memory across restarts (an unhealthy GPU stays unhealthy when the agent restarts
 
     {"checkedAt": 1764700000.0, "gpuCount": 8,
      "unhealthy": {"3": {"reasons": ["Xid: XID 79"], "since": 1764699990.0,
-                         "lastFault": 1764699990.0}}}
+                         "lastFault": 1764699990.0}},
+     "atRisk": {"5": {"score": 0.62, "reasons": ["340 correctable ECC errors"]}}}
 
-Only unhealthy GPUs are listed; every other GPU of `gpuCount` is healthy.
+Only unhealthy GPUs are listed; every other GPU of `gpuCount` is healthy. `atRisk`
+lists healthy GPUs whose precursors score at or above the risk threshold.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from egpu.engines.health.risk import Risk
 from egpu.engines.health.rules import GpuHealth
 
 
@@ -23,6 +26,7 @@ class HealthReport:
     checked_at: float
     gpu_count: int
     unhealthy: dict[int, GpuHealth] = field(default_factory=dict)
+    at_risk: dict[int, Risk] = field(default_factory=dict)
 
     @property
     def unhealthy_gpus(self) -> frozenset[int]:
@@ -33,12 +37,16 @@ class HealthReport:
         return {i: self.unhealthy.get(i, GpuHealth(i, healthy=True)) for i in range(self.gpu_count)}
 
 
-def build_report(checked_at: float, health: Iterable[GpuHealth]) -> HealthReport:
+def build_report(
+    checked_at: float, health: Iterable[GpuHealth], at_risk: dict[int, Risk] | None = None
+) -> HealthReport:
     states = list(health)
+    unhealthy = {h.index: h for h in states if not h.healthy}
     return HealthReport(
         checked_at=checked_at,
         gpu_count=len(states),
-        unhealthy={h.index: h for h in states if not h.healthy},
+        unhealthy=unhealthy,
+        at_risk={i: r for i, r in (at_risk or {}).items() if i not in unhealthy},
     )
 
 
@@ -55,6 +63,16 @@ def report_text(report: HealthReport) -> str:
                 }
                 for i, h in sorted(report.unhealthy.items())
             },
+            **(
+                {
+                    "atRisk": {
+                        str(i): {"score": r.score, "reasons": list(r.reasons)[:8]}
+                        for i, r in sorted(report.at_risk.items())
+                    }
+                }
+                if report.at_risk
+                else {}
+            ),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -103,4 +121,16 @@ def parse_report(text: str | None) -> HealthReport | None:
             since=_number(entry.get("since"), f"GPU {key} since"),
             last_fault=_number(entry.get("lastFault"), f"GPU {key} lastFault"),
         )
-    return HealthReport(checked_at=checked, gpu_count=count, unhealthy=unhealthy)
+    risky = data.get("atRisk") or {}
+    if not isinstance(risky, dict):
+        raise ValueError("gpu-health annotation: atRisk must be an object")
+    at_risk: dict[int, Risk] = {}
+    for key, entry in risky.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()) or int(key) >= count:
+            raise ValueError(f"gpu-health annotation: {key!r} is not a GPU index below {count}")
+        score = _number(entry.get("score") if isinstance(entry, dict) else None, "score")
+        reasons = entry.get("reasons") or [] if isinstance(entry, dict) else []
+        if score is None or not isinstance(reasons, list):
+            raise ValueError(f"gpu-health annotation: atRisk {key} needs a score")
+        at_risk[int(key)] = Risk(score, tuple(str(r) for r in reasons))
+    return HealthReport(checked_at=checked, gpu_count=count, unhealthy=unhealthy, at_risk=at_risk)
