@@ -250,3 +250,44 @@ def test_a_stale_report_fences_nothing_new() -> None:
     node = gpu_node("n0", **{"egpu.io/gpu-health": report({1: "x"}, at=NOW - 301)})
     assert node_health(node, NOW, 300).reported_unhealthy is None
     assert node_health(node, NOW - 1, 300).reported_unhealthy == {1}
+
+
+def risky_report(gpu: int, at: float = NOW) -> str:
+    from egpu.engines.health.risk import Risk
+
+    states = [GpuHealth(i) for i in range(8)]
+    return report_text(build_report(at, states, {gpu: Risk(0.8, ("300 correctable ECC errors",))}))
+
+
+def test_work_on_a_gpu_at_risk_moves_at_its_next_checkpoint_before_the_fault() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api)
+        await agent_says(api, "n0", risky_report(5))  # train-1 holds GPUs 4..7
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None  # still working: wait for a checkpoint
+        assert not node_annotations(api, "n0").get("egpu.io/unhealthy-gpus")
+        assert workloads.health["ns/train"].reason == "GPUAtRisk"
+        await repair.cycle(NOW + 1)
+        assert api.pod("ns", "train-1") is not None
+        # the job writes its next checkpoint
+        await api.patch(
+            "/api/v1/namespaces/ns/pods/train-1",
+            {"metadata": {"annotations": {"example.com/ckpt": "step-20"}}},
+        )
+        await api.settle()
+        await repair.cycle(NOW + 2)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None and api.pod("ns", "train-0") is not None
+        assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "5"
+        assert runtime.ledger.ledger.node_view("n0").unhealthy_gpus == (5,)
+        assert "MovedBeforeFault" in {e["reason"] for e in api.events}
+        record = json.loads(api.objects[WORKLOAD_PATH]["metadata"]["annotations"]["egpu.io/repair"])
+        assert record["restarts"] == 1 and record["resumeFrom"] == "step-9"
+        # while the GPU stays at risk, it stays fenced
+        await repair.cycle(NOW + 3)
+        await settle(api)
+        assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "5"
+
+    asyncio.run(go())

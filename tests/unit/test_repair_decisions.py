@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from egpu.engines.repair.workloads import (
@@ -11,6 +13,7 @@ from egpu.engines.repair.workloads import (
     RepairDecision,
     RepairRecord,
     affected_members,
+    decide_move,
     decide_repair,
     resume_point,
 )
@@ -129,3 +132,53 @@ def test_the_resume_point_is_the_last_checkpoint_reported() -> None:
     d = decide(members=members, record=RepairRecord(resume_from="step-100"))
     assert d.record.resume_from == "step-900"
     assert d.message.endswith("resuming from step-900")
+
+
+# -- moving first ----------------------------------------------------------------------
+
+RISK = {"node-1": frozenset({5})}  # w-3's GPU 5 is at risk
+
+
+def with_checkpoints(step: str) -> list[MemberState]:
+    return [replace(m, checkpoint=step) for m in gang()]
+
+
+def test_members_on_a_gpu_at_risk_are_watched_until_their_next_checkpoint() -> None:
+    d = decide_move("ReplaceMember", 3, with_checkpoints("step-5"), RISK, {}, RepairRecord(), NOW)
+    assert d.action is Action.WATCH and d.delete == ()
+    assert d.watch == {"uid-3": "step-5"} and d.reason == "GPUAtRisk"
+    same = decide_move(
+        "ReplaceMember", 3, with_checkpoints("step-5"), RISK, d.watch, RepairRecord(), NOW
+    )
+    assert same.action is Action.WATCH  # no new checkpoint yet
+
+
+def test_at_the_next_checkpoint_the_member_is_moved_and_its_gpu_fenced() -> None:
+    d = decide_move(
+        "ReplaceMember", 3, with_checkpoints("step-6"), RISK, {"uid-3": "step-5"},
+        RepairRecord(), NOW,
+    )  # fmt: skip
+    assert d.action is Action.MOVE and d.delete == ("w-3",)
+    assert d.fence == {"node-1": frozenset({5})}
+    assert d.record == RepairRecord(1, NOW, "step-6") and d.reason == "MovedBeforeFault"
+    gang_move = decide_move(
+        "RestartGang", 3, with_checkpoints("step-6"), RISK, {"uid-3": "step-5"},
+        RepairRecord(), NOW,
+    )  # fmt: skip
+    assert gang_move.delete == ("w-0", "w-1", "w-2", "w-3")
+
+
+def test_no_move_without_policy_budget_or_breaker() -> None:
+    args = (with_checkpoints("step-6"), RISK, {"uid-3": "step-5"})
+    assert decide_move("None", 3, *args, RepairRecord(), NOW).action is Action.NOTHING
+    assert decide_move("ReplaceMember", 1, *args, RepairRecord(1), NOW).action is Action.WATCH
+    assert (
+        decide_move("ReplaceMember", 3, *args, RepairRecord(), NOW, breaker_open=True).action
+        is Action.WATCH
+    )
+    assert decide_move("ReplaceMember", 3, *args, RepairRecord(1, NOW - 1), NOW).action is (
+        Action.WATCH
+    )  # backoff
+    assert decide_move("ReplaceMember", 3, gang(), {}, {}, RepairRecord(), NOW).action is (
+        Action.NOTHING
+    )

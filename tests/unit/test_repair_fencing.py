@@ -114,3 +114,14 @@ def test_bad_breaker_policies_are_refused() -> None:
         BreakerPolicy(max_fraction=0)
     with pytest.raises(ValueError):
         BreakerPolicy(window_s=0)
+
+
+def test_an_at_risk_gpu_is_fenced_only_to_move_work_off_and_stays_fenced_while_at_risk() -> None:
+    risky = NodeHealth("n0", 8, frozenset(), at_risk=frozenset({3}))
+    assert plan_fences([risky], BreakerState(), POLICY, NOW).fenced == {}
+    moving = NodeHealth("n0", 8, frozenset(), at_risk=frozenset({3}), move_off=frozenset({3}))
+    assert plan_fences([moving], BreakerState(), POLICY, NOW).fenced == {"n0": {3}}
+    kept = NodeHealth("n0", 8, frozenset(), fenced_by_us=frozenset({3}), at_risk=frozenset({3}))
+    assert plan_fences([kept], BreakerState(), POLICY, NOW).fenced == {"n0": {3}}
+    calm = NodeHealth("n0", 8, frozenset(), fenced_by_us=frozenset({3}))
+    assert plan_fences([calm], BreakerState(), POLICY, NOW).fenced == {}

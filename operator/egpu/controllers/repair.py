@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
 
@@ -47,8 +47,10 @@ from egpu.engines.repair.workloads import (
     Action,
     Backoff,
     MemberState,
+    MoveDecision,
     RepairDecision,
     RepairRecord,
+    decide_move,
     decide_repair,
 )
 from egpu.kube.client import JSON, ApiError, TransportError, gather_limited, path_for
@@ -56,6 +58,9 @@ from egpu.observability.metrics import FENCE_BREAKER_OPEN, FENCED_GPUS, FENCES_R
 
 log = logging.getLogger("egpu.controllers.repair")
 ASKED_TTL_S = 600.0
+
+
+Move = tuple[JSON, MoveDecision, list[MemberState], float]  # body, decision, members, grace
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,10 @@ def node_health(
             problems[meta["name"]] = str(exc)
         report = None
     reported = None
+    at_risk: frozenset[int] = frozenset()
     if report is not None and now - report.checked_at <= stale_after_s:
         reported = report.unhealthy_gpus
+        at_risk = frozenset(report.at_risk)
     return NodeHealth(
         name=meta["name"],
         gpu_count=count,
@@ -135,6 +142,7 @@ def node_health(
         fenced_by_us=ours,
         marked_by_others=marked - ours,
         cordoned=bool((node.get("spec") or {}).get("unschedulable")),
+        at_risk=at_risk,
     )
 
 
@@ -153,6 +161,8 @@ class RepairController:
         self.asked: dict[str, float] = {}  # pod UID -> when its deletion was asked
         self.refused_told: set[str] = set()
         self.bad_reports: dict[str, str] = {}
+        self.watched: dict[str, str | None] = {}  # member UID -> checkpoint when at risk
+        self.at_risk_notes: dict[str, str] = {}
         self._restored = False
         runtime.nodes.add_listener(self._on_node)
 
@@ -188,15 +198,110 @@ class RepairController:
     # -- fences --------------------------------------------------------------------
 
     async def cycle(self, now: float) -> None:
-        fenced = await self.fence(now)
+        self.asked = {u: t for u, t in self.asked.items() if now - t < ASKED_TTL_S}
+        moves = self.plan_moves(now)
+        move_off: dict[str, frozenset[int]] = {}
+        for _, decision, _, _ in moves.values():
+            for node, gpus in (decision.fence or {}).items():
+                move_off[node] = move_off.get(node, frozenset()) | gpus
+        fenced = await self.fence(now, move_off)
+        for key, (body, decision, members, grace) in moves.items():
+            if all(g <= fenced.get(n, frozenset()) for n, g in (decision.fence or {}).items()):
+                as_repair = RepairDecision(
+                    Action.MOVE,
+                    delete=decision.delete,
+                    record=decision.record,
+                    reason=decision.reason,
+                    message=decision.message,
+                )
+                await self.carry_out(key, body, as_repair, members, grace, now)
         await self.repair(now, fenced)
 
-    async def fence(self, now: float) -> dict[str, frozenset[int]]:
+    def plan_moves(
+        self, now: float
+    ) -> dict[str, tuple[JSON, MoveDecision, list[MemberState], float]]:
+        """Moving first: workloads with members on GPUs at risk, moved at their next
+        checkpoint (the fences for it are made with this pass's)."""
+        at_risk: dict[str, frozenset[int]] = {}
+        for node in self.runtime.nodes.store.values():
+            health = node_health(node, now, self.settings.stale_after_s)
+            if health.at_risk:
+                at_risk[health.name] = health.at_risk
+        self.at_risk_notes = {}
+        moves = {}
+        watching: set[str] = set()
+        breaker_open = self.breaker.open(self.settings.breaker, now)
+        if not at_risk:
+            self.watched = {}
+            return {}
+        for key, body in list(self.runtime.workloads.items()):
+            parsed = self._members(body)
+            if parsed is None:
+                continue
+            spec, members = parsed
+            if spec.repair.checkpoint is None or spec.repair.checkpoint.annotation is None:
+                continue
+            decision = decide_move(
+                spec.repair.policy,
+                spec.repair.max_restarts,
+                members,
+                at_risk,
+                self.watched,
+                record_of(body),
+                now,
+                self.settings.backoff,
+                frozenset(self.asked),
+                breaker_open,
+            )
+            if decision.action is Action.WATCH:
+                for uid, checkpoint in (decision.watch or {}).items():
+                    self.watched.setdefault(uid, checkpoint)
+                    watching.add(uid)
+                self.at_risk_notes[key] = decision.message
+            elif decision.action is Action.MOVE:
+                moves[key] = (body, decision, members, parse_duration(spec.repair.grace_period))
+        self.watched = {u: c for u, c in self.watched.items() if u in watching}
+        return moves
+
+    def _members(self, body: JSON) -> tuple[GPUWorkloadSpec, list[MemberState]] | None:
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None
+        try:
+            spec = GPUWorkloadSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return None  # the workload controller reports it
+        checkpoint_key = spec.repair.checkpoint.annotation if spec.repair.checkpoint else None
+        pairs = self.workloads.members(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
+        members = []
+        for member, pod in pairs:
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            members.append(
+                MemberState(
+                    name=member.name,
+                    rank=member.rank,
+                    uid=str(pod["metadata"].get("uid") or ""),
+                    node=member.node,
+                    gpu_ids=member.gpu_ids,
+                    deleting=member.deleting,
+                    finished=member.phase in ("Succeeded", "Failed"),
+                    checkpoint=annotations.get(checkpoint_key) if checkpoint_key else None,
+                )
+            )
+        return spec, members
+
+    async def fence(
+        self, now: float, move_off: dict[str, frozenset[int]] | None = None
+    ) -> dict[str, frozenset[int]]:
         nodes = self.runtime.nodes.store
         problems: dict[str, str] = {}
         healths = [
             node_health(n, now, self.settings.stale_after_s, problems) for n in nodes.values()
         ]
+        if move_off:
+            healths = [
+                replace(h, move_off=move_off[h.name]) if h.name in move_off else h for h in healths
+            ]
         for name, problem in problems.items():
             if self.bad_reports.get(name) != problem:
                 log.warning("node %s: unreadable GPU health report: %s", name, problem)
@@ -297,7 +402,6 @@ class RepairController:
     # -- repairs -------------------------------------------------------------------
 
     async def repair(self, now: float, unhealthy: dict[str, frozenset[int]]) -> None:
-        self.asked = {u: t for u, t in self.asked.items() if now - t < ASKED_TTL_S}
         nodes = set(self.runtime.nodes.store)
         breaker_open = self.breaker.open(self.settings.breaker, now)
         for key, body in list(self.runtime.workloads.items()):
@@ -317,30 +421,10 @@ class RepairController:
         nodes: set[str],
         breaker_open: bool,
     ) -> None:
-        meta = body["metadata"]
-        if meta.get("deletionTimestamp"):
+        parsed = self._members(body)
+        if parsed is None:
             return
-        try:
-            spec = GPUWorkloadSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            return  # the workload controller reports it
-        checkpoint_key = spec.repair.checkpoint.annotation if spec.repair.checkpoint else None
-        pairs = self.workloads.members(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
-        members = []
-        for member, pod in pairs:
-            annotations = (pod.get("metadata") or {}).get("annotations") or {}
-            members.append(
-                MemberState(
-                    name=member.name,
-                    rank=member.rank,
-                    uid=str(pod["metadata"].get("uid") or ""),
-                    node=member.node,
-                    gpu_ids=member.gpu_ids,
-                    deleting=member.deleting,
-                    finished=member.phase in ("Succeeded", "Failed"),
-                    checkpoint=annotations.get(checkpoint_key) if checkpoint_key else None,
-                )
-            )
+        spec, members = parsed
         lost = frozenset(m.node for m in members if m.node is not None and m.node not in nodes)
         record = record_of(body)
         decision = decide_repair(
@@ -356,7 +440,7 @@ class RepairController:
             breaker_open,
         )
         await self.carry_out(
-            key, body, decision, members, parse_duration(spec.repair.grace_period), now
+            key, body, decision, members, parse_duration(spec.repair.grace_period), now, lost
         )
 
     async def carry_out(
@@ -370,6 +454,11 @@ class RepairController:
         lost: frozenset[str] = frozenset(),
     ) -> None:
         meta = body["metadata"]
+        if decision.action is Action.NOTHING and key in self.at_risk_notes:
+            self.workloads.set_health(
+                key, HealthVerdict(True, "GPUAtRisk", self.at_risk_notes[key])
+            )
+            return
         if decision.action is Action.NOTHING:
             in_flight = any(m.uid in self.asked for m in members) or any(
                 m.deleting for m in members

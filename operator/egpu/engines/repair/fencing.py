@@ -49,6 +49,10 @@ class NodeHealth:
     fenced_by_us: frozenset[int] = frozenset()
     marked_by_others: frozenset[int] = frozenset()
     cordoned: bool = False
+    # GPUs reported at risk (precursors, still working), and those of them to fence now
+    # because the work on them is being moved off before they fail
+    at_risk: frozenset[int] = frozenset()
+    move_off: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,9 @@ def plan_fences(
         if node.reported_unhealthy is None:
             want = ours & valid  # no report: keep what we fenced, fence nothing new
         else:
-            want = (node.reported_unhealthy - node.marked_by_others) & valid
+            # an at-risk GPU we fenced to move work off stays fenced while at risk
+            risky = (node.at_risk & ours) | (node.move_off & node.at_risk)
+            want = ((node.reported_unhealthy | risky) - node.marked_by_others) & valid
         new = want - ours
         keep = want & ours
         if new and not ours and not node.cordoned and node.name not in counted:

@@ -26,6 +26,8 @@ class Action(StrEnum):
     REPLACE = "ReplaceMember"
     RESTART = "RestartGang"
     GIVE_UP = "GiveUp"  # retry budget spent: the workload is Failed
+    WATCH = "Watch"  # members on GPUs at risk: moved at their next checkpoint
+    MOVE = "Move"  # members on GPUs at risk just checkpointed: moved off now
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,4 +184,79 @@ def decide_repair(
         record=new_record,
         reason="MemberReplaced",
         message=f"{count}: replacing {len(names)} member(s) ({where}){suffix}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MoveDecision:
+    action: Action  # NOTHING, WATCH or MOVE
+    delete: tuple[str, ...] = ()
+    fence: Mapping[str, frozenset[int]] | None = None  # at-risk GPUs to fence with it
+    watch: Mapping[str, str | None] | None = None  # member uid -> checkpoint when seen
+    record: RepairRecord = RepairRecord()
+    reason: str = ""
+    message: str = ""
+
+
+def decide_move(
+    policy: str,
+    max_restarts: int,
+    members: Sequence[MemberState],
+    at_risk: Mapping[str, frozenset[int]],
+    watched: Mapping[str, str | None],
+    record: RepairRecord,
+    now: float,
+    backoff: Backoff = Backoff(),
+    asked: frozenset[str] = frozenset(),
+    breaker_open: bool = False,
+) -> MoveDecision:
+    """Moving first: members on GPUs at risk are moved off at their next checkpoint,
+    before the GPU fails. `watched`: member UID -> the checkpoint it had when its GPU
+    was first seen at risk. A move spends the retry budget like a repair; without a
+    checkpoint annotation (no way to see the next checkpoint), nothing is moved."""
+    risky = affected_members(members, at_risk, frozenset(), asked)
+    if not risky or policy == "None":
+        return MoveDecision(Action.NOTHING, record=record)
+    seen = {m.uid: watched.get(m.uid, m.checkpoint) for m in risky}
+    fresh = [m for m in risky if m.uid in watched and m.checkpoint != watched[m.uid]]
+    names = tuple(sorted(m.name for m in risky))
+    if (
+        not fresh
+        or breaker_open
+        or record.restarts >= max_restarts
+        or (
+            record.last_repair is not None
+            and now < record.last_repair + backoff.delay(record.restarts)
+        )
+    ):
+        return MoveDecision(
+            Action.WATCH,
+            watch=seen,
+            record=record,
+            reason="GPUAtRisk",
+            message=f"{', '.join(names)} on GPUs at risk: moved at the next checkpoint",
+        )
+    fence: dict[str, frozenset[int]] = {}
+    for m in risky:
+        if m.node is not None:
+            bad = at_risk.get(m.node, frozenset())
+            fence[m.node] = fence.get(m.node, frozenset()) | (bad & set(m.gpu_ids) or bad)
+    resume = resume_point(members, record.resume_from)
+    new = RepairRecord(record.restarts + 1, now, resume)
+    if policy == "RestartGang":
+        delete = tuple(
+            sorted(
+                m.name for m in members if not m.deleting and not m.finished and m.uid not in asked
+            )
+        )
+    else:
+        delete = names
+    return MoveDecision(
+        Action.MOVE,
+        delete=delete,
+        fence=fence,
+        record=new,
+        reason="MovedBeforeFault",
+        message=f"repair {new.restarts}/{max_restarts}: moving {', '.join(delete)} off GPUs "
+        f"at risk after the checkpoint {resume}",
     )
