@@ -116,9 +116,13 @@ def live(pod: dict[str, Any]) -> bool:
 
 
 def ready(pod: dict[str, Any]) -> bool:
-    return live(pod) and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
+    """Bound and Running. (Not the Ready condition: under load the simulated nodes can
+    miss a lease renewal, and the controller manager's NotReady mark on their pods is
+    never lifted by KWOK.)"""
+    return (
+        live(pod)
+        and bool(pod["spec"].get("nodeName"))
+        and (pod.get("status") or {}).get("phase") == "Running"
     )
 
 
