@@ -138,3 +138,15 @@ def test_recordings_replay_frame_after_frame() -> None:
     report, _ = agent.judge(gpus.read(11.0), 11.0)
     assert report.unhealthy_gpus == {3}
     assert any("FallenOffBus" in r for r in report.unhealthy[3].reasons)
+
+
+def test_a_simulated_node_answers_for_its_gpus_even_if_nvml_never_does() -> None:
+    node = {"metadata": {"name": "n1"}, "status": {"allocatable": {"nvidia.com/gpu": "4"}}}
+    down = {"timestamp": 1.0, "nvmlError": "Driver Not Loaded", "gpus": []}
+    simulated = NodeAgent("n1", sim().read, POLICY, count_from_node=True)
+    simulated.restore(node)
+    assert simulated.judge(down, 1.0)[0].unhealthy_gpus == {0, 1, 2, 3}
+    # a real node's allocatable may count shared or MIG devices: not taken for GPUs
+    real = NodeAgent("n1", sim().read, POLICY)
+    real.restore(node)
+    assert real.gpu_count is None

@@ -200,6 +200,7 @@ async def run(args: argparse.Namespace) -> int:
                 policy,
                 publish_interconnect=args.interconnect,
                 heartbeat_s=parse_duration(args.heartbeat),
+                count_from_node=args.simulate,
             )
             agent.restore(node)
             agents.append(agent)

@@ -105,6 +105,9 @@ class NodeAgent:
     interconnect: str | None = None
     transitioned_at: float | None = None
     risk_policy: RiskPolicy = field(default_factory=RiskPolicy)
+    # Simulated nodes: the GPU count comes from the Node. (Real ones: from NVML and the
+    # last report; allocatable can differ from the physical GPUs with MIG or sharing.)
+    count_from_node: bool = False
     history: dict[int, deque[GpuSample]] = field(default_factory=dict)
     risks: dict[int, Risk] = field(default_factory=dict)
     _xids: dict[int, list[XidEvent]] = field(default_factory=dict)
@@ -112,10 +115,11 @@ class NodeAgent:
     def restore(self, node: dict[str, Any]) -> None:
         """Carry on from what this node's agent published before (a restart)."""
         annotations = (node.get("metadata") or {}).get("annotations") or {}
-        allocatable = (node.get("status") or {}).get("allocatable") or {}
-        count = str(allocatable.get(GPU_RESOURCE) or "0")
-        if count.isdigit() and int(count):
-            self.gpu_count = int(count)  # GPUs NVML must answer for, even if it never does
+        if self.count_from_node:  # simulated: the node's GPUs are the ones simulated
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            count = str(allocatable.get(GPU_RESOURCE) or "0")
+            if count.isdigit() and int(count):
+                self.gpu_count = int(count)  # to answer for, even if NVML never does
         try:
             report = parse_report(annotations.get(GPU_HEALTH_ANNOTATION))
         except ValueError as exc:
