@@ -38,20 +38,29 @@ def shape(model: str, prefix: str, leaves: int = 2, nodes: int = 4) -> ClusterSh
 
 REPLACE = shape("NVIDIA-H100-REPLACE", "rpl")
 RESTART = shape("NVIDIA-H100-RESTART", "rst")
+PREDICT = shape("NVIDIA-H100-PREDICT", "prd", leaves=1)
 
 
 class Agent:
     """`egpu agent --simulate` for some nodes, as the DaemonSet runs it on KWOK nodes."""
 
-    def __init__(self, cluster: Cluster, nodes: list[str], faults: list[str], log: Path) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        nodes: list[str],
+        faults: list[str],
+        log: Path,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         args = [str(Path(sys.executable).parent / "egpu"), "--kubeconfig", cluster.kubeconfig]
-        args += ["agent", "--simulate", "--interval", "1s", "--heartbeat", "5s"]
+        args += ["agent", "--simulate", "--interval", "1s", "--heartbeat", "5s", *extra]
         args += ["--quiet-period", "40s", "--passes", "2", "--metrics-port", "0"]
         for node in nodes:
             args += ["--node", node]
         for fault in faults:
             args += ["--inject", fault]
         self.log = log
+        self.started = time.time()
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, env=cluster.env
@@ -152,7 +161,7 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def repair_cluster(crds: Cluster) -> Cluster:
-    add_gpu_nodes(crds, REPLACE, RESTART, topology=True)
+    add_gpu_nodes(crds, REPLACE, RESTART, PREDICT, topology=True)
     return crds
 
 
@@ -269,6 +278,68 @@ def test_a_gpu_fault_restarts_a_tightly_coupled_gang_together_in_its_leaf(
     finally:
         agent.stop()
         cluster.kubectl("delete", "gpuworkload", "tight", "-n", namespace)
+
+
+def test_a_predicted_fault_moves_the_member_at_its_next_checkpoint_before_it_fails(
+    repair_cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster = repair_cluster
+    before = start_gang(cluster, namespace, "early", "NVIDIA-H100-PREDICT", 4, 4, "ReplaceMember")
+    victim = next(p for p in before if p["metadata"]["labels"]["egpu.io/rank"] == "1")
+    node = victim["spec"]["nodeName"]
+    gpu = sorted(g for _, g in gpus_of(victim))[0]
+    # correctable ECC errors climb on the GPU (a precursor); it fails for good at 60 s
+    faults = [f"{k}:{node}:{gpu}:sbe=60" for k in range(2, 8)]
+    faults.append(f"60:{node}:{gpu}:remap-failure")
+    extra = ("--risk-sample-every", "1s")
+    agent = Agent(cluster, [node], faults, RUN_DIR / "agent-predict.log", extra)
+    try:
+
+        def at_risk() -> bool:
+            text = annotation(cluster, node, "egpu.io/gpu-health")
+            return bool(text) and str(gpu) in json.loads(text).get("atRisk", {})
+
+        wait_until(at_risk, 40, "the agent to report the GPU at risk")
+        time.sleep(3)  # the controller sees it and waits for the next checkpoint
+        names = {p["metadata"]["name"]: p["metadata"]["uid"] for p in members(cluster, namespace)}
+        assert names[victim["metadata"]["name"]] == victim["metadata"]["uid"], "moved too early"
+        body = get(cluster, "gpuworkload", "early", "-n", namespace)
+        assert condition(body, "Healthy").get("reason") == "GPUAtRisk"
+        for pod in members(cluster, namespace):  # the job writes its next checkpoint
+            cluster.kubectl(
+                "annotate", "pod", "-n", namespace, pod["metadata"]["name"], "--overwrite",
+                "example.com/checkpoint=step-2000",
+            )  # fmt: skip
+
+        def moved() -> bool:
+            items = members(cluster, namespace)
+            ranks = {p["metadata"]["labels"]["egpu.io/rank"]: p for p in items}
+            return running(items, 4) and ranks["1"]["metadata"]["uid"] != victim["metadata"]["uid"]
+
+        wait_until(moved, 40, "rank 1 to move off the GPU at risk")
+        assert time.time() < agent.started + 60, "the move came after the fault"
+        items = members(cluster, namespace)
+        assert not any((node, gpu) in gpus_of(p) for p in items)
+        assert str(gpu) in annotation(cluster, node, "egpu.io/unhealthy-gpus").split(",")
+        assert "MovedBeforeFault" in {e["reason"] for e in events(cluster, namespace, "early")}
+        record = json.loads(
+            get(cluster, "gpuworkload", "early", "-n", namespace)["metadata"]["annotations"][
+                "egpu.io/repair"
+            ]
+        )
+        assert record == {**record, "restarts": 1, "resumeFrom": "step-2000"}
+        uids = {p["metadata"]["uid"] for p in items}
+        # when the GPU then fails, nothing runs on it: no repair is needed
+        wait_until(
+            lambda: "RowRemapFailure" in annotation(cluster, node, "egpu.io/gpu-health"),
+            90,
+            "the fault itself",
+        )
+        time.sleep(3)
+        assert {p["metadata"]["uid"] for p in members(cluster, namespace)} == uids
+    finally:
+        agent.stop()
+        cluster.kubectl("delete", "gpuworkload", "early", "-n", namespace)
 
 
 def test_the_circuit_breaker_stops_a_mass_fencing(repair_cluster: Cluster, namespace: str) -> None:

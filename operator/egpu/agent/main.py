@@ -22,6 +22,7 @@ from egpu.domain.labels import (
     INTERCONNECT_ANNOTATION,
 )
 from egpu.engines.health.report import report_text
+from egpu.engines.health.risk import RiskPolicy
 from egpu.engines.health.rules import DEFAULT_IGNORED_XIDS, HealthPolicy
 from egpu.kube.client import ApiError, Credentials, KubeClient, path_for
 
@@ -90,6 +91,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retired-dbe-limit", type=int, default=0)
     p.add_argument("--nvlink-error-delta", type=int, default=1000)
     p.add_argument("--throttle-is-fault", action="store_true")
+    p.add_argument(
+        "--risk-threshold",
+        type=float,
+        default=0.5,
+        help="risk score (0..1) from which a healthy GPU is reported at risk",
+    )
+    p.add_argument(
+        "--risk-sample-every",
+        default="60s",
+        help="spacing of the samples the risk score is computed from (window: 1h)",
+    )
     p.add_argument(
         "--no-interconnect",
         dest="interconnect",
@@ -201,6 +213,10 @@ async def run(args: argparse.Namespace) -> int:
                 publish_interconnect=args.interconnect,
                 heartbeat_s=parse_duration(args.heartbeat),
                 count_from_node=args.simulate,
+                risk_policy=RiskPolicy(
+                    threshold=args.risk_threshold,
+                    sample_every_s=parse_duration(args.risk_sample_every),
+                ),
             )
             agent.restore(node)
             agents.append(agent)
