@@ -326,7 +326,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             by_gang.setdefault(p["metadata"]["labels"]["egpu.io/workload"], []).append(p)
         victims = rng.sample(sorted(by_gang), args.faults)
         kinds = rng.choices([k for k, _ in KINDS], [w for _, w in KINDS], k=args.faults)
-        epoch = time.time() + 15  # the agent's first polls settle before the trace
+        # the trace starts once the agent has read every node at least once (a counter
+        # fault before its first reading has no baseline to grow from)
+        epoch = time.time() + args.warmup
         faults: list[Fault] = []
         injects: list[str] = []
         used_nodes: set[str] = set()
@@ -351,6 +353,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agent += [a for n in names for a in ("--node", n)]
         agent += [a for i in injects for a in ("--inject", i)]
         procs.append(start(agent, logs / "agent.log", ENV))
+
+        def reported() -> int:
+            with watch.lock:
+                return sum(
+                    1
+                    for n in watch.nodes.values()
+                    if "egpu.io/gpu-health" in (n["metadata"].get("annotations") or {})
+                )
+
+        while time.time() < epoch + args.trace:
+            if reported() >= len(names):
+                break
+            await asyncio.sleep(1)
+        agent_ready = time.time()
+        print(f"agent reported every node {agent_ready - epoch:+.1f}s from the trace start")
         try:
             node_faults = sorted((f for f in faults if f.kind == "node"), key=lambda f: f.at)
             for f in node_faults:
@@ -430,6 +447,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_every_s": args.checkpoint_every,
         "pods_lost": lost,
         "pods_duplicated": duplicated,
+        "agent_ready_before_trace_s": round(epoch - agent_ready, 1),
+        "faults_before_agent_ready": sum(1 for f in faults if f.at < agent_ready),
         "unrecovered": sorted(f"{f.gang}:{f.kind}" for f in faults if f.recover is None),
     }
     return result
@@ -447,6 +466,7 @@ def main() -> int:
     p.add_argument("--checkpoint-every", type=float, default=1800.0)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--warmup", type=float, default=90.0, help="seconds before the trace starts")
     args = p.parse_args()
     subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=ENV, check=True, stdout=subprocess.DEVNULL)
     try:

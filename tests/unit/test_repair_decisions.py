@@ -182,3 +182,24 @@ def test_no_move_without_policy_budget_or_breaker() -> None:
     assert decide_move("ReplaceMember", 3, gang(), {}, {}, RepairRecord(), NOW).action is (
         Action.NOTHING
     )
+
+
+def test_a_replacement_with_no_room_in_its_domain_escalates_to_restarting_the_gang() -> None:
+    members = gang()
+    members[3] = MemberState("w-3", 3, "uid-3b", None, pending_since=NOW - 40)
+    record = RepairRecord(1, NOW - 41)
+    d = decide_repair("ReplaceMember", 3, members, FENCE, frozenset(), record, NOW)
+    assert d.action is Action.RESTART and d.reason == "GangRestartedNoRoom"
+    assert d.delete == ("w-0", "w-1", "w-2", "w-3") and d.record.restarts == 2
+    # not yet: waited only 20 s
+    members[3] = MemberState("w-3", 3, "uid-3b", None, pending_since=NOW - 20)
+    d = decide_repair(
+        "ReplaceMember", 3, members, FENCE, frozenset(), RepairRecord(1, NOW - 21), NOW
+    )
+    assert d.action is Action.NOTHING
+    # a member pending from before the repair (the gang never placed) is not ours to fix
+    members[3] = MemberState("w-3", 3, "uid-3b", None, pending_since=NOW - 100)
+    d = decide_repair(
+        "ReplaceMember", 3, members, FENCE, frozenset(), RepairRecord(1, NOW - 41), NOW
+    )
+    assert d.action is Action.NOTHING

@@ -29,6 +29,7 @@ from egpu.actuators.events import post_event
 from egpu.actuators.manifests import repair_record
 from egpu.actuators.pods import delete_pod
 from egpu.api.workload import GPUWorkloadSpec
+from egpu.controllers.common import parse_time
 from egpu.controllers.runtime import Runtime, Trigger
 from egpu.controllers.workloads import HealthVerdict, WorkloadController
 from egpu.domain.duration import parse_duration
@@ -286,6 +287,9 @@ class RepairController:
                     deleting=member.deleting,
                     finished=member.phase in ("Succeeded", "Failed"),
                     checkpoint=annotations.get(checkpoint_key) if checkpoint_key else None,
+                    pending_since=None
+                    if member.node
+                    else parse_time(pod["metadata"].get("creationTimestamp")),
                 )
             )
         return spec, members

@@ -40,6 +40,7 @@ class MemberState:
     deleting: bool = False
     finished: bool = False
     checkpoint: str | None = None
+    pending_since: float | None = None  # when an unbound member was created
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,49 @@ def resume_point(members: Sequence[MemberState], fallback: str | None) -> str | 
     return fallback
 
 
+def _stuck_replacement(
+    members: Sequence[MemberState], record: RepairRecord, now: float, after_s: float
+) -> str | None:
+    """A member created by the last repair that still has no node `after_s` later: its
+    domain has no room left (ReplaceMember keeps it inside the running members')."""
+    if record.last_repair is None:
+        return None
+    for m in sorted(members, key=lambda m: m.rank):
+        if (
+            m.node is None
+            and not m.deleting
+            and m.pending_since is not None
+            and m.pending_since >= record.last_repair - 1
+            and now - m.pending_since >= after_s
+        ):
+            return m.name
+    return None
+
+
+def _restart(
+    members: Sequence[MemberState],
+    asked: frozenset[str],
+    max_restarts: int,
+    record: RepairRecord,
+    now: float,
+    reason: str,
+    why: str,
+) -> RepairDecision:
+    resume = resume_point(members, record.resume_from)
+    new = RepairRecord(record.restarts + 1, now, resume)
+    everyone = tuple(
+        sorted(m.name for m in members if not m.deleting and not m.finished and m.uid not in asked)
+    )
+    return RepairDecision(
+        Action.RESTART,
+        delete=everyone,
+        record=new,
+        reason=reason,
+        message=f"repair {new.restarts}/{max_restarts}: restarting all {len(everyone)} "
+        f"members together elsewhere ({why})",
+    )
+
+
 def _where(m: MemberState, fenced: Mapping[str, frozenset[int]], lost: frozenset[str]) -> str:
     if m.node in lost:
         return f"{m.name} on lost node {m.node}"
@@ -118,9 +162,19 @@ def decide_repair(
     backoff: Backoff = Backoff(),
     asked: frozenset[str] = frozenset(),
     breaker_open: bool = False,
+    escalate_after_s: float = 30.0,
 ) -> RepairDecision:
     hit = affected_members(members, fenced, lost_nodes, asked)
     if not hit:
+        stuck = _stuck_replacement(members, record, now, escalate_after_s)
+        if (
+            policy == "ReplaceMember"
+            and stuck
+            and not breaker_open
+            and record.restarts < max_restarts
+        ):
+            why = f"{stuck} waited {escalate_after_s:.0f}s for room in the gang's domain"
+            return _restart(members, asked, max_restarts, record, now, "GangRestartedNoRoom", why)
         return RepairDecision(Action.NOTHING, record=record)
     names = tuple(sorted(m.name for m in hit))
     where = "; ".join(_where(m, fenced, lost_nodes) for m in sorted(hit, key=lambda m: m.rank))
