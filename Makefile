@@ -94,6 +94,9 @@ bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99
 bench-autoscale: venv binaries ## Autoscaling: egpu vs stock and tuned HPA + prometheus-adapter on surprise traces (crowds, spike, plateau, sawtooth, two-day tide)
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
 
+bench-repair: venv binaries ## Self-healing: 1,000 nodes, 200 gangs, a compressed fault trace; detection, recovery, ETT
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-repair $(PY) hack/bench/repair.py $(BENCH_ARGS)
+
 soak: venv binaries ## Chaos soak: API faults, churn, SIGKILLed leaders, invariants (SOAK=long: ~25 min)
 	EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/soak/soak.py --profile $(SOAK) $(SOAK_ARGS)
 
@@ -114,4 +117,4 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 
 .PHONY: image help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
-	bench-nodes soak kind-up kind-down clean
+	bench-repair bench-nodes soak kind-up kind-down clean

@@ -56,6 +56,12 @@ def _topology(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from egpu.agent.main import main
+
+    return main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="egpu", description=__doc__)
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG")
@@ -79,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.set_defaults(func=_sim_nodes)
     delete = sim_sub.add_parser("delete-nodes", help="delete every simulated node")
     delete.set_defaults(func=_sim_delete)
+
+    agent = sub.add_parser("agent", help="the node agent: GPU health through NVML (or simulated)")
+    from egpu.agent.main import add_arguments
+
+    add_arguments(agent)
+    agent.set_defaults(func=_agent)
 
     plan = sub.add_parser("plan", help="where a GPUWorkload would go now (creates nothing)")
     plan.add_argument("-f", "--file", required=True, help="GPUWorkload YAML ('-': stdin)")

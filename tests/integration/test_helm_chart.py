@@ -76,6 +76,19 @@ def test_install_creates_operator_objects(cluster: Cluster, namespace: str) -> N
             check=False,
         )
         assert can_bind.stdout.strip() == "yes"
+        # the node agent: a DaemonSet that runs only on nodes labelled for it
+        (agent,) = json.loads(
+            cluster.kubectl("get", "daemonset", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        pod_spec = agent["spec"]["template"]["spec"]
+        assert pod_spec["nodeSelector"] == {"egpu.io/agent": "true"}
+        assert pod_spec["containers"][0]["command"] == ["egpu", "agent"]
+        account = f"--as=system:serviceaccount:{namespace}:{pod_spec['serviceAccountName']}"
+        for verb, resource in (("patch", "nodes/status"), ("patch", "nodes"), ("get", "nodes")):
+            allowed = cluster.kubectl("auth", "can-i", verb, resource, account, check=False)
+            assert allowed.stdout.strip() == "yes", (verb, resource)
+        denied = cluster.kubectl("auth", "can-i", "delete", "pods", account, check=False)
+        assert denied.stdout.strip() == "no"
     finally:
         helm(cluster, "uninstall", release, "-n", namespace, check=False)
 

@@ -66,7 +66,7 @@ def test_workload_defaults() -> None:
     assert wire["gpusPerPod"] == 1
     assert wire["gang"] == {"policy": "AllOrNothing", "timeout": "5m"}
     assert wire["resize"] == {"mode": "Off", "onInfeasible": "Wait"}
-    assert wire["repair"] == {"policy": "ReplaceMember", "maxRestarts": 3}
+    assert wire["repair"] == {"policy": "ReplaceMember", "maxRestarts": 3, "gracePeriod": "30s"}
     assert "topology" not in wire and "minReplicas" not in wire
 
 

@@ -240,3 +240,26 @@ def test_every_pod_on_a_node_counts_toward_its_pod_count_and_extended_resources(
     assert "n1" not in sync.ledger.tree.pods_full
     pods = [cpu_only, gpu_pod("third", gpus=0, node="n1", ours=False)]
     assert sync.audit([node], pods) == []
+
+
+def test_a_fence_takes_gpus_out_of_placement_at_once_and_survives_node_events() -> None:
+    node = gpu_node("n1", gpus=2)
+    sync = LedgerSync.rebuild(TOPOLOGY, [node], [])
+    sync.set_fence(node, frozenset({1}))
+    assert sync.ledger.node_view("n1").unhealthy_gpus == (1,)
+    assert not fits(sync, 2) and fits(sync, 1)
+    sync.node_changed(node, copy.deepcopy(node))  # the annotation not written yet
+    assert sync.ledger.node_view("n1").unhealthy_gpus == (1,)
+    sync.reset(TOPOLOGY, [node], [])  # a relist
+    assert sync.ledger.node_view("n1").unhealthy_gpus == (1,)
+    assert sync.audit([node], []) == []
+    sync.set_fence(node, frozenset())
+    assert sync.ledger.node_view("n1").unhealthy_gpus == () and fits(sync, 2)
+
+
+def test_a_fence_adds_to_what_the_node_annotation_marks() -> None:
+    node = gpu_node("n1", gpus=4)
+    node["metadata"].setdefault("annotations", {})["egpu.io/unhealthy-gpus"] = "0"
+    sync = LedgerSync.rebuild(TOPOLOGY, [node], [])
+    sync.set_fence(node, frozenset({2, 9}))  # 9: no such GPU, ignored
+    assert sync.ledger.node_view("n1").unhealthy_gpus == (0, 2)

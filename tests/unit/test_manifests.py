@@ -104,3 +104,30 @@ def test_an_unreadable_moved_record_is_ignored(raw: str) -> None:
     body["metadata"]["annotations"][MOVED_MEMBERS_ANNOTATION] = raw
     pod = build_member_pod(body, 0)
     assert pod["spec"]["containers"][0]["resources"]["requests"]["memory"] == "4Gi"
+
+
+def test_a_repaired_member_gets_the_resume_point_in_env_and_annotation() -> None:
+    body = workload()
+    body["metadata"]["annotations"]["egpu.io/repair"] = json.dumps(
+        {"restarts": 1, "lastRepair": 5.0, "resumeFrom": "s3://ckpt/step-900"}
+    )
+    pod = build_member_pod(body, 1)
+    assert pod["metadata"]["annotations"]["egpu.io/resume-from"] == "s3://ckpt/step-900"
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["EGPU_RESUME_FROM"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['egpu.io/resume-from']"
+    )
+
+
+@pytest.mark.parametrize("raw", ["{", "[]", '{"resumeFrom": 7}', '{"restarts": 1}'])
+def test_no_resume_point_without_a_readable_one(raw: str) -> None:
+    body = workload()
+    body["metadata"]["annotations"]["egpu.io/repair"] = raw
+    pod = build_member_pod(body, 0)
+    assert "egpu.io/resume-from" not in pod["metadata"]["annotations"]
+
+
+def test_a_template_cannot_set_the_resume_point() -> None:
+    body = workload()
+    body["spec"]["template"]["metadata"] = {"annotations": {"egpu.io/resume-from": "fake"}}
+    assert "egpu.io/resume-from" not in build_member_pod(body, 0)["metadata"]["annotations"]

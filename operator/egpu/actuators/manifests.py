@@ -20,8 +20,10 @@ from egpu.domain.labels import (
     OPERATOR_OWNED_LABELS,
     PREFERRED_LEVEL_ANNOTATION,
     RANK_LABEL,
+    REPAIR_ANNOTATION,
     REQUIRED_LEVEL_ANNOTATION,
     RESIZE_HEADROOM_ANNOTATION,
+    RESUME_FROM_ANNOTATION,
     TOPOLOGY_ANNOTATION,
     WITHIN_ANNOTATION,
     WORKLOAD_LABEL,
@@ -86,6 +88,16 @@ def resize_headroom(spec: dict[str, Any]) -> dict[str, str] | None:
 def moved_members(workload: dict[str, Any]) -> dict[str, Any]:
     """The workload's record of moved members by rank; {} when absent or unreadable."""
     raw = ((workload.get("metadata") or {}).get("annotations") or {}).get(MOVED_MEMBERS_ANNOTATION)
+    try:
+        found = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def repair_record(workload: dict[str, Any]) -> dict[str, Any]:
+    """The repair controller's record on the workload; {} when absent or unreadable."""
+    raw = ((workload.get("metadata") or {}).get("annotations") or {}).get(REPAIR_ANNOTATION)
     try:
         found = json.loads(raw) if raw else {}
     except json.JSONDecodeError:
@@ -185,6 +197,10 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     if isinstance(moved, dict) and moved.get("within"):
         annotations[WITHIN_ANNOTATION] = json.dumps([str(v) for v in moved["within"]])
 
+    resume = repair_record(workload).get("resumeFrom")
+    if isinstance(resume, str) and resume:
+        annotations[RESUME_FROM_ANNOTATION] = resume
+
     containers = pod_spec["containers"]
     if isinstance(moved, dict):
         _apply_moved_size(containers, moved)
@@ -205,6 +221,7 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
             ("EGPU_GPU_IDS", f"metadata.annotations['{GPU_IDS_ANNOTATION}']"),
             ("EGPU_TOPOLOGY_DOMAIN", f"metadata.annotations['{DOMAIN_ANNOTATION}']"),
             ("EGPU_NODE_NAME", "spec.nodeName"),
+            ("EGPU_RESUME_FROM", f"metadata.annotations['{RESUME_FROM_ANNOTATION}']"),
         ):
             if var not in known:
                 env.append({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}})

@@ -23,8 +23,15 @@ async def create_pod(client: KubeClient, pod: JSON) -> JSON | None:
         raise
 
 
-async def delete_pod(client: KubeClient, namespace: str, name: str, uid: str | None = None) -> None:
-    body: dict[str, Any] = {"gracePeriodSeconds": 0}
+async def delete_pod(
+    client: KubeClient,
+    namespace: str,
+    name: str,
+    uid: str | None = None,
+    grace_seconds: int = 0,
+) -> None:
+    """Delete; with `grace_seconds` the pod gets SIGTERM and that long before SIGKILL."""
+    body: dict[str, Any] = {"gracePeriodSeconds": grace_seconds}
     if uid:  # never delete a newer pod that took the same name
         body["preconditions"] = {"uid": uid}
     try:

@@ -306,6 +306,11 @@ class RepairPolicy(ApiModel):
         le=1000,
         description="Repairs allowed before the workload is marked Failed.",
     )
+    grace_period: Duration = Field(
+        "30s",
+        description="How long a member deleted by a repair has between SIGTERM and SIGKILL "
+        "to write its checkpoint.",
+    )
 
 
 def _template_request(container: str, resource: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from egpu.controllers import binder, inference, resize, settings, topologies, workloads
+from egpu.controllers import binder, inference, repair, resize, settings, topologies, workloads
 from egpu.controllers.health import Health
 from egpu.controllers.leader import LeaderElector
 from egpu.controllers.runtime import Runtime
@@ -52,6 +52,7 @@ def build_registry(
         memo.binder = binder.start(runtime, verdicts=memo.workloads)
         memo.resize = resize.start(runtime, memo.binder)
         memo.inference = inference.start(runtime, memo.binder)
+        memo.repair = repair.start(runtime, memo.workloads)
         if health is not None:
             health.runtime = runtime
         if options.leader_elect:

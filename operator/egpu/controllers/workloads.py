@@ -67,12 +67,24 @@ class CreateBackoff:
     message: str
 
 
+@dataclass(frozen=True)
+class HealthVerdict:
+    """What the repair controller found: shown as the workload's Healthy condition."""
+
+    healthy: bool
+    reason: str
+    message: str
+    failed: bool = False  # the retry budget is spent
+    repairing: bool = False  # members deleted by a repair are being replaced
+
+
 class WorkloadController:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.trigger = Trigger()
         self.dirty: set[str] = set()
         self.verdicts: dict[str, GangVerdict] = {}
+        self.health: dict[str, HealthVerdict] = {}
         self.backoff: dict[str, CreateBackoff] = {}
         self.events = EventOnce(runtime.client)
         self.by_workload: dict[str, dict[str, JSON]] = {}
@@ -121,6 +133,11 @@ class WorkloadController:
             self.verdicts[key] = verdict
             self.touch(key)
 
+    def set_health(self, key: str, verdict: HealthVerdict) -> None:
+        if self.health.get(key) != verdict:
+            self.health[key] = verdict
+            self.touch(key)
+
     async def run(self) -> None:
         last_full = 0.0
         loop = asyncio.get_running_loop()
@@ -137,6 +154,7 @@ class WorkloadController:
                 body = self.runtime.workloads.get(key)
                 if body is None:
                     self.verdicts.pop(key, None)
+                    self.health.pop(key, None)
                     self.backoff.pop(key, None)
                     continue
                 with RECONCILE_SECONDS.labels("GPUWorkload").time():
@@ -312,6 +330,21 @@ class WorkloadController:
             now,
         )
         phase = "Pending" if problem else workload_phase(spec.replicas, counts, unschedulable)
+        health = self.health.get(key)
+        if health is not None:
+            conditions = set_condition(
+                conditions,
+                "Healthy",
+                health.healthy,
+                health.reason,
+                health.message,
+                generation,
+                now,
+            )
+            if health.failed:
+                phase = "Failed"
+            elif health.repairing and phase != "Running":
+                phase = "Repairing"
         placements = sorted(
             (
                 {

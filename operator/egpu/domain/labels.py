@@ -17,6 +17,13 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 INTERCONNECT_ANNOTATION = "egpu.io/gpu-interconnect"
 UNHEALTHY_GPUS_ANNOTATION = "egpu.io/unhealthy-gpus"
+# The node agent's per-GPU health report (see egpu.engines.health.report) and the Node
+# condition it sets. The repair controller turns the report into the fence above.
+GPU_HEALTH_ANNOTATION = "egpu.io/gpu-health"
+GPU_HEALTH_CONDITION = "GPUHealthy"
+# The GPUs the repair controller fenced (a subset of egpu.io/unhealthy-gpus): only
+# these does it ever take back out of the fence.
+FENCED_GPUS_ANNOTATION = "egpu.io/fenced-gpus"
 
 # -- on pods -------------------------------------------------------------------------
 # The operator's own labels and annotations on the pods it creates. A pod template
@@ -46,6 +53,12 @@ RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
 # moved to grow stays in its old domain.
 WITHIN_ANNOTATION = "egpu.io/within"
 
+# On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
+RESUME_FROM_ANNOTATION = "egpu.io/resume-from"
+# On a GPUWorkload: the repair controller's record {"restarts", "lastRepair",
+# "resumeFrom"}, so a new leader knows the retry budget spent.
+REPAIR_ANNOTATION = "egpu.io/repair"
+
 OPERATOR_OWNED_LABELS = frozenset({WORKLOAD_LABEL, GANG_LABEL, RANK_LABEL})
 OPERATOR_OWNED_ANNOTATIONS = frozenset(
     {
@@ -60,6 +73,7 @@ OPERATOR_OWNED_ANNOTATIONS = frozenset(
         DOMAIN_ANNOTATION,
         RESIZE_HEADROOM_ANNOTATION,
         WITHIN_ANNOTATION,
+        RESUME_FROM_ANNOTATION,
         "egpu.io/assigned-node",  # the plan's name before egpu.io/plan
     }
 )

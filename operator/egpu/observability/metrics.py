@@ -73,3 +73,24 @@ LEADER = Gauge(
     "1 while this replica holds the leader Lease and runs the loops.",
     registry=REGISTRY,
 )
+FENCED_GPUS = Gauge(
+    "egpu_fenced_gpus",
+    "GPUs the repair controller keeps out of placement (agents reported them unhealthy).",
+    registry=REGISTRY,
+)
+FENCE_BREAKER_OPEN = Gauge(
+    "egpu_fence_breaker_open",
+    "1 while the fencing circuit breaker refuses to fence more nodes.",
+    registry=REGISTRY,
+)
+FENCES_REFUSED = Counter(
+    "egpu_fences_refused_total",
+    "Nodes the circuit breaker kept from being fenced, by pass.",
+    registry=REGISTRY,
+)
+REPAIRS = Counter(
+    "egpu_repairs_total",
+    "Repair decisions carried out, by action (ReplaceMember, RestartGang, GiveUp, Report).",
+    ["action"],
+    registry=REGISTRY,
+)

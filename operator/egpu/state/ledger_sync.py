@@ -16,13 +16,17 @@ What the ledger holds, per pod (an `Account`):
   still fit, and a fact that takes its GPUs pushes it out (the binder then replans it).
 Pods seen while their node is unknown or unreadable are remembered and counted as soon
 as the node appears or is repaired.
+
+Fences: GPUs the repair controller took out of placement (`set_fence`), held here at
+once and added to what the node's `egpu.io/unhealthy-gpus` annotation marks, so the
+binder never places on them, even before the annotation written with them is seen.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from egpu.domain.node import node_from_kubernetes
@@ -112,6 +116,7 @@ class LedgerSync:
         self._on_node: dict[str, set[str]] = {}  # node -> pods counted (or to count) there
         self._where: dict[str, str] = {}  # pod key -> its node in _on_node
         self._last: tuple[JSON | None, PodFacts | None] = (None, None)
+        self.fences: dict[str, frozenset[int]] = {}  # node -> GPUs fenced by repair
 
     # -- whole rebuilds ------------------------------------------------------------------
 
@@ -123,8 +128,10 @@ class LedgerSync:
         pods: Iterable[JSON],
         intents: dict[str, PodAssignment] | None = None,
         ignored_plans: dict[str, str] | None = None,
+        fences: dict[str, frozenset[int]] | None = None,
     ) -> LedgerSync:
         sync = cls(topology)
+        sync.fences = dict(fences or {})
         sync.intents = dict(intents or {})
         sync.ignored_plans = dict(ignored_plans or {})
         sync._fill(nodes, pods)
@@ -181,12 +188,26 @@ class LedgerSync:
             self.bad_nodes[name] = str(exc)
             return
         self.bad_nodes.pop(name, None)
+        fence = self.fences.get(name)
+        if fence:
+            extra = frozenset(i for i in fence if 0 <= i < node.gpu_count)
+            node = replace(node, unhealthy_gpus=node.unhealthy_gpus | extra)
         if name in self.ledger:
             self.ledger.update_node(node)
             self._refresh(name)  # a cordon, fewer GPUs: old plans must still fit
         else:
             self.ledger.add_node(node)
             self._refresh(name)
+
+    def set_fence(self, node: JSON, gpus: frozenset[int]) -> None:
+        """Fence these GPUs of `node` (the Node object as cached), replacing its earlier
+        fence; an empty set lifts it."""
+        name = node["metadata"]["name"]
+        if gpus:
+            self.fences[name] = frozenset(gpus)
+        else:
+            self.fences.pop(name, None)
+        self.node_changed(None, node)
 
     def _node_gone(self, name: str) -> None:
         self.bad_nodes.pop(name, None)
@@ -310,7 +331,7 @@ class LedgerSync:
         """Where this ledger differs from one rebuilt from scratch out of `nodes` and
         `pods` (with the same binds in flight); empty when they agree."""
         fresh = LedgerSync.rebuild(
-            self.ledger.topology, nodes, pods, self.intents, self.ignored_plans
+            self.ledger.topology, nodes, pods, self.intents, self.ignored_plans, self.fences
         )
         problems = []
         for name in sorted(set(self.ledger.node_names()) | set(fresh.ledger.node_names())):

@@ -1,0 +1,481 @@
+#!/usr/bin/env python3
+"""Self-healing, end to end, on the local control plane: a compressed fault trace under
+running gangs; detection and recovery times; effective training time.
+
+    .venv/bin/python hack/bench/repair.py [--blocks 4 --leaves 10 --nodes 25]
+        [--gangs 200] [--faults 40] [--trace 180]
+
+A fresh control plane (its own run directory) gets blocks x leaves x nodes simulated
+nodes of 8 GPUs, the operator, and `--gangs` GPUWorkloads of 4 pods x 8 GPUs (each
+gang required under one leaf; half ReplaceMember, half RestartGang). One simulated
+agent process (`egpu agent --simulate`, 2 s polls) serves every node. Once every gang
+runs, `--faults` faults are played within `--trace` seconds, each on a GPU (or the node)
+of a different running gang, of these kinds: XID 79 (fallen off the bus), a GPU lost,
+a new uncorrectable ECC error, a row-remap failure, a GSP error (XID 119), NVLink
+recovery errors, an NVLink down, overheating, NVML down on the node, stalled telemetry,
+and a node deleted. Shares: Llama 3's 30.1 % "faulty GPU" go to XID 79 / lost GPU, its
+17.2 % "HBM3" to ECC / row remap, the rest is spread evenly over the other kinds.
+
+Per fault, from its injection (wall clock): `detect` when the bench's watch sees the
+node's gpu-health report name the GPU (for a deleted node: the deletion), `fence` when
+its unhealthy-gpus annotation does, `recover` when the gang has all its members
+Running again, at least one of them new, none on a fenced GPU or the lost node.
+
+Effective training time (ETT) is modelled on the measured recoveries: the trace stands
+for D days of Llama 3's rate (419 interruptions in 54 days on 16,384 GPUs, scaled to
+the GPUs the gangs hold); every fault costs its gang the work since its last
+checkpoint (uniform within `--checkpoint-every`, default 30 min) plus the measured
+recovery. Without the repair controller nothing replaces a failed member (restart
+policy Never, no one intervenes in the model): the gang is down from its first fault
+to the end of the trace. Also: pods lost (a gang short of members at the end) and
+duplicated (a rank twice, a GPU given twice). Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "operator"))
+
+from egpu.kube.client import ApiError, Credentials, KubeClient  # noqa: E402
+from egpu.sim.nodes import ClusterShape, create_nodes, node_manifests  # noqa: E402
+
+RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "bench-repair"))
+ENV = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
+LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+NAMESPACE = "bench-repair"
+POD_GPUS, GANG_PODS = 8, 4
+LLAMA3_PER_GPU_DAY = 419 / (54 * 16384)
+KINDS = [  # (kind, share)
+    ("xid=79", 0.301 / 2),
+    ("lost", 0.301 / 2),
+    ("dbe", 0.172 / 2),
+    ("remap-failure", 0.172 / 2),
+]
+OTHER = ["xid=119", "nvlink-recovery=5", "nvlink-down", "temp=97", "nvml-down", "stall", "node"]
+KINDS += [(k, (1 - 0.301 - 0.172) / len(OTHER)) for k in OTHER]
+
+
+def workload(name: str, policy: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": GANG_PODS,
+            "gpusPerPod": POD_GPUS,
+            "gang": {"policy": "AllOrNothing"},
+            "topology": {"topologyName": "default", "required": "egpu.io/leaf"},
+            "repair": {"policy": policy, "maxRestarts": 5, "gracePeriod": "1s"},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "registry.local/egpu/trainer:latest",
+                            "resources": {"requests": {"cpu": "4", "memory": "16Gi"}},
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def quantiles(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    if len(values) == 1:
+        return values[0], values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return round(cuts[49], 2), round(cuts[98], 2)
+
+
+def live(pod: dict[str, Any]) -> bool:
+    return not pod["metadata"].get("deletionTimestamp")
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    """Bound and Running. (Not the Ready condition: under load the simulated nodes can
+    miss a lease renewal, and the controller manager's NotReady mark on their pods is
+    never lifted by KWOK.)"""
+    return (
+        live(pod)
+        and bool(pod["spec"].get("nodeName"))
+        and (pod.get("status") or {}).get("phase") == "Running"
+    )
+
+
+def gpus_of(pod: dict[str, Any]) -> set[tuple[str, int]]:
+    text = (pod["metadata"].get("annotations") or {}).get("egpu.io/gpu-ids") or ""
+    node = pod["spec"].get("nodeName") or ""
+    return {(node, int(i)) for i in text.split(",") if i.strip().isdigit()}
+
+
+class Fault:
+    def __init__(self, gang: str, node: str, gpu: int, kind: str, at: float, uids: set[str]):
+        self.gang, self.node, self.gpu, self.kind, self.at = gang, node, gpu, kind, at
+        self.uids = uids  # the gang's member UIDs before
+        self.detect: float | None = None
+        self.fence: float | None = None
+        self.recover: float | None = None
+
+
+class Watch:
+    """Nodes and the bench's pods, watched from their own thread; checks each fault."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.faults: list[Fault] = []
+        self.lock = threading.Lock()
+        self.gone: set[str] = set()
+
+    def fenced(self) -> set[tuple[str, int]]:
+        out = set()
+        for name, node in self.nodes.items():
+            text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
+            out |= {(name, int(i)) for i in (text or "").split(",") if i.strip().isdigit()}
+        return out
+
+    def check(self, at: float) -> None:
+        fenced = None
+        gangs: dict[str, list[dict[str, Any]]] | None = None
+        for f in self.faults:
+            if at < f.at:
+                continue
+            node = self.nodes.get(f.node)
+            if f.detect is None:
+                if f.kind == "node":
+                    if f.node in self.gone:
+                        f.detect = f.fence = at
+                elif node is not None:
+                    text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
+                    if text and str(f.gpu) in json.loads(text).get("unhealthy", {}):
+                        f.detect = at
+            if f.fence is None and node is not None:
+                text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
+                if str(f.gpu) in (text or "").split(","):
+                    f.fence = at
+            if f.fence is not None and f.recover is None:
+                fenced = self.fenced() if fenced is None else fenced
+                if gangs is None:
+                    gangs = {}
+                    for p in self.pods.values():
+                        if live(p):
+                            label = (p["metadata"].get("labels") or {}).get("egpu.io/workload")
+                            gangs.setdefault(str(label), []).append(p)
+                gang = gangs.get(f.gang, [])
+                if (
+                    len(gang) == GANG_PODS
+                    and all(ready(p) for p in gang)
+                    and any(p["metadata"]["uid"] not in f.uids for p in gang)
+                    and not any(gpus_of(p) & fenced for p in gang)
+                    and not any(p["spec"].get("nodeName") in self.gone for p in gang)
+                ):
+                    f.recover = at
+
+    def start(self) -> None:
+        self.stopped = False
+
+        def watch() -> None:
+            try:
+                asyncio.run(self._run())
+            except Exception:
+                if not self.stopped:  # a watch cut by the cluster going down is expected
+                    raise
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    async def _run(self) -> None:
+        async with KubeClient(Credentials.load(self.kubeconfig)) as client:
+            await asyncio.gather(
+                self._watch(client, "/api/v1/nodes", self.nodes),
+                self._watch(client, f"/api/v1/namespaces/{NAMESPACE}/pods", self.pods),
+            )
+
+    async def _watch(self, client: KubeClient, path: str, store: dict[str, Any]) -> None:
+        while True:
+            items, rv = await client.list_all(path)
+            with self.lock:
+                store.clear()
+                store.update({o["metadata"]["name"]: o for o in items})
+                self.check(time.time())
+            try:
+                async for event in client.watch(path, rv):
+                    obj = event.get("object") or {}
+                    name = obj.get("metadata", {}).get("name")
+                    with self.lock:
+                        if event.get("type") == "DELETED":
+                            store.pop(name, None)
+                            if store is self.nodes:
+                                self.gone.add(name)
+                        elif event.get("type") in ("ADDED", "MODIFIED"):
+                            store[name] = obj
+                        self.check(time.time())
+            except ApiError as exc:
+                if exc.status != 410:
+                    raise
+
+
+def kubectl(kubeconfig: str, *args: str) -> None:
+    subprocess.run(
+        [KUBECTL, *args], env={**ENV, "KUBECONFIG": kubeconfig}, check=True,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def start(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def start_operator(kubeconfig: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    argv = [str(Path(sys.executable).parent / "egpu-operator"), "--kubeconfig", kubeconfig]
+    argv += ["--bind-address", "127.0.0.1", "--health-port", str(free_port())]
+    argv += ["--metrics-port", str(free_port()), "--log-level", "INFO", "--no-leader-elect"]
+    return start(argv, logs / "operator.log", env)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    kubeconfig = str(RUN_DIR / "kubeconfig")
+    shape = ClusterShape(
+        blocks=args.blocks, leaves_per_block=args.leaves, nodes_per_leaf=args.nodes,
+        gpus_per_node=POD_GPUS, nvlink_group_size=4, name_prefix="br",
+    )  # fmt: skip
+    create_nodes(shape, kubeconfig=kubeconfig, workers=16)
+    names = [n["metadata"]["name"] for n in node_manifests(shape)]
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    topology = {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUTopology",
+        "metadata": {"name": "default"},
+        "spec": {
+            "levels": [
+                {"name": "block", "nodeLabel": "egpu.io/block"},
+                {"name": "leaf", "nodeLabel": "egpu.io/leaf"},
+                {"name": "node", "nodeLabel": "kubernetes.io/hostname"},
+            ]
+        },
+    }
+    logs = RUN_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    async with KubeClient(Credentials.load(kubeconfig)) as client:
+        await client.create("/apis/egpu.io/v1alpha1/gputopologies", topology)
+        await client.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        )
+        for _ in range(100):
+            try:
+                await client.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")
+                break
+            except ApiError:
+                await asyncio.sleep(0.2)
+        operator_env = {
+            **ENV, "EGPU_REPAIR_INTERVAL": "1s", "EGPU_REPAIR_BACKOFF": "5s",
+            "EGPU_LEADER_ELECT": "false",
+        }  # fmt: skip
+        procs.append(start_operator(kubeconfig, operator_env, logs))
+        t0 = time.monotonic()
+        for g in range(args.gangs):
+            policy = "ReplaceMember" if g % 2 == 0 else "RestartGang"
+            await client.create(
+                f"/apis/egpu.io/v1alpha1/namespaces/{NAMESPACE}/gpuworkloads",
+                workload(f"g{g:03d}", policy),
+            )
+        path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+        while True:
+            items, _ = await client.list_all(path)
+            if sum(1 for p in items if ready(p)) >= args.gangs * GANG_PODS:
+                break
+            if time.monotonic() - t0 > args.timeout:
+                bound = sum(1 for p in items if p["spec"].get("nodeName"))
+                raise RuntimeError(
+                    f"the gangs did not all start: {len(items)} pods, {bound} bound, "
+                    f"{sum(1 for p in items if ready(p))} ready"
+                )
+            await asyncio.sleep(2)
+        print(f"{args.gangs} gangs running after {time.monotonic() - t0:.1f}s", flush=True)
+
+        rng = random.Random(args.seed)
+        by_gang: dict[str, list[dict[str, Any]]] = {}
+        for p in items:
+            by_gang.setdefault(p["metadata"]["labels"]["egpu.io/workload"], []).append(p)
+        victims = rng.sample(sorted(by_gang), args.faults)
+        kinds = rng.choices([k for k, _ in KINDS], [w for _, w in KINDS], k=args.faults)
+        # the trace starts once the agent has read every node at least once (a counter
+        # fault before its first reading has no baseline to grow from)
+        epoch = time.time() + args.warmup
+        faults: list[Fault] = []
+        injects: list[str] = []
+        used_nodes: set[str] = set()
+        for gang, kind in zip(victims, kinds, strict=True):
+            pods = sorted(by_gang[gang], key=lambda p: p["metadata"]["name"])
+            pod = rng.choice([p for p in pods if p["spec"]["nodeName"] not in used_nodes] or pods)
+            node = pod["spec"]["nodeName"]
+            used_nodes.add(node)
+            gpu = rng.choice(sorted(g for _, g in gpus_of(pod)))
+            at = rng.uniform(0, args.trace)
+            uids = {p["metadata"]["uid"] for p in pods}
+            faults.append(Fault(gang, node, gpu, kind, epoch + at, uids))
+            if kind != "node":
+                scope = "*" if kind == "nvml-down" else str(gpu)
+                injects.append(f"{at:.2f}:{node}:{scope}:{kind}")
+        watch = Watch(kubeconfig)
+        watch.faults = faults
+        watch.start()
+        agent = [str(Path(sys.executable).parent / "egpu"), "--kubeconfig", kubeconfig, "agent"]
+        agent += ["--simulate", "--interval", "2s", "--heartbeat", "300s", "--stall-after", "10s"]
+        agent += ["--quiet-period", "1h", "--metrics-port", "0", "--epoch", str(epoch)]
+        agent += [a for n in names for a in ("--node", n)]
+        agent += [a for i in injects for a in ("--inject", i)]
+        procs.append(start(agent, logs / "agent.log", ENV))
+
+        def reported() -> int:
+            with watch.lock:
+                return sum(
+                    1
+                    for n in watch.nodes.values()
+                    if "egpu.io/gpu-health" in (n["metadata"].get("annotations") or {})
+                )
+
+        while time.time() < epoch + args.trace:
+            if reported() >= len(names):
+                break
+            await asyncio.sleep(1)
+        agent_ready = time.time()
+        print(f"agent reported every node {agent_ready - epoch:+.1f}s from the trace start")
+        try:
+            node_faults = sorted((f for f in faults if f.kind == "node"), key=lambda f: f.at)
+            for f in node_faults:
+                await asyncio.sleep(max(0.0, f.at - time.time()))
+                await client.delete(f"/api/v1/nodes/{f.node}")
+            deadline = epoch + args.trace + args.settle
+            while time.time() < deadline:
+                if all(f.recover is not None for f in faults):
+                    break
+                await asyncio.sleep(1)
+            await asyncio.sleep(2)
+            items, _ = await client.list_all(path)
+            watch.stopped = True
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    # -- figures ---------------------------------------------------------------------
+    detect = [f.detect - f.at for f in faults if f.detect is not None]
+    recover = [f.recover - f.at for f in faults if f.recover is not None]
+    kinds_all = {f.kind.split("=")[0] for f in faults}
+    kinds_found = {f.kind.split("=")[0] for f in faults if f.detect is not None}
+    alive = [p for p in items if live(p)]
+    lost = duplicated = 0
+    seen_gpu: set[tuple[str, int]] = set()
+    for gang in by_gang:
+        ranks = [
+            p["metadata"]["labels"]["egpu.io/rank"]
+            for p in alive
+            if p["metadata"]["labels"]["egpu.io/workload"] == gang
+        ]
+        lost += max(0, GANG_PODS - len(set(ranks)))
+        duplicated += len(ranks) - len(set(ranks))
+    for p in alive:
+        for g in gpus_of(p):
+            duplicated += g in seen_gpu
+            seen_gpu.add(g)
+    # ETT model
+    gpus = args.gangs * GANG_PODS * POD_GPUS
+    days = args.faults / (LLAMA3_PER_GPU_DAY * gpus)
+    horizon = days * 86400
+    gang_gpus = GANG_PODS * POD_GPUS
+    allocated = gpus * horizon
+    lost_with = 0.0
+    lost_without = 0.0
+    for f in faults:
+        since_ckpt = rng.uniform(0, args.checkpoint_every)
+        recovery = (f.recover - f.at) if f.recover is not None else horizon
+        lost_with += gang_gpus * (since_ckpt + recovery)
+        position = (f.at - epoch) / args.trace * horizon  # where in the modelled days
+        lost_without += gang_gpus * (since_ckpt + horizon - position)
+    result = {
+        "bench": "repair",
+        "date": time.strftime("%Y-%m-%d"),
+        "nodes": len(names),
+        "gangs": args.gangs,
+        "gpus_allocated": gpus,
+        "faults": len(faults),
+        "trace_s": args.trace,
+        "modelled_days": round(days, 2),
+        "detected": len(detect),
+        "recovered": len(recover),
+        "detect_p50_s": quantiles(detect)[0],
+        "detect_p99_s": quantiles(detect)[1],
+        "recover_p50_s": quantiles(recover)[0],
+        "recover_p99_s": quantiles(recover)[1],
+        "sim_start_delay_s": int(ENV.get("EGPU_SIM_READY_DELAY_MS", "1000")) / 1000,
+        "kinds_detected": f"{len(kinds_found)}/{len(kinds_all)}",
+        "kinds_missed": sorted(kinds_all - kinds_found),
+        "ett_with_repair": round(1 - lost_with / allocated, 4),
+        "ett_without_repair": round(1 - lost_without / allocated, 4),
+        "checkpoint_every_s": args.checkpoint_every,
+        "pods_lost": lost,
+        "pods_duplicated": duplicated,
+        "agent_ready_before_trace_s": round(epoch - agent_ready, 1),
+        "faults_before_agent_ready": sum(1 for f in faults if f.at < agent_ready),
+        "unrecovered": sorted(f"{f.gang}:{f.kind}" for f in faults if f.recover is None),
+    }
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--leaves", type=int, default=10, help="leaves per block")
+    p.add_argument("--nodes", type=int, default=25, help="nodes per leaf")
+    p.add_argument("--gangs", type=int, default=200)
+    p.add_argument("--faults", type=int, default=40)
+    p.add_argument("--trace", type=float, default=180.0, help="seconds the faults are played in")
+    p.add_argument("--settle", type=float, default=120.0, help="seconds to wait for recoveries")
+    p.add_argument("--checkpoint-every", type=float, default=1800.0)
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--warmup", type=float, default=90.0, help="seconds before the trace starts")
+    args = p.parse_args()
+    subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=ENV, check=True, stdout=subprocess.DEVNULL)
+    try:
+        result = asyncio.run(run(args))
+    finally:
+        subprocess.run([*LOCALCLUSTER, "down"], env=ENV, check=False, stdout=subprocess.DEVNULL)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""What to do with a GPUWorkload whose members sit on fenced GPUs (or lost nodes).
+
+- `ReplaceMember`: delete only the affected members; the workload controller creates
+  them again (same names, same ranks) and the binder places them inside the domain of
+  the members still running, never on a fenced GPU.
+- `RestartGang`: delete every member together; the gang is placed again whole.
+- `None`: report the fault, touch nothing.
+
+Every repair spends one of `maxRestarts`; repairs are spaced by a doubling backoff.
+The pods get SIGTERM and their grace period to checkpoint; the replacements get the
+last checkpoint the members reported (the workload's checkpoint annotation) as their
+resume point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    NOTHING = "Nothing"
+    REPORT = "Report"  # policy None: a condition and an Event, nothing deleted
+    WAIT = "Wait"  # backoff: repair later
+    REPLACE = "ReplaceMember"
+    RESTART = "RestartGang"
+    GIVE_UP = "GiveUp"  # retry budget spent: the workload is Failed
+    WATCH = "Watch"  # members on GPUs at risk: moved at their next checkpoint
+    MOVE = "Move"  # members on GPUs at risk just checkpointed: moved off now
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    name: str
+    rank: int
+    uid: str
+    node: str | None
+    gpu_ids: tuple[int, ...] = ()
+    deleting: bool = False
+    finished: bool = False
+    checkpoint: str | None = None
+    pending_since: float | None = None  # when an unbound member was created
+
+
+@dataclass(frozen=True, slots=True)
+class RepairRecord:
+    """Kept on the workload (annotation egpu.io/repair), so a new leader knows it."""
+
+    restarts: int = 0
+    last_repair: float | None = None
+    resume_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base_s: float = 10.0
+    max_s: float = 300.0
+
+    def delay(self, restarts: int) -> float:
+        if restarts <= 0:
+            return 0.0
+        return float(min(self.max_s, self.base_s * 2 ** (restarts - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class RepairDecision:
+    action: Action
+    delete: tuple[str, ...] = ()  # member names
+    affected: tuple[str, ...] = ()
+    record: RepairRecord = RepairRecord()
+    reason: str = ""
+    message: str = ""
+    retry_in: float | None = None
+
+
+def affected_members(
+    members: Sequence[MemberState],
+    fenced: Mapping[str, frozenset[int]],
+    lost_nodes: frozenset[str],
+    asked: frozenset[str] = frozenset(),
+) -> list[MemberState]:
+    """Live members on a fenced GPU or a lost node. A member whose GPU ids are unknown
+    counts as affected when its node has any fenced GPU (it cannot be ruled out).
+    `asked`: UIDs already being deleted by an earlier repair."""
+    out = []
+    for m in members:
+        if m.deleting or m.finished or m.node is None or m.uid in asked:
+            continue
+        bad = fenced.get(m.node, frozenset())
+        if m.node in lost_nodes or (bad and (not m.gpu_ids or bad & set(m.gpu_ids))):
+            out.append(m)
+    return out
+
+
+def resume_point(members: Sequence[MemberState], fallback: str | None) -> str | None:
+    """The last checkpoint the members reported: rank 0's, else the lowest rank's."""
+    for m in sorted(members, key=lambda m: m.rank):
+        if m.checkpoint:
+            return m.checkpoint
+    return fallback
+
+
+def _stuck_replacement(
+    members: Sequence[MemberState], record: RepairRecord, now: float, after_s: float
+) -> str | None:
+    """A member created by the last repair that still has no node `after_s` later: its
+    domain has no room left (ReplaceMember keeps it inside the running members')."""
+    if record.last_repair is None:
+        return None
+    for m in sorted(members, key=lambda m: m.rank):
+        if (
+            m.node is None
+            and not m.deleting
+            and m.pending_since is not None
+            and m.pending_since >= record.last_repair - 1
+            and now - m.pending_since >= after_s
+        ):
+            return m.name
+    return None
+
+
+def _restart(
+    members: Sequence[MemberState],
+    asked: frozenset[str],
+    max_restarts: int,
+    record: RepairRecord,
+    now: float,
+    reason: str,
+    why: str,
+) -> RepairDecision:
+    resume = resume_point(members, record.resume_from)
+    new = RepairRecord(record.restarts + 1, now, resume)
+    everyone = tuple(
+        sorted(m.name for m in members if not m.deleting and not m.finished and m.uid not in asked)
+    )
+    return RepairDecision(
+        Action.RESTART,
+        delete=everyone,
+        record=new,
+        reason=reason,
+        message=f"repair {new.restarts}/{max_restarts}: restarting all {len(everyone)} "
+        f"members together elsewhere ({why})",
+    )
+
+
+def _where(m: MemberState, fenced: Mapping[str, frozenset[int]], lost: frozenset[str]) -> str:
+    if m.node in lost:
+        return f"{m.name} on lost node {m.node}"
+    bad = sorted(fenced.get(m.node or "", frozenset()) & set(m.gpu_ids)) or "?"
+    return f"{m.name} on {m.node} GPU {bad}"
+
+
+def decide_repair(
+    policy: str,
+    max_restarts: int,
+    members: Sequence[MemberState],
+    fenced: Mapping[str, frozenset[int]],
+    lost_nodes: frozenset[str],
+    record: RepairRecord,
+    now: float,
+    backoff: Backoff = Backoff(),
+    asked: frozenset[str] = frozenset(),
+    breaker_open: bool = False,
+    escalate_after_s: float = 30.0,
+) -> RepairDecision:
+    hit = affected_members(members, fenced, lost_nodes, asked)
+    if not hit:
+        stuck = _stuck_replacement(members, record, now, escalate_after_s)
+        if (
+            policy == "ReplaceMember"
+            and stuck
+            and not breaker_open
+            and record.restarts < max_restarts
+        ):
+            why = f"{stuck} waited {escalate_after_s:.0f}s for room in the gang's domain"
+            return _restart(members, asked, max_restarts, record, now, "GangRestartedNoRoom", why)
+        return RepairDecision(Action.NOTHING, record=record)
+    names = tuple(sorted(m.name for m in hit))
+    where = "; ".join(_where(m, fenced, lost_nodes) for m in sorted(hit, key=lambda m: m.rank))
+    if policy == "None":
+        return RepairDecision(
+            Action.REPORT,
+            affected=names,
+            record=record,
+            reason="MemberOnUnhealthyGPU",
+            message=f"repair policy None: {where}",
+        )
+    if breaker_open:
+        return RepairDecision(
+            Action.WAIT,
+            affected=names,
+            record=record,
+            reason="RepairsPaused",
+            message=f"the fencing circuit breaker is open; not repairing: {where}",
+        )
+    if record.restarts >= max_restarts:
+        return RepairDecision(
+            Action.GIVE_UP,
+            affected=names,
+            record=record,
+            reason="RetryBudgetExhausted",
+            message=f"{record.restarts} repairs of {max_restarts} allowed are spent: {where}",
+        )
+    if record.last_repair is not None:
+        ready_at = record.last_repair + backoff.delay(record.restarts)
+        if now < ready_at:
+            return RepairDecision(
+                Action.WAIT,
+                affected=names,
+                record=record,
+                reason="RepairBackoff",
+                message=f"next repair in {ready_at - now:.0f}s: {where}",
+                retry_in=ready_at - now,
+            )
+    resume = resume_point(members, record.resume_from)
+    new_record = RepairRecord(record.restarts + 1, now, resume)
+    count = f"repair {new_record.restarts}/{max_restarts}"
+    suffix = f", resuming from {resume}" if resume else ""
+    if policy == "RestartGang":
+        everyone = tuple(
+            sorted(
+                m.name for m in members if not m.deleting and not m.finished and m.uid not in asked
+            )
+        )
+        return RepairDecision(
+            Action.RESTART,
+            delete=everyone,
+            affected=names,
+            record=new_record,
+            reason="GangRestarted",
+            message=f"{count}: restarting all {len(everyone)} members together ({where}){suffix}",
+        )
+    return RepairDecision(
+        Action.REPLACE,
+        delete=names,
+        affected=names,
+        record=new_record,
+        reason="MemberReplaced",
+        message=f"{count}: replacing {len(names)} member(s) ({where}){suffix}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MoveDecision:
+    action: Action  # NOTHING, WATCH or MOVE
+    delete: tuple[str, ...] = ()
+    fence: Mapping[str, frozenset[int]] | None = None  # at-risk GPUs to fence with it
+    watch: Mapping[str, str | None] | None = None  # member uid -> checkpoint when seen
+    record: RepairRecord = RepairRecord()
+    reason: str = ""
+    message: str = ""
+
+
+def decide_move(
+    policy: str,
+    max_restarts: int,
+    members: Sequence[MemberState],
+    at_risk: Mapping[str, frozenset[int]],
+    watched: Mapping[str, str | None],
+    record: RepairRecord,
+    now: float,
+    backoff: Backoff = Backoff(),
+    asked: frozenset[str] = frozenset(),
+    breaker_open: bool = False,
+) -> MoveDecision:
+    """Moving first: members on GPUs at risk are moved off at their next checkpoint,
+    before the GPU fails. `watched`: member UID -> the checkpoint it had when its GPU
+    was first seen at risk. A move spends the retry budget like a repair; without a
+    checkpoint annotation (no way to see the next checkpoint), nothing is moved."""
+    risky = affected_members(members, at_risk, frozenset(), asked)
+    if not risky or policy == "None":
+        return MoveDecision(Action.NOTHING, record=record)
+    seen = {m.uid: watched.get(m.uid, m.checkpoint) for m in risky}
+    fresh = [m for m in risky if m.uid in watched and m.checkpoint != watched[m.uid]]
+    names = tuple(sorted(m.name for m in risky))
+    if (
+        not fresh
+        or breaker_open
+        or record.restarts >= max_restarts
+        or (
+            record.last_repair is not None
+            and now < record.last_repair + backoff.delay(record.restarts)
+        )
+    ):
+        return MoveDecision(
+            Action.WATCH,
+            watch=seen,
+            record=record,
+            reason="GPUAtRisk",
+            message=f"{', '.join(names)} on GPUs at risk: moved at the next checkpoint",
+        )
+    fence: dict[str, frozenset[int]] = {}
+    for m in risky:
+        if m.node is not None:
+            bad = at_risk.get(m.node, frozenset())
+            fence[m.node] = fence.get(m.node, frozenset()) | (bad & set(m.gpu_ids) or bad)
+    resume = resume_point(members, record.resume_from)
+    new = RepairRecord(record.restarts + 1, now, resume)
+    if policy == "RestartGang":
+        delete = tuple(
+            sorted(
+                m.name for m in members if not m.deleting and not m.finished and m.uid not in asked
+            )
+        )
+    else:
+        delete = names
+    return MoveDecision(
+        Action.MOVE,
+        delete=delete,
+        fence=fence,
+        record=new,
+        reason="MovedBeforeFault",
+        message=f"repair {new.restarts}/{max_restarts}: moving {', '.join(delete)} off GPUs "
+        f"at risk after the checkpoint {resume}",
+    )

@@ -1,0 +1,293 @@
+"""The repair controller's glue against the in-memory API: fences written to the ledger
+and the Node, members deleted by policy, the record on the workload, Events; bad
+reports and an open breaker handled without harm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from egpu.controllers.repair import RepairController, RepairSettings, node_health
+from egpu.controllers.runtime import Runtime
+from egpu.controllers.workloads import WorkloadController
+from egpu.engines.health.report import build_report, report_text
+from egpu.engines.health.rules import GpuHealth
+from egpu.engines.repair.fencing import BreakerPolicy
+from fakeapi import FakeApi
+from objects import gpu_node, member_pod
+
+pytestmark = pytest.mark.unit
+NOW = 1_000_000.0
+WORKLOAD_PATH = "/apis/egpu.io/v1alpha1/namespaces/ns/gpuworkloads/train"
+
+
+def report(bad: dict[int, str], gpus: int = 8, at: float = NOW) -> str:
+    states = [
+        GpuHealth(i, healthy=i not in bad, reasons=(bad[i],) if i in bad else (), last_fault=at)
+        for i in range(gpus)
+    ]
+    return report_text(build_report(at, states))
+
+
+def workload(policy: str = "ReplaceMember", restarts: int = 0) -> dict[str, Any]:
+    annotations = {}
+    if restarts:
+        annotations["egpu.io/repair"] = json.dumps({"restarts": restarts, "lastRepair": 1.0})
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {
+            "name": "train",
+            "namespace": "ns",
+            "uid": "uid-train",
+            "annotations": annotations,
+        },
+        "spec": {
+            "replicas": 2,
+            "gpusPerPod": 4,
+            "repair": {
+                "policy": policy,
+                "maxRestarts": 2,
+                "checkpoint": {"annotation": "example.com/ckpt"},
+            },
+            "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}},
+        },
+    }
+
+
+def scene(api: FakeApi, policy: str = "ReplaceMember", restarts: int = 0, **kw: Any) -> Any:
+    runtime = Runtime(client=api, nodes=api.nodes, pods=api.pods)  # type: ignore[arg-type]
+    runtime.feed_ledger()
+    for i in range(4):
+        api.add_node(gpu_node(f"n{i}", gpus=8))
+    body = workload(policy, restarts)
+    runtime.workloads["ns/train"] = body
+    api.objects[WORKLOAD_PATH] = body
+    for rank, gpus in ((0, "0,1,2,3"), (1, "4,5,6,7")):
+        api.add_pod(
+            member_pod(
+                "train",
+                rank,
+                2,
+                gpus=4,
+                node="n0",
+                annotations={"egpu.io/gpu-ids": gpus, "example.com/ckpt": f"step-{9 - rank}"},
+            )
+        )
+    workloads = WorkloadController(runtime)
+    settings = RepairSettings(breaker=BreakerPolicy(min_nodes=1, **kw))
+    return runtime, workloads, RepairController(runtime, workloads, settings)
+
+
+async def agent_says(api: FakeApi, node: str, text: str) -> None:
+    await api.patch(
+        f"/api/v1/nodes/{node}", {"metadata": {"annotations": {"egpu.io/gpu-health": text}}}
+    )
+    await api.settle()
+
+
+async def settle(api: FakeApi) -> None:
+    await api.settle()
+    await asyncio.sleep(0.01)
+    await api.settle()
+
+
+def node_annotations(api: FakeApi, name: str) -> dict[str, str]:
+    return dict(api.objects[f"/api/v1/nodes/{name}"]["metadata"]["annotations"])
+
+
+def test_a_fault_is_fenced_in_the_ledger_and_on_the_node_and_the_member_replaced() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api)
+        await agent_says(api, "n0", report({6: "Xid: XID 79"}))
+        await repair.cycle(NOW)
+        await settle(api)
+        assert runtime.ledger.ledger.node_view("n0").unhealthy_gpus == (6,)
+        ann = node_annotations(api, "n0")
+        assert ann["egpu.io/unhealthy-gpus"] == "6"
+        assert json.loads(ann["egpu.io/fenced-gpus"]) == {"gpus": [6], "at": NOW}
+        assert api.pod("ns", "train-1") is None and api.pod("ns", "train-0") is not None
+        record = json.loads(api.objects[WORKLOAD_PATH]["metadata"]["annotations"]["egpu.io/repair"])
+        assert record == {"restarts": 1, "lastRepair": NOW, "resumeFrom": "step-9"}
+        # the cache the workload controller builds pods from has the record already
+        assert "egpu.io/repair" in runtime.workloads["ns/train"]["metadata"]["annotations"]
+        verdict = workloads.health["ns/train"]
+        assert (verdict.healthy, verdict.reason, verdict.repairing) == (
+            False,
+            "MemberReplaced",
+            True,
+        )
+        reasons = {e["reason"] for e in api.events}
+        assert {"GPUFenced", "MemberReplaced"} <= reasons
+        # a second pass before the deletion is seen repairs nothing twice
+        await repair.cycle(NOW + 1)
+        record = json.loads(api.objects[WORKLOAD_PATH]["metadata"]["annotations"]["egpu.io/repair"])
+        assert record["restarts"] == 1
+
+    asyncio.run(go())
+
+
+def test_restart_gang_deletes_every_member() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, _, repair = scene(api, "RestartGang")
+        await agent_says(api, "n0", report({1: "RowRemapFailure: x"}))
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-0") is None and api.pod("ns", "train-1") is None
+
+    asyncio.run(go())
+
+
+def test_a_spent_retry_budget_fails_the_workload_and_deletes_nothing() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, workloads, repair = scene(api, restarts=2)
+        await agent_says(api, "n0", report({0: "Xid: XID 48"}))
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-0") is not None
+        verdict = workloads.health["ns/train"]
+        assert verdict.failed and verdict.reason == "RetryBudgetExhausted"
+
+    asyncio.run(go())
+
+
+def test_healthy_again_is_unfenced() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = scene(api, "None")
+        await agent_says(api, "n2", report({3: "Xid: XID 79"}))
+        await repair.cycle(NOW)
+        await settle(api)
+        assert node_annotations(api, "n2")["egpu.io/unhealthy-gpus"] == "3"
+        await agent_says(api, "n2", report({}, at=NOW + 400))
+        await repair.cycle(NOW + 400)
+        await settle(api)
+        ann = node_annotations(api, "n2")
+        assert not ann.get("egpu.io/unhealthy-gpus") and not ann.get("egpu.io/fenced-gpus")
+        assert runtime.ledger.ledger.node_view("n2").unhealthy_gpus == ()
+        assert "GPUUnfenced" in {e["reason"] for e in api.events}
+
+    asyncio.run(go())
+
+
+def test_gpus_marked_by_others_are_kept_and_repaired_but_never_unfenced() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, _, repair = scene(api)
+        await api.patch(
+            "/api/v1/nodes/n0", {"metadata": {"annotations": {"egpu.io/unhealthy-gpus": "2"}}}
+        )
+        await agent_says(api, "n0", report({}))
+        await repair.cycle(NOW)
+        await settle(api)
+        assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "2"
+        assert api.pod("ns", "train-0") is None  # it held GPU 2
+
+    asyncio.run(go())
+
+
+def test_an_unreadable_report_is_told_once_and_harms_nothing() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, _, repair = scene(api)
+        await agent_says(api, "n1", "{broken")
+        await repair.cycle(NOW)
+        await repair.cycle(NOW + 1)
+        await settle(api)
+        bad = [e for e in api.events if e["reason"] == "InvalidGPUHealthReport"]
+        assert len(bad) == 1 and "not JSON" in bad[0]["message"]
+        assert api.pod("ns", "train-0") is not None
+
+    asyncio.run(go())
+
+
+def test_an_open_breaker_fences_no_more_nodes_and_says_so() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = scene(api, "None", max_fraction=0.25)  # 1 node of 4
+        for name in ("n1", "n2", "n3"):
+            await agent_says(api, name, report({0: "NVMLUnreachable: x"}))
+        await repair.cycle(NOW)
+        await settle(api)
+        fenced = [
+            n for n in ("n1", "n2", "n3") if node_annotations(api, n).get("egpu.io/fenced-gpus")
+        ]
+        assert fenced == ["n1"]
+        assert runtime.ledger.ledger.node_view("n2").unhealthy_gpus == ()
+        paused = [e["involvedObject"]["name"] for e in api.events if e["reason"] == "FencingPaused"]
+        assert sorted(paused) == ["n2", "n3"]
+
+    asyncio.run(go())
+
+
+def test_a_new_leader_restores_the_fences_and_the_breakers_window() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = scene(api)
+        await api.patch(
+            "/api/v1/nodes/n3",
+            {
+                "metadata": {
+                    "annotations": {"egpu.io/fenced-gpus": json.dumps({"gpus": [5], "at": NOW})}
+                }
+            },
+        )
+        await api.settle()
+        repair.restore()
+        assert runtime.ledger.ledger.node_view("n3").unhealthy_gpus == (5,)
+        assert repair.breaker.fenced_at == (("n3", NOW),)
+
+    asyncio.run(go())
+
+
+def test_a_stale_report_fences_nothing_new() -> None:
+    node = gpu_node("n0", **{"egpu.io/gpu-health": report({1: "x"}, at=NOW - 301)})
+    assert node_health(node, NOW, 300).reported_unhealthy is None
+    assert node_health(node, NOW - 1, 300).reported_unhealthy == {1}
+
+
+def risky_report(gpu: int, at: float = NOW) -> str:
+    from egpu.engines.health.risk import Risk
+
+    states = [GpuHealth(i) for i in range(8)]
+    return report_text(build_report(at, states, {gpu: Risk(0.8, ("300 correctable ECC errors",))}))
+
+
+def test_work_on_a_gpu_at_risk_moves_at_its_next_checkpoint_before_the_fault() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api)
+        await agent_says(api, "n0", risky_report(5))  # train-1 holds GPUs 4..7
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None  # still working: wait for a checkpoint
+        assert not node_annotations(api, "n0").get("egpu.io/unhealthy-gpus")
+        assert workloads.health["ns/train"].reason == "GPUAtRisk"
+        await repair.cycle(NOW + 1)
+        assert api.pod("ns", "train-1") is not None
+        # the job writes its next checkpoint
+        await api.patch(
+            "/api/v1/namespaces/ns/pods/train-1",
+            {"metadata": {"annotations": {"example.com/ckpt": "step-20"}}},
+        )
+        await api.settle()
+        await repair.cycle(NOW + 2)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None and api.pod("ns", "train-0") is not None
+        assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "5"
+        assert runtime.ledger.ledger.node_view("n0").unhealthy_gpus == (5,)
+        assert "MovedBeforeFault" in {e["reason"] for e in api.events}
+        record = json.loads(api.objects[WORKLOAD_PATH]["metadata"]["annotations"]["egpu.io/repair"])
+        assert record["restarts"] == 1 and record["resumeFrom"] == "step-9"
+        # while the GPU stays at risk, it stays fenced
+        await repair.cycle(NOW + 3)
+        await settle(api)
+        assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "5"
+
+    asyncio.run(go())
