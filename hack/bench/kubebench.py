@@ -247,14 +247,27 @@ def free_port() -> int:
 
 
 def start_operator(
-    cluster: Cluster, health_port: int = 0, log_name: str = "operator.log"
+    cluster: Cluster,
+    health_port: int = 0,
+    log_name: str = "operator.log",
+    memtrace: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """The operator as a process of its own; under tracemalloc (hack/bench/memtrace.py)
+    when `memtrace` names the file its report goes to."""
     logs = cluster.run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     out = (logs / log_name).open("ab")
+    command = [str(BIN / "egpu-operator")]
+    if memtrace is not None:
+        command = [
+            sys.executable,
+            str(REPO / "hack" / "bench" / "memtrace.py"),
+            str(memtrace),
+            "--",
+        ]
     return subprocess.Popen(
         [
-            str(BIN / "egpu-operator"),
+            *command,
             "--kubeconfig",
             cluster.kubeconfig,
             "--bind-address",

@@ -15,7 +15,7 @@ to 25 leaves); M pods in all, in three kinds:
 - W one-pod GPUWorkloads (1 GPU each), created once the operator is ready and has
   bound the backlog; timed from the first create to the last member bound.
 
-The GPU pods take 90% of the GPUs (the rest is room for the restart probe). Then the
+The GPU pods take at most 90% of the GPUs, leaving room for the restart probe. Then the
 operator is stopped (SIGTERM: it gives up its Lease, so the restart measures the
 operator, not a Lease expiry; or SIGKILL with --kill) while 100 more single-GPU pods
 are created, and started again: the time to /readyz (caches listed and the ledger
@@ -72,7 +72,7 @@ def shape_for(nodes: int) -> ClusterShape:
 
 def split(pods: int, gpus: int, workloads: int) -> tuple[int, int, int]:
     """(CPU-only pods, bare GPU pods, workload pods) for M pods on `gpus` GPUs."""
-    gpu_pods = min(pods, int(gpus * GPU_SHARE))
+    gpu_pods = min(pods, int(gpus * GPU_SHARE), gpus - PROBE_PODS)
     if workloads > gpu_pods:
         raise ValueError(f"{workloads} workloads do not fit in {gpu_pods} GPU pods")
     return pods - gpu_pods, gpu_pods - workloads, workloads
@@ -174,7 +174,7 @@ async def run(args: argparse.Namespace, cluster: kb.Cluster, report: Report) -> 
 
         port = kb.free_port()
         t0 = time.monotonic()
-        operator = kb.start_operator(cluster, health_port=port)
+        operator = kb.start_operator(cluster, health_port=port, memtrace=args.trace_memory)
         sampler = kb.MemorySampler(operator.pid).start()
         try:
             watcher = asyncio.create_task(kb.watch_binds(client, "scale-gpu", bare, args.timeout))
@@ -217,6 +217,9 @@ async def run(args: argparse.Namespace, cluster: kb.Cluster, report: Report) -> 
                 )
             await asyncio.sleep(args.settle)
             sampler.sample()
+            if args.trace_memory is not None:
+                operator.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(args.settle)  # a snapshot of a large heap takes a while
             report.step(
                 "settled",
                 after_s=args.settle,
@@ -239,7 +242,7 @@ async def run(args: argparse.Namespace, cluster: kb.Cluster, report: Report) -> 
         sampler = kb.MemorySampler(operator.pid).start()
         try:
             watcher = asyncio.create_task(
-                kb.watch_binds(client, "scale-probe", PROBE_PODS, args.timeout)
+                kb.watch_binds(client, "scale-probe", PROBE_PODS, min(args.timeout, 600))
             )
             ready_at = await kb.wait_ready(port, operator, timeout=args.timeout)
             bound = await watcher
@@ -265,6 +268,13 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10, help="seconds before the last read")
     parser.add_argument("--kill", action="store_true", help="SIGKILL the first operator")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--trace-memory",
+        type=Path,
+        metavar="FILE",
+        help="run the first operator under tracemalloc and write its largest "
+        "allocations to FILE once settled (slow: not for figures)",
+    )
     args = parser.parse_args()
     try:
         shape = shape_for(args.nodes)

@@ -84,5 +84,6 @@ def test_scale_shapes_leaves_of_twenty_nodes() -> None:
 def test_scale_leaves_a_tenth_of_the_gpus_free_and_gives_the_rest_of_the_pods_no_gpu() -> None:
     assert scale.split(50000, 40000, 1000) == (14000, 35000, 1000)
     assert scale.split(1000, 40000, 10) == (0, 990, 10)
+    assert scale.split(1000, 800, 100) == (300, 600, 100)  # room for the 100-pod probe
     with pytest.raises(ValueError):
         scale.split(100, 80, 100)
