@@ -136,6 +136,7 @@ class Report:
         self.t_start = time.monotonic()
 
     def step(self, name: str, **figures: Any) -> None:
+        figures = {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
         self.data[name] = figures
         elapsed = time.monotonic() - self.t_start
         print(f"[{elapsed:7.1f}s] {name}: {json.dumps(figures)}", flush=True)
@@ -167,7 +168,7 @@ async def run(args: argparse.Namespace, cluster: kb.Cluster, report: Report) -> 
                 (cpu_pod(f"c-{i:06d}") for i in range(cpu_pods)),
             )
             await kb.watch_binds(client, "scale-cpu", cpu_pods, args.timeout)
-            report.step("cpu_pods", count=cpu_pods, created_s=round(created, 1))
+            report.step("cpu_pods_bound", count=cpu_pods, created_s=round(created, 1))
 
         created = await kb.create_backlog(client, "scale-gpu", bare, "egpu-scheduler")
         report.step("backlog", count=bare, created_s=round(created, 1))
@@ -208,7 +209,7 @@ async def run(args: argparse.Namespace, cluster: kb.Cluster, report: Report) -> 
                 last = max(bound.values())
                 sampler.sample()
                 report.step(
-                    "workloads",
+                    "workloads_bound",
                     count=workloads,
                     created_s=round(created, 1),
                     all_bound_s=round(last - t1, 2),
