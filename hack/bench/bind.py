@@ -165,7 +165,11 @@ async def backlog_phase(
             profile = phase.removeprefix("kube-")
             await asyncio.to_thread(cluster.start_scheduler, profile)
         try:
-            bound = await kb.watch_binds(client, namespace, pods, timeout)
+            watch = kb.watch_binds(client, namespace, pods, timeout)
+            # the ceiling exits once it has bound all; the operator never should
+            bound = await (
+                kb.while_alive(proc, watch) if proc is not None and phase == "egpu" else watch
+            )
         finally:
             if proc is not None:
                 kb.stop(proc)
@@ -241,7 +245,7 @@ async def gang_phase(
                 (gang_workload(n) for n in names),
             )
             print(f"gangs: {gangs} GPUWorkloads created in {created:.1f}s", flush=True)
-            bound = await watcher
+            bound = await kb.while_alive(operator, watcher)
             last = max(bound.values())
             items, _ = await client.list_all(f"/api/v1/namespaces/{namespace}/pods")
             nodes, _ = await client.list_all("/api/v1/nodes")
@@ -323,6 +327,7 @@ def main() -> int:
     per_leaf = args.nodes_per_leaf * GPUS_PER_NODE // (GANG_PODS * GANG_GPUS)
     if "gangs" in args.phases and args.gangs > 25 * per_leaf:
         parser.error(f"at most {25 * per_leaf} gangs fit, one leaf each")
+    kb.exit_on_sigterm()
     cluster = kb.Cluster(RUN_DIR)
     try:
         result = asyncio.run(run(args, cluster))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,10 +19,10 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
@@ -32,6 +33,7 @@ from egpu.sim.nodes import ClusterShape, create_nodes  # noqa: E402
 LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
 BIN = Path(sys.executable).parent
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass
@@ -251,6 +253,7 @@ def start_operator(
     health_port: int = 0,
     log_name: str = "operator.log",
     memtrace: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The operator as a process of its own; under tracemalloc (hack/bench/memtrace.py)
     when `memtrace` names the file its report goes to."""
@@ -281,7 +284,7 @@ def start_operator(
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
-        env=cluster.env,
+        env={**cluster.env, **(env or {})},
     )
 
 
@@ -305,6 +308,24 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 
             return time.monotonic()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the operator was not ready within {timeout:.0f}s")
+
+
+async def while_alive(proc: subprocess.Popen[bytes], work: Awaitable[T]) -> T:
+    """Await `work`, but raise at once if the process (the operator) exits meanwhile:
+    a benchmark must not wait for binds that nobody will make."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if proc.poll() is not None:
+            task.cancel()
+            raise RuntimeError(f"the operator exited ({proc.returncode}); see its log")
+        await asyncio.wait({task}, timeout=0.5)
+    return task.result()
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (timeout, kill) ends the benchmark through its clean-up: the control
+    plane is stopped, no process left behind."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
