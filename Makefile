@@ -85,8 +85,11 @@ test: ## What CI runs: lint, unit tests, integration tests (cluster up and down)
 bench-placement: venv ## Placement engine benchmark (15,000 nodes, 120,000 GPUs)
 	$(PY) hack/bench/placement.py
 
-bench-bind: venv binaries ## Bind 10,000 pods on 1,000 simulated nodes: egpu binder vs kube-scheduler
-	$(PY) hack/bench/bind.py
+bench-bind: venv binaries ## Bind 10,000 pods on 1,000 nodes: egpu, a do-nothing ceiling, kube-scheduler x2; gangs
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-bind $(PY) hack/bench/bind.py $(BENCH_ARGS)
+
+bench-scale: venv binaries ## 5,000 nodes, 50,000 pods: operator memory, bind throughput, restart time
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-scale $(PY) hack/bench/scale.py $(BENCH_ARGS)
 
 bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-resize $(PY) hack/bench/resize.py
@@ -113,8 +116,10 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 	-EGPU_RUN_DIR=$(DEMO_RUN_DIR) $(PY) hack/localcluster.py down
 	-EGPU_RUN_DIR=$(TEST_RUN_DIR) $(PY) hack/localcluster.py down
 	-EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/localcluster.py down
+	-EGPU_RUN_DIR=$(CURDIR)/.run/bench-bind $(PY) hack/localcluster.py down
+	-EGPU_RUN_DIR=$(CURDIR)/.run/bench-scale $(PY) hack/localcluster.py down
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: image help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
-	bench-repair bench-nodes soak kind-up kind-down clean
+	bench-repair bench-scale bench-nodes soak kind-up kind-down clean

@@ -354,18 +354,51 @@ def held_back() -> set[str]:
     return {c.strip() for c in os.environ.get("EGPU_HOLD_BACK", "").split(",") if c.strip()}
 
 
-def start_scheduler(state: State, wait: bool = True) -> None:
-    p = state.ports
-    sched_cfg = RUN_DIR / "scheduler-config.yaml"
-    sched_cfg.write_text(
+# kube-scheduler profiles `start-scheduler --profile` knows. Both are named
+# default-scheduler, so the same pods go to either.
+# - default: the stock plugins (NodeResourcesFit scores LeastAllocated: it spreads);
+# - most-allocated: bin-packing, NodeResourcesFit scoring MostAllocated with
+#   nvidia.com/gpu weighted above cpu and memory (the upstream "resource bin packing"
+#   configuration).
+SCHEDULER_PROFILES = {
+    "default": "",
+    "most-allocated": (
+        "profiles:\n"
+        "- schedulerName: default-scheduler\n"
+        "  pluginConfig:\n"
+        "  - name: NodeResourcesFit\n"
+        "    args:\n"
+        "      scoringStrategy:\n"
+        "        type: MostAllocated\n"
+        "        resources:\n"
+        "        - {name: nvidia.com/gpu, weight: 10}\n"
+        "        - {name: cpu, weight: 1}\n"
+        "        - {name: memory, weight: 1}\n"
+    ),
+}
+
+
+def scheduler_config(kubeconfig: Path, profile: str = "default") -> str:
+    """The KubeSchedulerConfiguration for one of SCHEDULER_PROFILES."""
+    if profile not in SCHEDULER_PROFILES:
+        raise ValueError(
+            f"unknown scheduler profile {profile!r}; one of {', '.join(SCHEDULER_PROFILES)}"
+        )
+    return (
         "apiVersion: kubescheduler.config.k8s.io/v1\n"
         "kind: KubeSchedulerConfiguration\n"
         "clientConnection:\n"
-        f"  kubeconfig: {RUN_DIR / 'scheduler.kubeconfig'}\n"
+        f"  kubeconfig: {kubeconfig}\n"
         "  qps: 2000\n"
         "  burst: 4000\n"
         "leaderElection: {leaderElect: false}\n"
-    )
+    ) + SCHEDULER_PROFILES[profile]
+
+
+def start_scheduler(state: State, wait: bool = True, profile: str = "default") -> None:
+    p = state.ports
+    sched_cfg = RUN_DIR / "scheduler-config.yaml"
+    sched_cfg.write_text(scheduler_config(RUN_DIR / "scheduler.kubeconfig", profile))
     start(
         state,
         "kube-scheduler",
@@ -795,6 +828,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(SCHEDULER_PROFILES),
+        default="default",
+        help="start-scheduler: the kube-scheduler profile (most-allocated: bin-packing)",
+    )
     args = parser.parse_intermixed_args(argv)
     if args.command == "adopt":
         if not args.name or not args.pid or not ours(args.pid):
@@ -813,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         state = State.load()
         if "kube-scheduler" in state.pids and ours(state.pids["kube-scheduler"]):
             return 0
-        start_scheduler(state)
+        start_scheduler(state, profile=args.profile)
         return 0
     if args.command == "status":
         return cmd_status()

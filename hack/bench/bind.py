@@ -1,269 +1,338 @@
 #!/usr/bin/env python3
-"""Binding throughput, end to end, on the local control plane: the egpu binder
-against the stock kube-scheduler, on the same cluster and the same backlog.
+"""Binding throughput, end to end, on the local control plane: the egpu binder against
+a binder that decides nothing (the ceiling) and the stock kube-scheduler, default and
+bin-packing, on the same nodes and the same backlog; then gangs of GPUWorkloads.
 
-    .venv/bin/python hack/bench/bind.py [--nodes-per-leaf 40] [--pods 10000]
+    .venv/bin/python hack/bench/bind.py [--nodes-per-leaf 40] [--pods 10000] [--gangs 100]
+        [--phases egpu,ceiling,kube-default,kube-most-allocated,gangs]
 
-A fresh control plane starts with kube-scheduler held back; 1,000 simulated
-nodes of 16 GPUs come up (1,000 x 8 GPUs could not hold 10,000 single-GPU pods
-twice over the churn). Each phase creates the whole backlog of single-GPU pods
-first, then starts its scheduler and times it from start to the last pod bound
-(and from the first bind to the last). Between phases the first backlog is
-deleted. Placement quality afterwards: nodes left whole, and GPUs stranded
-(free on nodes with fewer than 8 free, so no 8-GPU pod can use them).
-Last line: one JSON object.
+Every phase gets a fresh control plane (kube-scheduler held back) with the same
+simulated nodes: 5 blocks x 5 leaves x N nodes of 16 GPUs (NVLink groups of 8), so
+that the backlog of single-GPU pods fits. Phases:
+
+- egpu: the whole backlog (1-GPU pods, schedulerName egpu-scheduler) is created first,
+  then the operator started, timed from its start to the last pod bound (and from the
+  first bind to the last), as seen through the benchmark's own watch.
+- ceiling: the same backlog bound by a binder that decides nothing: it LISTs the
+  nodes and the pending pods and POSTs each pod's Binding, round-robin over the nodes,
+  64 at a time (the egpu binder's limit), through the operator's own client
+  (egpu.kube.client, egpu.actuators.pods.bind_pod), in a process of its own like the
+  operator. egpu / ceiling is the share of the ceiling the egpu binder reaches.
+- kube-default: kube-scheduler v1.36.3 with its default profile (LeastAllocated: it
+  spreads); kube-most-allocated: the bin-packing profile of hack/localcluster.py
+  (NodeResourcesFit MostAllocated, nvidia.com/gpu weight 10, cpu and memory 1).
+- gangs: the operator running and ready (/readyz), then G GPUWorkloads of 8 pods x 8
+  GPUs (gang AllOrNothing, topology required egpu.io/leaf) created at once; timed from
+  the first create to every gang bound. The workload controller creates the pods, the
+  binder records each gang's plan on every pod (the crash-safe write) and then binds.
+
+Placement quality after each single-GPU phase: nodes used, nodes left whole, and GPUs
+stranded (free on used nodes with fewer than 8 free, so no 8-GPU pod can use them).
+Per-phase results are printed as they come; the last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from egpu.kube.client import ApiError, Credentials, KubeClient, gather_limited  # noqa: E402
-from egpu.sim.nodes import ClusterShape, create_nodes  # noqa: E402
+import kubebench as kb
 
-RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", REPO / ".run" / "bench-bind"))
-ENV = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
-LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
+from egpu.actuators.pods import bind_pod
+from egpu.domain.labels import LEAF_LABEL, PLAN_ANNOTATION
+from egpu.kube.client import Credentials, KubeClient, gather_limited
+from egpu.sim.nodes import ClusterShape
+
+RUN_DIR = Path(os.environ.get("EGPU_RUN_DIR", kb.REPO / ".run" / "bench-bind"))
 GPUS_PER_NODE = 16
+GANG_PODS = 8
+GANG_GPUS = 8
+CEILING_SCHEDULER = "bench-ceiling"
+CEILING_CONCURRENCY = 64
+PHASES = ("egpu", "ceiling", "kube-default", "kube-most-allocated", "gangs")
 
 
-def pod(name: str, scheduler: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"bench": "bind"}},
-        "spec": {
-            "schedulerName": scheduler,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "registry.local/bench:latest",
-                    "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "1", "memory": "4Gi"}},
-                }
-            ],
-        },
-    }
-
-
-async def create_backlog(client: KubeClient, namespace: str, count: int, scheduler: str) -> float:
-    await client.create(
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-    )
-    for _ in range(100):  # the ServiceAccount admission needs the default account
-        try:
-            await client.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
-            break
-        except ApiError:
-            await asyncio.sleep(0.2)
-    started = time.monotonic()
-    results = await gather_limited(
-        48,
-        *(
-            client.create(f"/api/v1/namespaces/{namespace}/pods", pod(f"p-{i:05d}", scheduler))
-            for i in range(count)
-        ),
-    )
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        raise RuntimeError(f"{len(errors)} pod creations failed, first: {errors[0]}")
-    return time.monotonic() - started
-
-
-async def wait_all_bound(
-    client: KubeClient, namespace: str, count: int, timeout: float
-) -> tuple[float, float]:
-    """Watch the namespace's pods; returns (time of the first bind, of the last)."""
-    path = f"/api/v1/namespaces/{namespace}/pods"
-    items, rv = await client.list_all(path)
-    bound = {p["metadata"]["name"] for p in items if p["spec"].get("nodeName")}
-    first = time.monotonic() if bound else 0.0
-    deadline = time.monotonic() + timeout
-    while len(bound) < count and time.monotonic() < deadline:
-        try:
-            async for event in client.watch(path, rv, timeout_seconds=60):
-                obj = event.get("object") or {}
-                rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                if event.get("type") in ("ADDED", "MODIFIED") and obj["spec"].get("nodeName"):
-                    if not bound:
-                        first = time.monotonic()
-                    bound.add(obj["metadata"]["name"])
-                    if len(bound) >= count:
-                        break
-        except ApiError as exc:
-            if exc.status != 410:
-                raise
-            items, rv = await client.list_all(path)
-            bound |= {p["metadata"]["name"] for p in items if p["spec"].get("nodeName")}
-    if len(bound) < count:
-        raise RuntimeError(f"only {len(bound)}/{count} pods bound within {timeout}s")
-    return first, time.monotonic()
-
-
-async def quality(client: KubeClient, namespace: str, nodes: int) -> dict[str, int]:
-    items, _ = await client.list_all(f"/api/v1/namespaces/{namespace}/pods")
-    used = Counter(p["spec"]["nodeName"] for p in items if p["spec"].get("nodeName"))
-    per_node_free = [GPUS_PER_NODE - c for c in used.values()]
-    untouched = nodes - len(used)
-    return {
-        "nodes_used": len(used),
-        "nodes_whole": untouched,
-        "stranded_gpus": sum(f for f in per_node_free if f < 8),
-    }
-
-
-async def delete_namespace(client: KubeClient, namespace: str, timeout: float = 600) -> float:
-    started = time.monotonic()
-    # Pods on simulated nodes have no kubelet to confirm a graceful delete: remove
-    # them at once, then the namespace.
-    # On two cores a collection DELETE of 10,000 pods can outlast the API server's 60 s
-    # request timeout (504); what it removed stays removed, so ask again for the rest.
-    while True:
-        try:
-            await client.request(
-                "DELETE",
-                f"/api/v1/namespaces/{namespace}/pods",
-                params={"gracePeriodSeconds": 0},
-                timeout=600,
-            )
-            break
-        except ApiError as exc:
-            if exc.status != 504 or time.monotonic() - started > timeout:
-                raise
-            print(f"deleting the pods of {namespace}: {exc}; asking again", file=sys.stderr)
-    await client.delete(f"/api/v1/namespaces/{namespace}")
-    while time.monotonic() - started < timeout:
-        try:
-            await client.get(f"/api/v1/namespaces/{namespace}")
-        except ApiError as exc:
-            if exc.not_found:
-                return time.monotonic() - started
-            raise
-        await asyncio.sleep(1)
-    raise RuntimeError(f"namespace {namespace} still there after {timeout}s")
-
-
-def start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
-    log = (RUN_DIR / "logs" / "operator.log").open("ab")
-    return subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "egpu-operator"),
-            "--kubeconfig",
-            kubeconfig,
-            "--bind-address",
-            "127.0.0.1",
-            "--health-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=ENV,
-    )
-
-
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    shape = ClusterShape(
+def shape_for(nodes_per_leaf: int) -> ClusterShape:
+    return ClusterShape(
         blocks=5,
         leaves_per_block=5,
-        nodes_per_leaf=args.nodes_per_leaf,
+        nodes_per_leaf=nodes_per_leaf,
         gpus_per_node=GPUS_PER_NODE,
         nvlink_group_size=8,
         name_prefix="bench",
     )
-    kubeconfig = str(RUN_DIR / "kubeconfig")
-    create_nodes(shape, kubeconfig=kubeconfig, workers=32)
-    client = KubeClient(Credentials.load(kubeconfig))
-    async with client:
-        for _ in range(300):
-            nodes, _ = await client.list_all("/api/v1/nodes")
-            if (
-                sum(
-                    1
-                    for n in nodes
-                    if any(
-                        c["type"] == "Ready" and c["status"] == "True"
-                        for c in n["status"].get("conditions", [])
+
+
+# -- the ceiling: a binder that decides nothing ----------------------------------------
+
+
+async def ceiling(kubeconfig: str, namespace: str) -> int:
+    """Bind every pending pod of `namespace` that names the ceiling's scheduler,
+    round-robin over the Ready nodes; returns how many it bound."""
+    async with KubeClient(Credentials.load(kubeconfig)) as client:
+        nodes, _ = await client.list_all("/api/v1/nodes")
+        names = sorted(n["metadata"]["name"] for n in nodes if kb.ready(n))
+        if not names:
+            raise RuntimeError("no Ready node to bind to")
+        next_node = itertools.cycle(names)
+        total = 0
+        while True:
+            pods, _ = await client.list_all(
+                f"/api/v1/namespaces/{namespace}/pods", fieldSelector="spec.nodeName="
+            )
+            pending = [p for p in pods if p["spec"].get("schedulerName") == CEILING_SCHEDULER]
+            if not pending:
+                return total
+            results = await gather_limited(
+                CEILING_CONCURRENCY,
+                *(
+                    bind_pod(
+                        client,
+                        namespace,
+                        p["metadata"]["name"],
+                        p["metadata"]["uid"],
+                        next(next_node),
                     )
-                )
-                >= shape.node_count
-            ):
-                break
-            await asyncio.sleep(1)
-        result: dict[str, object] = {
-            "nodes": shape.node_count,
-            "gpus": shape.gpu_count,
-            "pods": args.pods,
-        }
+                    for p in pending
+                ),
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            total += len(results) - len(failed)
+            if failed:
+                print(f"ceiling: {len(failed)} binds failed: {failed[0]}", file=sys.stderr)
+                await asyncio.sleep(0.2)
 
-        # Phase 1: the egpu binder.
-        created = await create_backlog(client, "bench-egpu", args.pods, "egpu-scheduler")
-        print(f"egpu: {args.pods} pods created in {created:.1f}s", flush=True)
+
+def start_ceiling(cluster: kb.Cluster, namespace: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "ceiling",
+            "--kubeconfig",
+            cluster.kubeconfig,
+            "--namespace",
+            namespace,
+        ],
+        env=cluster.env,
+    )
+
+
+# -- phases ----------------------------------------------------------------------------
+
+
+async def fresh(cluster: kb.Cluster, shape: ClusterShape, gangs: bool = False) -> None:
+    up = cluster.up()
+    ready = await kb.add_nodes(cluster, shape)
+    if gangs:
+        cluster.install_crds()
+    print(
+        f"fresh control plane in {up:.1f}s; {shape.node_count} nodes Ready in {ready:.1f}s",
+        flush=True,
+    )
+
+
+async def backlog_phase(
+    cluster: kb.Cluster, shape: ClusterShape, phase: str, pods: int, timeout: float
+) -> dict[str, Any]:
+    """One scheduler against a backlog of single-GPU pods created before it starts."""
+    await fresh(cluster, shape)
+    namespace = f"bench-{phase}"
+    scheduler = {"egpu": "egpu-scheduler", "ceiling": CEILING_SCHEDULER}.get(
+        phase, "default-scheduler"
+    )
+    async with KubeClient(Credentials.load(cluster.kubeconfig)) as client:
+        created = await kb.create_backlog(client, namespace, pods, scheduler)
+        print(f"{phase}: {pods} pods created in {created:.1f}s", flush=True)
+        proc: subprocess.Popen[bytes] | None = None
         t0 = time.monotonic()
-        operator = start_operator(kubeconfig)
+        if phase == "egpu":
+            proc = kb.start_operator(cluster)
+        elif phase == "ceiling":
+            proc = start_ceiling(cluster, namespace)
+        else:
+            profile = phase.removeprefix("kube-")
+            await asyncio.to_thread(cluster.start_scheduler, profile)
         try:
-            first, last = await wait_all_bound(client, "bench-egpu", args.pods, args.timeout)
+            watch = kb.watch_binds(client, namespace, pods, timeout)
+            # the ceiling exits once it has bound all; the operator never should
+            bound = await (
+                kb.while_alive(proc, watch) if proc is not None and phase == "egpu" else watch
+            )
         finally:
-            operator.terminate()
-            operator.wait(timeout=30)
-        result["egpu_pods_per_min"] = round(args.pods / (last - t0) * 60)
-        result["egpu_pods_per_min_after_first_bind"] = round(args.pods / (last - first) * 60)
-        result["egpu_quality"] = await quality(client, "bench-egpu", shape.node_count)
-        print(
-            f"egpu: all bound {last - t0:.1f}s after the operator started "
-            f"({last - first:.1f}s from the first bind); {result['egpu_quality']}",
-            flush=True,
-        )
-        gone = await delete_namespace(client, "bench-egpu")
-        print(f"backlog deleted in {gone:.1f}s", flush=True)
+            if proc is not None:
+                kb.stop(proc)
+        first, last = min(bound.values()), max(bound.values())
+        items, _ = await client.list_all(f"/api/v1/namespaces/{namespace}/pods")
+    quality = kb.placement_quality(kb.used_gpus(items), shape.node_count, GPUS_PER_NODE)
+    result = {
+        "pods_per_min": round(pods / (last - t0) * 60),
+        "pods_per_min_after_first_bind": round(pods / max(last - first, 1e-3) * 60),
+        "start_to_first_bind_s": round(first - t0, 2),
+        "quality": quality,
+    }
+    print(
+        f"{phase}: all {pods} bound {last - t0:.1f}s after start "
+        f"({last - first:.1f}s from the first bind): {result}",
+        flush=True,
+    )
+    return result
 
-        # Phase 2: the stock kube-scheduler, same nodes, same backlog.
-        created = await create_backlog(client, "bench-kube", args.pods, "default-scheduler")
-        print(f"kube-scheduler: {args.pods} pods created in {created:.1f}s", flush=True)
-        t0 = time.monotonic()
-        await asyncio.to_thread(
-            subprocess.run, [*LOCALCLUSTER, "start-scheduler"], env=ENV, check=True
-        )
-        first, last = await wait_all_bound(client, "bench-kube", args.pods, args.timeout)
-        result["kube_scheduler_pods_per_min"] = round(args.pods / (last - t0) * 60)
-        result["kube_scheduler_pods_per_min_after_first_bind"] = round(
-            args.pods / (last - first) * 60
-        )
-        result["kube_scheduler_quality"] = await quality(client, "bench-kube", shape.node_count)
-        print(
-            f"kube-scheduler: all bound {last - t0:.1f}s after it started "
-            f"({last - first:.1f}s from the first bind); {result['kube_scheduler_quality']}",
-            flush=True,
+
+def gang_workload(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": GANG_PODS,
+            "gpusPerPod": GANG_GPUS,
+            "gang": {"policy": "AllOrNothing", "minMembers": GANG_PODS, "timeout": "10m"},
+            "topology": {"topologyName": "default", "required": LEAF_LABEL},
+            "template": {
+                "metadata": {"labels": {"bench": "gang"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "registry.local/bench:latest",
+                            "resources": {"requests": {"cpu": "1", "memory": "4Gi"}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def gang_phase(
+    cluster: kb.Cluster, shape: ClusterShape, gangs: int, timeout: float
+) -> dict[str, Any]:
+    await fresh(cluster, shape, gangs=True)
+    namespace = "bench-gangs"
+    port = kb.free_port()
+    operator = kb.start_operator(cluster, health_port=port)
+    try:
+        async with KubeClient(Credentials.load(cluster.kubeconfig)) as client:
+            started = time.monotonic()
+            ready_at = await kb.wait_ready(port, operator)
+            print(f"gangs: operator ready {ready_at - started:.1f}s after its start", flush=True)
+            await kb.create_namespace(client, namespace)
+            names = [f"g-{i:04d}" for i in range(gangs)]
+            t0 = time.monotonic()
+            watcher = asyncio.create_task(
+                kb.watch_binds(client, namespace, gangs * GANG_PODS, timeout)
+            )
+            created = await kb.create_all(
+                client,
+                f"/apis/egpu.io/v1alpha1/namespaces/{namespace}/gpuworkloads",
+                (gang_workload(n) for n in names),
+            )
+            print(f"gangs: {gangs} GPUWorkloads created in {created:.1f}s", flush=True)
+            bound = await kb.while_alive(operator, watcher)
+            last = max(bound.values())
+            items, _ = await client.list_all(f"/api/v1/namespaces/{namespace}/pods")
+            nodes, _ = await client.list_all("/api/v1/nodes")
+    finally:
+        kb.stop(operator)
+    leaf_of = {n["metadata"]["name"]: n["metadata"]["labels"].get(LEAF_LABEL) for n in nodes}
+    leaves: dict[str, set[str | None]] = {}
+    planned = 0
+    for p in items:
+        meta = p["metadata"]
+        gang = meta["name"].rsplit("-", 1)[0]
+        leaves.setdefault(gang, set()).add(leaf_of.get(p["spec"].get("nodeName") or ""))
+        planned += PLAN_ANNOTATION in (meta.get("annotations") or {})
+    gang_done = {}
+    for name, at in bound.items():
+        gang = name.rsplit("-", 1)[0]
+        gang_done[gang] = max(gang_done.get(gang, 0.0), at)
+    latencies = [at - t0 for at in gang_done.values()]
+    result = {
+        "gangs": gangs,
+        "pods": gangs * GANG_PODS,
+        "gpus": gangs * GANG_PODS * GANG_GPUS,
+        "all_bound_s": round(last - t0, 2),
+        "gangs_per_min": round(gangs / (last - t0) * 60, 1),
+        "pods_per_min": round(gangs * GANG_PODS / (last - t0) * 60),
+        "gang_bound_p50_s": round(statistics.median(latencies), 2),
+        "gang_bound_p99_s": round(quantile(latencies, 0.99), 2),
+        "gangs_in_one_leaf": sum(1 for v in leaves.values() if len(v) == 1 and None not in v),
+        "pods_with_plan": planned,
+        "operator_ready_s": round(ready_at - started, 2),
+    }
+    print(f"gangs: all {gangs} gangs bound {last - t0:.1f}s after the first create: {result}")
+    return result
+
+
+async def run(args: argparse.Namespace, cluster: kb.Cluster) -> dict[str, Any]:
+    shape = shape_for(args.nodes_per_leaf)
+    result: dict[str, Any] = {"nodes": shape.node_count, "gpus": shape.gpu_count}
+    for phase in args.phases:
+        if phase == "gangs":
+            result["gangs"] = await gang_phase(cluster, shape, args.gangs, args.timeout)
+        else:
+            result["pods"] = args.pods
+            result[phase] = await backlog_phase(cluster, shape, phase, args.pods, args.timeout)
+    if "egpu" in result and "ceiling" in result:
+        e, c = result["egpu"], result["ceiling"]
+        result["egpu_over_ceiling"] = round(e["pods_per_min"] / c["pods_per_min"], 3)
+        result["egpu_over_ceiling_after_first_bind"] = round(
+            e["pods_per_min_after_first_bind"] / c["pods_per_min_after_first_bind"], 3
         )
     return result
 
 
+def phases(text: str) -> list[str]:
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PHASES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"phases are among {', '.join(PHASES)}")
+    return chosen
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "ceiling":
+        sub = argparse.ArgumentParser(prog="bind.py ceiling")
+        sub.add_argument("--kubeconfig", required=True)
+        sub.add_argument("--namespace", required=True)
+        sub_args = sub.parse_args(sys.argv[2:])
+        asyncio.run(ceiling(sub_args.kubeconfig, sub_args.namespace))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes-per-leaf", type=int, default=40, help="x 25 leaves")
-    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--pods", type=int, default=10000, help="single-GPU backlog")
+    parser.add_argument("--gangs", type=int, default=100, help="8-pod x 8-GPU GPUWorkloads")
+    parser.add_argument("--phases", type=phases, default=list(PHASES))
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
-    env = {**ENV, "EGPU_HOLD_BACK": "kube-scheduler"}
-    subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=env, check=True, stdout=subprocess.DEVNULL)
+    if args.pods > args.nodes_per_leaf * 25 * GPUS_PER_NODE:
+        parser.error("more pods than GPUs")
+    per_leaf = args.nodes_per_leaf * GPUS_PER_NODE // (GANG_PODS * GANG_GPUS)
+    if "gangs" in args.phases and args.gangs > 25 * per_leaf:
+        parser.error(f"at most {25 * per_leaf} gangs fit, one leaf each")
+    kb.exit_on_sigterm()
+    cluster = kb.Cluster(RUN_DIR)
     try:
-        result = asyncio.run(run(args))
+        result = asyncio.run(run(args, cluster))
     finally:
-        subprocess.run([*LOCALCLUSTER, "down"], env=ENV, check=False)
+        cluster.down()
     print(json.dumps(result))
     return 0
 

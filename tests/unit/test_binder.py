@@ -5,6 +5,7 @@ strange pods. (The e2e tests run it against the real control plane.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -446,5 +447,36 @@ def test_a_tainted_node_is_told_in_the_pods_reason_and_a_tolerating_pod_binds() 
         await cycle(api, binder)
         assert bound_to(api, "tolerant") == "l0-n0"
         assert binder.audit() == []
+
+    run(go)
+
+
+def test_a_new_leader_binds_the_backlog_it_found_without_waiting_for_news(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The binder starts on a replica that just took the lead, its caches already full:
+    its first pass must not wait for a pod or node event (a quiet backlog sends none)."""
+    monkeypatch.setattr(binder_module, "IDLE_CYCLE_SECONDS", 3600.0)
+
+    async def go() -> None:
+        api = FakeApi()
+        runtime = Runtime(client=api, nodes=api.nodes, pods=api.pods)  # type: ignore[arg-type]
+        runtime.feed_ledger()
+        api.add_node(gpu_node("n0", gpus=8, leaf="l0"))
+        api.add_pod(gpu_pod("waiting"))
+        await api.settle()
+        binder = Binder(runtime, Verdicts())
+        task = asyncio.create_task(binder.run())
+        try:
+            for _ in range(50):
+                await api.settle()
+                await asyncio.sleep(0.01)
+                if bound_to(api, "waiting"):
+                    break
+            assert bound_to(api, "waiting") == "n0"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     run(go)

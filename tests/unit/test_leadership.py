@@ -197,3 +197,69 @@ def test_a_leader_whose_lease_calls_hang_stops_within_the_renew_deadline() -> No
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(go())
+
+
+class RenewingMeanwhile(LeaseApi):
+    """The leader's own renewal lands between the read and the write of its release
+    (the renewal loop still runs while the operator stops)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renew_on_next_read = False
+
+    async def get(self, path: str, **kw: Any) -> dict[str, Any]:
+        lease = await super().get(path, **kw)
+        if self.renew_on_next_read:
+            self.renew_on_next_read = False
+            self._store(copy.deepcopy(self.lease))  # type: ignore[arg-type]
+        return lease
+
+
+def test_a_clean_stop_gives_the_lease_up_even_when_a_renewal_lands_in_between() -> None:
+    async def go() -> None:
+        api, lost = RenewingMeanwhile(), []
+        a, _ = elector(api, "a", lost)
+        task = asyncio.create_task(a.run())
+        await asyncio.sleep(0.1)
+        api.renew_on_next_read = True
+        await a.release()  # while its renewal loop still runs, as at the operator's stop
+        assert api.holder == "", "the Lease is still held: a standby waits it out"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+class Saturated:
+    """The operator's main client with every connection busy (a large backlog of binds
+    queued ahead): nothing it is asked comes back for far longer than any Lease."""
+
+    async def get(self, path: str, **_: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    async def create(self, path: str, body: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    async def request(self, *_: Any, **__: Any) -> Any:
+        await asyncio.sleep(3600)
+
+
+def test_the_lease_is_renewed_on_its_own_connections_whatever_else_is_queued() -> None:
+    async def go() -> None:
+        api, lost = LeaseApi(), []
+        runtime = Runtime(client=Saturated(), nodes=FakeInformer(), pods=FakeInformer())  # type: ignore[arg-type]
+        a = LeaderElector(
+            runtime,
+            "ns",
+            identity="a",
+            timings=FAST,
+            on_lost=lambda: lost.append("a"),
+            client=api,  # type: ignore[arg-type]
+        )
+        task = asyncio.create_task(a.run())
+        await asyncio.sleep(3 * FAST.duration_s)
+        assert runtime.leading.is_set() and not lost and api.holder == "a"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())

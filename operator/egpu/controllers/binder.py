@@ -205,6 +205,9 @@ class Binder:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        # The first pass at once: a replica that just took the lead has its caches full
+        # already, and a quiet backlog sends no event to wake it.
+        self.trigger.kick()
         while True:
             await self.trigger.wait(timeout=IDLE_CYCLE_SECONDS)
             await self.cycle()

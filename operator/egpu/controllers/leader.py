@@ -21,10 +21,11 @@ from collections.abc import Callable
 from egpu.actuators.lease import read_lease, record_of, write_lease
 from egpu.controllers.runtime import Runtime
 from egpu.engines.leadership import LeaseTimings, Observation, may_take, observe, still_leading
-from egpu.kube.client import JSON, ApiError, TransportError
+from egpu.kube.client import JSON, ApiError, KubeClient, TransportError
 from egpu.observability.metrics import LEADER
 
 log = logging.getLogger("egpu.leader")
+RELEASE_ATTEMPTS = 3
 
 
 def default_identity() -> str:
@@ -41,8 +42,13 @@ class LeaderElector:
         identity: str | None = None,
         timings: LeaseTimings | None = None,
         on_lost: Callable[[], None] | None = None,
+        client: KubeClient | None = None,
     ) -> None:
         self.runtime = runtime
+        # The Lease on connections of its own: behind thousands of binds queued on the
+        # main client's pool, a renewal would miss the renew deadline.
+        self.client = client or runtime.client
+        self._releasing = False
         self.namespace, self.name = namespace, name
         self.identity = identity or default_identity()
         self.timings = timings or LeaseTimings()
@@ -69,6 +75,8 @@ class LeaderElector:
         self.runtime.lead()
         while True:
             await asyncio.sleep(self.timings.retry_s)
+            if self._releasing:
+                return
             # A renewal that hangs must not outlast the renew deadline: past it, a
             # standby may take the Lease while this one still binds.
             left = self._renewed_at + self.timings.renew_deadline_s - time.monotonic()
@@ -94,7 +102,7 @@ class LeaderElector:
         cannot be reached)."""
         now = time.monotonic()
         try:
-            lease = await read_lease(self.runtime.client, self.namespace, self.name)
+            lease = await read_lease(self.client, self.namespace, self.name)
         except (ApiError, TransportError) as exc:
             log.warning("reading the Lease failed: %s", exc)
             return False
@@ -107,7 +115,7 @@ class LeaderElector:
             return False
         try:
             self._lease = await write_lease(
-                self.runtime.client,
+                self.client,
                 self.namespace,
                 self.name,
                 lease,
@@ -126,17 +134,22 @@ class LeaderElector:
         return True
 
     async def release(self) -> None:
-        """Give the Lease up (clean shutdown), so a standby need not wait for it."""
+        """Give the Lease up (clean shutdown), so a standby need not wait for it. The
+        renewal loop is stopped first; a renewal already on its way is a conflict, and
+        the release is tried again on the Lease as it is then."""
         if not self.leading:
             return
+        self._releasing = True
         self.runtime.stop_leading()
         LEADER.set(0)
-        try:
-            lease = await read_lease(self.runtime.client, self.namespace, self.name)
-            record = record_of(lease)
-            if record is not None and record.holder == self.identity:
+        for _ in range(RELEASE_ATTEMPTS):
+            try:
+                lease = await read_lease(self.client, self.namespace, self.name)
+                record = record_of(lease)
+                if record is None or record.holder != self.identity:
+                    return
                 await write_lease(
-                    self.runtime.client,
+                    self.client,
                     self.namespace,
                     self.name,
                     lease,
@@ -145,5 +158,17 @@ class LeaderElector:
                     dt.datetime.now(dt.UTC),
                 )
                 log.info("Lease %s/%s given up", self.namespace, self.name)
-        except (ApiError, TransportError) as exc:
-            log.warning("giving up the Lease failed: %s", exc)
+                return
+            except ApiError as exc:
+                if not exc.conflict:
+                    log.warning("giving up the Lease failed: %s", exc)
+                    return
+            except TransportError as exc:
+                log.warning("giving up the Lease failed: %s", exc)
+                return
+        log.warning("giving up the Lease failed: %d conflicts in a row", RELEASE_ATTEMPTS)
+
+    async def close(self) -> None:
+        """Close the Lease's own connections (not the runtime's)."""
+        if self.client is not self.runtime.client:
+            await self.client.close()

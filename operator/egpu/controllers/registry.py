@@ -16,6 +16,7 @@ from egpu.controllers.health import Health
 from egpu.controllers.leader import LeaderElector
 from egpu.controllers.runtime import Runtime
 from egpu.engines.leadership import LeaseTimings
+from egpu.kube.client import KubeClient
 
 log = logging.getLogger("egpu.operator")
 
@@ -62,6 +63,7 @@ def build_registry(
                 options.lease_name,
                 timings=options.lease_timings,
                 on_lost=on_lost,
+                client=KubeClient(runtime.client.credentials, connections=2),
             )
             runtime.spawn("leader-election", memo.elector.run)
         else:
@@ -73,6 +75,7 @@ def build_registry(
         elector: LeaderElector | None = getattr(memo, "elector", None)
         if elector is not None:
             await elector.release()
+            await elector.close()
         runtime: Runtime | None = getattr(memo, "runtime", None)
         if runtime is not None:
             await runtime.stop()

@@ -1,0 +1,89 @@
+"""The pure parts of the end-to-end benchmarks: the kube-scheduler profiles they start,
+how placement quality is counted, and how bench-scale shapes its cluster."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name: str, path: Path) -> ModuleType:
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+localcluster = load("localcluster", ROOT / "hack" / "localcluster.py")
+kubebench = load("kubebench", ROOT / "hack" / "bench" / "kubebench.py")
+scale = load("bench_scale", ROOT / "hack" / "bench" / "scale.py")
+
+
+def test_the_default_scheduler_profile_is_the_stock_one() -> None:
+    config = yaml.safe_load(localcluster.scheduler_config(Path("/k"), "default"))
+    assert config["kind"] == "KubeSchedulerConfiguration"
+    assert config["clientConnection"]["kubeconfig"] == "/k"
+    assert "profiles" not in config
+
+
+def test_the_bin_packing_profile_scores_most_allocated_with_gpus_weighted() -> None:
+    config = yaml.safe_load(localcluster.scheduler_config(Path("/k"), "most-allocated"))
+    (profile,) = config["profiles"]
+    assert profile["schedulerName"] == "default-scheduler"
+    (plugin,) = profile["pluginConfig"]
+    assert plugin["name"] == "NodeResourcesFit"
+    strategy = plugin["args"]["scoringStrategy"]
+    assert strategy["type"] == "MostAllocated"
+    weights = {r["name"]: r["weight"] for r in strategy["resources"]}
+    assert weights["nvidia.com/gpu"] > weights["cpu"] == weights["memory"]
+
+
+def test_an_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown scheduler profile"):
+        localcluster.scheduler_config(Path("/k"), "binpack")
+
+
+def gpu_pod(node: str | None, gpus: int) -> dict[str, object]:
+    pod = kubebench.gpu_pod("p", "x", gpus)
+    pod["spec"]["nodeName"] = node  # type: ignore[index]
+    return pod
+
+
+def test_stranded_gpus_are_the_free_ones_on_used_nodes_with_less_than_eight_free() -> None:
+    pods = [gpu_pod("a", 1)] * 12 + [gpu_pod("b", 8)] + [gpu_pod("c", 1)] + [gpu_pod(None, 1)]
+    used = kubebench.used_gpus(pods)
+    assert used == {"a": 12, "b": 8, "c": 1}
+    quality = kubebench.placement_quality(used, nodes=5, gpus_per_node=16)
+    # a: 4 free (stranded); b: 8 free (usable); c: 15 free (usable); two nodes untouched
+    assert quality == {"nodes_used": 3, "nodes_whole": 2, "stranded_gpus": 4}
+
+
+def test_scale_shapes_leaves_of_twenty_nodes() -> None:
+    shape = scale.shape_for(5000)
+    assert (shape.blocks, shape.leaves_per_block, shape.nodes_per_leaf) == (10, 25, 20)
+    assert shape.gpu_count == 40000
+    assert scale.shape_for(100).node_count == 100
+    with pytest.raises(ValueError):
+        scale.shape_for(1010)
+
+
+def test_scale_leaves_a_tenth_of_the_gpus_free_and_gives_the_rest_of_the_pods_no_gpu() -> None:
+    assert scale.split(50000, 40000, 1000) == (14000, 35000, 1000)
+    assert scale.split(1000, 40000, 10) == (0, 990, 10)
+    assert scale.split(1000, 800, 100) == (300, 600, 100)  # room for the 100-pod probe
+    with pytest.raises(ValueError):
+        scale.split(100, 80, 100)
