@@ -131,6 +131,24 @@ def test_a_recorded_plan_holds_until_a_fact_takes_its_gpus() -> None:
     assert sync.account_of("ns/p") is not None, "room again: the plan holds again"
 
 
+def test_gpus_asked_beyond_a_node_count_facts_and_holds_not_plans_that_hold_nothing() -> None:
+    planned = gpu_pod(
+        "p",
+        gpus=2,
+        uid="up",
+        annotations={"egpu.io/plan": plan_annotation("up", "n1", [0, 1], "p1", 1)},
+    )
+    node = gpu_node("n1", gpus=2)
+    sync = LedgerSync.rebuild(TOPOLOGY, [node], [planned])
+    assert sync.gpus_asked_beyond("n1") == 0
+    # A fact takes the GPUs: the plan holds nothing now, and asks nothing.
+    sync.pod_changed(None, gpu_pod("other", gpus=2, node="n1", ours=False))
+    assert sync.gpus_asked_beyond("n1") == 0
+    # Bound pods are facts even beyond the node's size.
+    sync.pod_changed(None, gpu_pod("more", gpus=1, node="n1", ours=False))
+    assert sync.gpus_asked_beyond("n1") == 1
+
+
 def test_giving_up_a_bind_drops_its_plan() -> None:
     plan = plan_annotation("up", "n1", [0], "p1", 1)
     pod = gpu_pod("p", uid="up", annotations={"egpu.io/plan": plan})

@@ -321,7 +321,12 @@ class LedgerSync:
             return 0
         asked = 0
         for key in self._on_node.get(node, ()):
-            account = self._desired(key)
+            # What is counted here, and every bound pod (a fact, counted or not); a plan
+            # that could not be counted holds nothing and asks nothing.
+            account = self.accounts.get(key)
+            if account is None:
+                desired = self._desired(key)
+                account = desired if desired is not None and desired.kind == BOUND else None
             if account is not None and account.node == node:
                 gpus = account.gpus
                 asked += gpus if isinstance(gpus, int) else len(gpus)
