@@ -57,11 +57,6 @@ def ledger_of(nodes: list[JSON], pods: list[JSON], topology: Topology | None) ->
     return LedgerSync.rebuild(topology or HOSTNAME_ONLY, nodes, pods).ledger
 
 
-def load_ledger(kubeconfig: str | None, topology_name: str) -> ClusterLedger:
-    nodes, pods, topologies = asyncio.run(read_cluster(kubeconfig))
-    return ledger_of(nodes, pods, topology_of(topologies, topology_name))
-
-
 # -- egpu plan -------------------------------------------------------------------------
 
 
