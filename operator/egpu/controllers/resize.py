@@ -18,9 +18,10 @@ the simulation, a resize completed) and at least every POLL_S (0.5 s):
    rank at its new size and the binder places it inside that domain (Event
    `ResizeMove`); if there is none, it waits like Wait, saying so.
 
-The usage source: `EGPU_USAGE_SOURCE` = annotations (default; the simulation's
-`egpu.io/sim-usage`), metrics-api (metrics-server), or prometheus (with
-`EGPU_PROMETHEUS_URL`, which alone also selects it).
+The usage source: `EGPU_USAGE_SOURCE` = auto (default: pods on simulated KWOK nodes
+from the simulation's `egpu.io/sim-usage` annotation, the others from their node's
+kubelet through nodes/proxy), annotations, kubelet, metrics-api (metrics-server), or
+prometheus (with `EGPU_PROMETHEUS_URL`, which alone also selects it).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ from egpu.state.resize_inputs import (
 )
 from egpu.state.usage import (
     AnnotationUsageReader,
+    AutoUsageReader,
     ContainerRef,
+    KubeletUsageReader,
     MetricsApiUsageReader,
     PrometheusUsageReader,
     UsageHistory,
@@ -137,9 +140,20 @@ def default_reader(runtime: Runtime) -> UsageReader:
         return PrometheusUsageReader(url)
     if source == "metrics-api":
         return MetricsApiUsageReader(runtime.client)
-    if source in ("", "annotations"):
+    if source == "annotations":
         return AnnotationUsageReader(runtime.pods.store)
-    raise ValueError(f"EGPU_USAGE_SOURCE={source!r}: use annotations, metrics-api or prometheus")
+    if source == "kubelet":
+        return KubeletUsageReader(runtime.client, runtime.pods.store)
+    if source in ("", "auto"):
+        return AutoUsageReader(
+            runtime.nodes.store,
+            runtime.pods.store,
+            simulated=AnnotationUsageReader(runtime.pods.store),
+            real=KubeletUsageReader(runtime.client, runtime.pods.store),
+        )
+    raise ValueError(
+        f"EGPU_USAGE_SOURCE={source!r}: use auto, annotations, kubelet, metrics-api or prometheus"
+    )
 
 
 def direction(decision: PodResizeDecision) -> str:

@@ -175,6 +175,22 @@ class KubeClient:
             raise ApiError(status, payload, method, path)
         return payload
 
+    async def get_text(self, path: str, timeout: float = 10) -> str:
+        """GET a plain-text answer (a kubelet's metrics through nodes/proxy, say)."""
+        url = self.credentials.server + path
+        try:
+            async with self.session.get(
+                url, headers={"Accept": "text/plain"}, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TRANSPORT_FAILURES as exc:
+            raise TransportError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        text = raw.decode(errors="replace")
+        if status >= 400:
+            raise ApiError(status, text[:200], "GET", path)
+        return text
+
     async def get(self, path: str, **params: Any) -> JSON:
         result: JSON = await self.request("GET", path, params=params or None)
         return result

@@ -10,6 +10,10 @@ sample of each of their containers, keyed by (namespace, pod, container). Source
 - `MetricsApiUsageReader`: `metrics.k8s.io/v1beta1` PodMetrics (metrics-server).
 - `PrometheusUsageReader`: cAdvisor's series through Prometheus's HTTP API, with CPU
   throttling, which metrics-server does not report.
+- `KubeletUsageReader`: each node's kubelet resource metrics (`/metrics/resource`)
+  through the API server's nodes/proxy subresource; no metrics add-on needed.
+- `AutoUsageReader` (the default): pods on simulated (KWOK) nodes from their
+  annotation, pods on real nodes from their kubelet.
 
 The two real sources are unit-tested against recorded answers only; no test here runs
 metrics-server or Prometheus.
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from egpu.domain.kubelet_metrics import CpuCounter, cpu_millicores, parse_resource_metrics
 from egpu.domain.quantity import parse_quantity
 from egpu.engines.resize import UsageSample
 from egpu.kube.client import JSON, KubeClient
@@ -175,6 +180,110 @@ class MetricsApiUsageReader:
             self._items = (await self.client.get(METRICS_API_PODS)).get("items") or []
             self._fetched_at = now
         return samples_from_pod_metrics(self._items, pods, now)
+
+
+# --- the kubelet's resource metrics, through nodes/proxy ------------------------------
+
+SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+"""Carried by the simulated (KWOK) nodes; their pods run nowhere and have no real usage."""
+
+
+def kubelet_metrics_path(node: str) -> str:
+    return f"/api/v1/nodes/{node}/proxy/metrics/resource"
+
+
+def _node_of(pods: Mapping[str, JSON], ref: PodRef) -> str | None:
+    pod = pods.get(f"{ref[0]}/{ref[1]}") or {}
+    return (pod.get("spec") or {}).get("nodeName") or None
+
+
+class KubeletUsageReader:
+    """Scrapes the kubelet of every node that runs an asked-for pod, each node at most
+    once per `min_interval_s`. CPU use is the counter's mean rate between two kubelet
+    readings, so a container has no sample until its second reading; a scrape that
+    brings the kubelet's same (cached) reading again gives the same sample again."""
+
+    def __init__(
+        self, client: KubeClient, pods: Mapping[str, JSON], min_interval_s: float = 1.0
+    ) -> None:
+        self.client = client
+        self.pods = pods
+        self.min_interval_s = min_interval_s
+        self._scraped_at: dict[str, float] = {}
+        self._counters: dict[ContainerRef, CpuCounter] = {}
+        self._latest: dict[ContainerRef, UsageSample] = {}
+
+    async def read(self, pods: Collection[PodRef], now: float) -> dict[ContainerRef, UsageSample]:
+        by_node: dict[str, set[PodRef]] = {}
+        for ref in pods:
+            node = _node_of(self.pods, ref)
+            if node is not None:
+                by_node.setdefault(node, set()).add(ref)
+        for node in by_node:
+            if now - self._scraped_at.get(node, float("-inf")) >= self.min_interval_s:
+                self._scraped_at[node] = now
+                try:
+                    text = await self.client.get_text(kubelet_metrics_path(node))
+                except Exception as exc:  # one unreachable kubelet must not hide the others
+                    log.warning("node %s: reading the kubelet's metrics failed: %r", node, exc)
+                    continue
+                self._take(text, now)
+                self._drop_gone()
+        wanted = set(pods)
+        return {ref: s for ref, s in self._latest.items() if (ref[0], ref[1]) in wanted}
+
+    def _drop_gone(self) -> None:
+        """Forget the containers of pods that left the cache, so the tables stay bounded."""
+        for table in (self._counters, self._latest):
+            for ref in [r for r in table if f"{r[0]}/{r[1]}" not in self.pods]:
+                del table[ref]
+
+    def _take(self, text: str, now: float) -> None:
+        for ref, reading in parse_resource_metrics(text).items():
+            if reading.cpu_seconds is None or reading.memory_bytes is None:
+                continue
+            at = reading.at if reading.at is not None else now
+            current = CpuCounter(reading.cpu_seconds, at)
+            previous = self._counters.get(ref)
+            if previous is not None and previous.at == at:
+                continue  # the kubelet's cached reading again: nothing new
+            self._counters[ref] = current
+            cpu = cpu_millicores(previous, current)
+            if cpu is not None:
+                self._latest[ref] = UsageSample(at, cpu, reading.memory_bytes)
+
+
+class AutoUsageReader:
+    """Pods on simulated nodes (`kwok.x-k8s.io/node`) from their annotation, every
+    other pod from its node's kubelet. A pod not yet on a node has no usage."""
+
+    def __init__(
+        self,
+        nodes: Mapping[str, JSON],
+        pods: Mapping[str, JSON],
+        simulated: UsageReader,
+        real: UsageReader,
+    ) -> None:
+        self.nodes = nodes
+        self.pods = pods
+        self.simulated = simulated
+        self.real = real
+
+    def is_simulated(self, node: str) -> bool:
+        annotations = ((self.nodes.get(node) or {}).get("metadata") or {}).get("annotations")
+        return SIMULATED_NODE_ANNOTATION in (annotations or {})
+
+    async def read(self, pods: Collection[PodRef], now: float) -> dict[ContainerRef, UsageSample]:
+        simulated: list[PodRef] = []
+        real: list[PodRef] = []
+        for ref in pods:
+            node = _node_of(self.pods, ref)
+            if node is not None:
+                (simulated if self.is_simulated(node) else real).append(ref)
+        out = await self.simulated.read(simulated, now) if simulated else {}
+        if real:
+            out.update(await self.real.read(real, now))
+        return out
 
 
 # --- Prometheus (cAdvisor series) -----------------------------------------------------
