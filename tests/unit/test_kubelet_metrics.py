@@ -15,6 +15,8 @@ from egpu.domain.kubelet_metrics import (
 
 SAMPLE = (Path(__file__).parent / "data" / "kubelet_metrics_resource.txt").read_text()
 
+pytestmark = pytest.mark.unit
+
 
 def test_reads_cpu_and_memory_of_each_container() -> None:
     readings = parse_resource_metrics(SAMPLE)

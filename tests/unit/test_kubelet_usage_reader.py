@@ -18,6 +18,8 @@ from egpu.state.usage import (
     kubelet_metrics_path,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def metrics(cpu_s: float, memory: float, at_ms: int, pod: str = "p", ns: str = "ns") -> str:
     labels = f'container="c",namespace="{ns}",pod="{pod}"'
