@@ -11,7 +11,9 @@ Three images, each an OCI image layout in a tar file that `ctr images import`
 - python:   Debian's python3.11 and the libraries it links, extracted from
             Debian's packages by mmdebstrap (no shell, no package manager);
             the base layer of the operator image, and the image of the
-            real-node tests' plain pods.
+            real-node tests' plain pods. It carries the usage feeder
+            (hack/image/usage_feeder.py) as /usr/local/bin/egpu-usage-feeder: a
+            container that really uses memory and CPU, for resize tests.
 - operator: python + one layer with the project's wheel and its pinned
             dependencies (hack/image/requirements.lock), precompiled, run as
             uid 65532. Tagged with the package version, the chart's appVersion.
@@ -300,9 +302,25 @@ def python_layer(work: Path) -> Layer:
 PYTHON_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
 
 
+FEEDER = REPO / "hack" / "image" / "usage_feeder.py"
+FEEDER_IN_IMAGE = "usr/local/bin/egpu-usage-feeder"
+
+
+def feeder_layer(work: Path) -> Layer:
+    """The usage feeder (hack/image/usage_feeder.py) as an executable on PATH."""
+    root = work / "feeder-root"
+    target = root / FEEDER_IN_IMAGE
+    target.parent.mkdir(parents=True)
+    target.write_text("#!/usr/bin/python3.11\n" + FEEDER.read_text())
+    target.chmod(0o755)
+    tar = work / "feeder.tar"
+    tar_tree(root, tar)
+    return make_layer(tar, "hack/image/usage_feeder.py")
+
+
 def build_python() -> Path:
     v = read_versions()
-    key = digest_of(*python_packages(v), Path(__file__))
+    key = digest_of(*python_packages(v), Path(__file__), FEEDER)
     out = cached("python", key)
     if out.exists():
         return out
@@ -311,7 +329,7 @@ def build_python() -> Path:
         write_oci_archive(
             out,
             "egpu.local/python:3.11",
-            [layer],
+            [layer, feeder_layer(Path(work))],
             {"Env": PYTHON_ENV, "Cmd": ["/usr/bin/python3.11"], "User": f"{NONROOT}:{NONROOT}"},
         )
     return out

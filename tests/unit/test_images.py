@@ -80,3 +80,13 @@ def test_the_same_tree_gives_the_same_layer(tmp_path: Path) -> None:
             assert member is not None
             digests.append(json.loads(member.read())["manifests"][0]["digest"])
     assert digests[0] == digests[1]
+
+
+def test_feeder_layer_puts_an_executable_feeder_on_path(tmp_path: Path) -> None:
+    layer = images.feeder_layer(tmp_path)
+    with gzip.open(layer.blob) as raw, tarfile.open(fileobj=raw) as tar:
+        info = tar.getmember(images.FEEDER_IN_IMAGE)
+        body = tar.extractfile(info).read().decode()  # type: ignore[union-attr]
+    assert info.mode & 0o111
+    assert body.startswith("#!/usr/bin/python3.11\n")
+    assert images.FEEDER.read_text() in body
