@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,12 +197,19 @@ USAGE = "egpu.io/sim-usage"
 FAKE_MODEL = "EGPU-FAKE-GPU"
 
 
+FEEDER = (REPO / "hack" / "image" / "usage_feeder.py").read_text()
+MEMORY_STEPS_MIB = "950,1950,2950"  # each about 0.93 of the limit it waits for
+
+
 def resizable_workload(usage: str) -> dict[str, Any]:
+    """One member whose container really holds 950 MiB, then more as its limit
+    grows (the usage feeder); its simulated usage annotation says `usage`."""
     command = (
-        "import os, signal, sys\n"
+        "import os, sys\n"
         "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
-        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
-        "signal.pause()"
+        f"sys.argv = ['usage_feeder', '--memory-mib', {MEMORY_STEPS_MIB!r},"
+        " '--cpu-millicores', '100']\n"
+        f"exec(compile({FEEDER!r}, 'usage_feeder.py', 'exec'))\n"
     )
     return {
         "apiVersion": "egpu.io/v1alpha1",
@@ -245,17 +253,23 @@ def resizable_workload(usage: str) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-def test_the_operator_binds_to_the_real_node_and_resizes_a_real_cgroup(
-    second_cluster: tuple[Path, Cluster],
+@pytest.mark.parametrize("source", ["auto", "annotations"])
+def test_real_memory_use_grows_a_real_pod_in_place_step_by_step(
+    second_cluster: tuple[Path, Cluster], source: str
 ) -> None:
     """The operator (a process on the host) binds a GPUWorkload member to the real
-    node; the kubelet allocates its fake GPUs; rising (simulated) memory use grows
-    it in place, and the kubelet writes the new limit into the container's cgroup."""
+    node; the kubelet allocates its fake GPUs; the container's real working set
+    rises in 1 GiB steps and, read from the kubelet's metrics (the default source),
+    grows the pod in place 1 -> 2 -> 3 -> 4 GiB: same UID, no restart, the kubelet
+    writes each new limit into the container's cgroup. With the simulation's reader
+    (the annotation says 700Mi) the same pod never grows: the test needs real usage."""
     run_dir, other = second_cluster
     other.kubectl("label", "node", "egpu-real-0", f"nvidia.com/gpu.product={FAKE_MODEL}")
     other.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     other.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    operator = OperatorProcess(other, run_dir / "operator.log")
+    operator = OperatorProcess(
+        other, run_dir / f"operator-{source}.log", env={"EGPU_USAGE_SOURCE": source}
+    )
     operator.start()
     try:
         other.kubectl("apply", "-f", "-", input=json.dumps(resizable_workload("700Mi")))
@@ -279,17 +293,19 @@ def test_the_operator_binds_to_the_real_node_and_resizes_a_real_cgroup(
         given = next(ln for ln in out.splitlines() if ln.startswith("devices ")).split()[1]
         assert len(planned) == 2 and len(given.split(",")) == 2, (planned, given)
 
-        text = usage_annotation({"main": {"cpu": "300m", "memory": "1.5Gi"}})
-        other.kubectl("annotate", "pod", "grow-0", f"{USAGE}={text}", "--overwrite")
-
         def limit() -> str:
             return str(member()["status"]["containerStatuses"][0]["resources"]["limits"]["memory"])
 
-        wait_until(lambda: limit() == "2Gi", 60, "the pod to grow to 2Gi in place")
-        last = member()
-        status = last["status"]["containerStatuses"][0]
-        assert last["metadata"]["uid"] == uid and status["restartCount"] == 0
-        container_id = status["containerID"].removeprefix("containerd://")
+        if source == "annotations":
+            wait_until(
+                lambda: "step 950 MiB" in other.kubectl("logs", "grow-0").stdout, 60, "950 MiB"
+            )
+            time.sleep(45)  # several kubelet stats refreshes and resize passes
+            assert limit() == "1Gi"
+            return
+
+        container_id = first["status"]["containerStatuses"][0]["containerID"]
+        container_id = container_id.removeprefix("containerd://")
         sys.path.insert(0, str(REPO / "hack"))
         import realnode
 
@@ -300,11 +316,28 @@ def test_the_operator_binds_to_the_real_node_and_resizes_a_real_cgroup(
             )
         )
         assert len(files) == 1, files
-        wait_until(
-            lambda: files[0].read_text().strip() == str(2 << 30), 30, "the cgroup's new limit"
-        )
+        for gib in (2, 3, 4):
+            wait_until(
+                lambda gib=gib: limit() == f"{gib}Gi", 120, f"the pod to grow to {gib}Gi in place"
+            )
+            wait_until(
+                lambda gib=gib: files[0].read_text().strip() == str(gib << 30),
+                30,
+                f"the cgroup's limit of {gib}Gi",
+            )
+        last = member()
+        status = last["status"]["containerStatuses"][0]
+        assert last["metadata"]["uid"] == uid and status["restartCount"] == 0
+        logs = other.kubectl("logs", "grow-0").stdout
+        assert "step 1950 MiB" in logs, logs  # each limit followed a real rise of use
     finally:
         operator.stop()
+        other.kubectl("delete", "gpuworkload", "grow", "--wait=true", "--timeout=60s", check=False)
+        wait_until(lambda: not member_exists(other), 60, "the member to be gone")
+
+
+def member_exists(cluster: Cluster) -> bool:
+    return cluster.kubectl("get", "pod", "grow-0", check=False).returncode == 0
 
 
 def test_down_leaves_nothing_behind(second_cluster: tuple[Path, Cluster]) -> None:
