@@ -122,3 +122,24 @@ def test_a_claim_without_allocation_holds_nothing_and_a_broken_one_is_refused() 
     broken = {"metadata": {"name": "c"}, "status": {"allocation": {"devices": {"results": [{}]}}}}
     with pytest.raises(ValueError, match="lacks driver/pool/device"):
         parse_claim(broken)
+
+
+def test_a_node_with_a_slice_takes_count_model_and_wiring_from_it_not_its_annotation() -> None:
+    from egpu.domain.node import node_from_kubernetes
+
+    devices = [
+        device(f"gpu-{i}", index=i, numaNode=i % 2, nvlinkGroup=i % 2, productName="H200")
+        for i in range(4)
+    ]
+    dra = parse_slices([slice_of("n1", devices)])["n1"]
+    annotation = '{"nvlinkGroups": [[0, 1, 2, 3, 4, 5, 6, 7]]}'
+    node = node_from_kubernetes(
+        "n1", {"nvidia.com/gpu.count": "8"}, {"egpu.io/gpu-interconnect": annotation}, {}, dra=dra
+    )
+    assert (node.gpu_count, node.gpu_model, node.dra) == (4, "H200", True)
+    assert node.wiring.nvlink_groups == ((0, 2), (1, 3))
+    assert node.wiring.numa == (0, 1, 0, 1)
+    plain = node_from_kubernetes(
+        "n1", {}, {"egpu.io/gpu-interconnect": annotation}, {"nvidia.com/gpu": "8"}
+    )
+    assert not plain.dra and plain.wiring.nvlink_groups == (tuple(range(8)),)

@@ -60,6 +60,12 @@ class DraNode:
     def gpu_count(self) -> int:
         return len(self.gpus)
 
+    @property
+    def product(self) -> str | None:
+        """The GPU model when every device names the same one."""
+        products = {gpu.product for gpu in self.gpus}
+        return products.pop() if len(products) == 1 else None
+
     def device_index(self) -> dict[str, int]:
         return {gpu.name: gpu.index for gpu in self.gpus}
 
