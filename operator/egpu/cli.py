@@ -18,8 +18,15 @@ def _sim_nodes(args: argparse.Namespace) -> int:
         nvlink_group_size=args.nvlink_group_size,
         gpu_models=tuple(args.models.split(",")),
         name_prefix=args.prefix,
+        dra=args.dra,
     )
     seconds = create_nodes(shape, kubeconfig=args.kubeconfig, workers=args.workers)
+    if shape.dra:
+        from egpu.domain.dra import GPU_DRIVER
+        from egpu.sim.dra import create_resource_slices
+
+        slices = create_resource_slices(shape, kubeconfig=args.kubeconfig)
+        print(f"published {slices} ResourceSlices (driver {GPU_DRIVER})")
     print(
         f"created {shape.node_count} simulated GPU nodes ({shape.gpu_count} GPUs: "
         f"{shape.blocks} blocks x {shape.leaves_per_block} leaves x {shape.nodes_per_leaf} "
@@ -29,8 +36,10 @@ def _sim_nodes(args: argparse.Namespace) -> int:
 
 
 def _sim_delete(args: argparse.Namespace) -> int:
+    from egpu.sim.dra import delete_resource_slices
     from egpu.sim.nodes import delete_nodes
 
+    delete_resource_slices(kubeconfig=args.kubeconfig)
     print(f"deleted {delete_nodes(kubeconfig=args.kubeconfig)} simulated nodes")
     return 0
 
@@ -82,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     nodes.add_argument("--prefix", default="gpu", help="node name prefix")
     nodes.add_argument("--workers", type=int, default=16, help="parallel API requests")
+    nodes.add_argument(
+        "--dra",
+        action="store_true",
+        help="publish the GPUs as DRA ResourceSlices (driver gpu.egpu.io), no device plugin",
+    )
     nodes.set_defaults(func=_sim_nodes)
     delete = sim_sub.add_parser("delete-nodes", help="delete every simulated node")
     delete.set_defaults(func=_sim_delete)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
+from egpu.domain.dra import DRA_API_VERSION, DRA_REQUEST, GPU_DEVICE_CLASS
 from egpu.domain.labels import (
     DOMAIN_ANNOTATION,
     GANG_LABEL,
@@ -35,6 +36,59 @@ from egpu.domain.labels import (
 MOVED_MEMBERS_ANNOTATION = "egpu.io/moved-members"
 
 RESIZED_RESOURCES = ("cpu", "memory")
+
+# A DRA workload's pods name one claim, generated from the workload's template.
+POD_GPU_CLAIM = "gpus"
+
+
+def uses_dra(spec: dict[str, Any]) -> bool:
+    return spec.get("gpuAllocation") == "DRA"
+
+
+def claim_template_name(workload: str) -> str:
+    return f"{workload}-gpus"
+
+
+def _owner(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "GPUWorkload",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_claim_template(workload: dict[str, Any]) -> dict[str, Any]:
+    """The ResourceClaimTemplate of a DRA workload: exactly gpusPerPod GPUs per pod.
+
+    The controller manager makes one claim per pod from it, owned by the pod, so a
+    claim goes with its pod."""
+    meta, spec = workload["metadata"], workload["spec"]
+    labels = {WORKLOAD_LABEL: meta["name"], MANAGED_BY_LABEL: "egpu-operator"}
+    request = {
+        "name": DRA_REQUEST,
+        "exactly": {
+            "deviceClassName": GPU_DEVICE_CLASS,
+            "allocationMode": "ExactCount",
+            "count": int(spec.get("gpusPerPod", 1)),
+        },
+    }
+    return {
+        "apiVersion": DRA_API_VERSION,
+        "kind": "ResourceClaimTemplate",
+        "metadata": {
+            "name": claim_template_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [_owner(meta)],
+        },
+        "spec": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {"devices": {"requests": [request]}},
+        },
+    }
 
 
 def member_pod_name(workload: str, rank: int) -> str:
@@ -171,6 +225,7 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     pod_meta = template.get("metadata") or {}
     pod_spec = template["spec"]
     gpus = int(spec.get("gpusPerPod", 1))
+    dra = uses_dra(spec)
     topology = spec.get("topology") or {}
 
     labels = {
@@ -209,8 +264,16 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
         limits = resources.setdefault("limits", {})
         requests = resources.setdefault("requests", {})
         # The GPUs go to the first container; extended resources need
-        # requests == limits.
-        if i == 0:
+        # requests == limits. Through DRA, the pod's claim carries them instead.
+        if dra:
+            limits.pop(GPU_RESOURCE, None)
+            requests.pop(GPU_RESOURCE, None)
+            if i == 0:
+                claims = [
+                    c for c in resources.get("claims") or [] if c.get("name") != POD_GPU_CLAIM
+                ]
+                resources["claims"] = [*claims, {"name": POD_GPU_CLAIM}]
+        elif i == 0:
             limits[GPU_RESOURCE] = str(gpus)
             requests[GPU_RESOURCE] = str(gpus)
         env = container.setdefault("env", [])
@@ -226,6 +289,13 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
             if var not in known:
                 env.append({"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 
+    if dra:
+        claims = [c for c in pod_spec.get("resourceClaims") or [] if c.get("name") != POD_GPU_CLAIM]
+        template_ref = {
+            "name": POD_GPU_CLAIM,
+            "resourceClaimTemplateName": claim_template_name(name),
+        }
+        pod_spec["resourceClaims"] = [*claims, template_ref]
     pod_spec["schedulerName"] = SCHEDULER_NAME
     pod_spec.pop("nodeName", None)  # the binder places every member
     pod_spec.setdefault("restartPolicy", "Never")
@@ -238,16 +308,7 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "GPUWorkload",
-                    "name": name,
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [_owner(meta)],
         },
         "spec": pod_spec,
     }

@@ -42,6 +42,7 @@ GangPolicyName = Literal["AllOrNothing", "None"]
 ResizeMode = Literal["Off", "Recommend", "Auto"]
 InfeasibleResizeAction = Literal["Wait", "Move"]
 RepairPolicyName = Literal["ReplaceMember", "RestartGang", "None"]
+GpuAllocation = Literal["DevicePlugin", "DRA"]
 WorkloadPhase = Literal[
     "Pending", "Placing", "Running", "Degraded", "Repairing", "Succeeded", "Failed"
 ]
@@ -382,6 +383,15 @@ def _gpus_immutable() -> dict[str, Any]:
     )
 
 
+def _allocation_immutable() -> dict[str, Any]:
+    return rules_extra(
+        Rule(
+            rule="self == oldSelf",
+            message="gpuAllocation is immutable: a pod's claims are fixed when it is created",
+        )
+    )
+
+
 class GPUWorkloadSpec(ApiModel):
     """The desired GPU pods of a GPUWorkload."""
 
@@ -431,6 +441,18 @@ class GPUWorkloadSpec(ApiModel):
     )
     gpus_per_pod: int = gpus_per_pod_field(_gpus_immutable())
     gpu_model: GpuModel | None = gpu_model_field()
+    gpu_allocation: GpuAllocation = Field(
+        "DevicePlugin",
+        description="How the pods get their GPUs. DevicePlugin: each pod asks for "
+        "nvidia.com/gpu and goes to nodes whose device plugin advertises it; the node is the "
+        "binder's choice, the GPU ids are the kubelet's. DRA: each pod gets one "
+        "ResourceClaim (from the ResourceClaimTemplate <workload>-gpus, exactly gpusPerPod "
+        "devices of DeviceClass gpu.egpu.io) instead of asking for nvidia.com/gpu; until "
+        "the binder allocates claims itself it refuses such pods (reason Unsupported, "
+        "spec.resourceClaims). A pod's "
+        "claims are fixed when it is created, so this is chosen per workload and immutable.",
+        json_schema_extra=_allocation_immutable(),
+    )
     gang: GangPolicy = defaulted_object(GangPolicy, "Gang scheduling of the pods.")
     topology: TopologyConstraint | None = Field(
         None, description="Network locality of the pods; unset: anywhere."

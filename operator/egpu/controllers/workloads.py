@@ -17,12 +17,15 @@ import kopf
 from pydantic import ValidationError
 
 from egpu import API_VERSION, GROUP, VERSION
+from egpu.actuators.claim_templates import create_claim_template
 from egpu.actuators.events import patch_status
 from egpu.actuators.manifests import (
+    build_claim_template,
     build_member_pod,
     gang_marks,
     member_pod_name,
     template_overrides,
+    uses_dra,
 )
 from egpu.actuators.pods import create_pod, delete_pod, set_gang_marks
 from egpu.api.base import validation_message
@@ -391,9 +394,16 @@ class WorkloadController:
             return None
         if backoff is not None and time.monotonic() < backoff.retry_at:
             return backoff.message
-        results = await gather_limited(
-            32, *(create_pod(self.runtime.client, build_member_pod(body, r)) for r in ranks)
-        )
+        results: list[Any] = []
+        if uses_dra(body["spec"]):  # the pods name it: it comes first
+            try:
+                await create_claim_template(self.runtime.client, build_claim_template(body))
+            except ApiError as exc:
+                results.append(exc)
+        if not results:
+            results = await gather_limited(
+                32, *(create_pod(self.runtime.client, build_member_pod(body, r)) for r in ranks)
+            )
         errors = [r for r in results if isinstance(r, BaseException)]
         refusals = [e for e in errors if isinstance(e, ApiError) and not e.transient]
         if not refusals:

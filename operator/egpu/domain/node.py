@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from egpu.domain.dra import DraNode
 from egpu.domain.gpu import Gpu, Interconnect, parse_interconnect, parse_unhealthy_gpus
 from egpu.domain.labels import (
     GPU_COUNT_LABEL,
@@ -52,6 +53,8 @@ class Node:
     taints: tuple[Taint, ...] = ()
     max_pods: int | None = None  # allocatable pods; None: not limited
     extended: Mapping[str, int] = field(default_factory=dict)  # other allocatable
+    # Its GPUs are published through DRA (a ResourceSlice): the GPU ids are enforced.
+    dra: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -105,24 +108,33 @@ def node_from_kubernetes(
     allocatable: Mapping[str, str],
     schedulable: bool = True,
     taints: object = None,
+    dra: DraNode | None = None,
 ) -> Node:
     """Build a Node from a Kubernetes Node's labels, annotations and status.allocatable.
 
     GPU count comes from allocatable `nvidia.com/gpu` (else the GFD count label), the
     model from `nvidia.com/gpu.product`. `schedulable` is false for cordoned or not-Ready
-    nodes. `taints` is spec.taints as the API serves it. Raises ValueError naming the
-    node and the bad field.
+    nodes. `taints` is spec.taints as the API serves it. With `dra` (the GPUs a DRA
+    driver publishes for it) the GPU count, model and wiring come from its devices, in
+    preference to the labels and the interconnect annotation. Raises ValueError naming
+    the node and the bad field.
     """
     try:
-        gpu_text = allocatable.get(GPU_RESOURCE, labels.get(GPU_COUNT_LABEL, "0"))
-        gpu_count = whole_count(gpu_text, "nvidia.com/gpu")
+        if dra is not None:
+            gpu_count = dra.gpu_count
+        else:
+            gpu_text = allocatable.get(GPU_RESOURCE, labels.get(GPU_COUNT_LABEL, "0"))
+            gpu_count = whole_count(gpu_text, "nvidia.com/gpu")
         if gpu_count > MAX_GPUS_PER_NODE:
             raise ValueError(
                 f"it claims {gpu_count} GPUs (nvidia.com/gpu), more than the "
                 f"{MAX_GPUS_PER_NODE} a node can have"
             )
         unhealthy = parse_unhealthy_gpus(annotations.get(UNHEALTHY_GPUS_ANNOTATION), gpu_count)
-        wiring = parse_interconnect(annotations.get(INTERCONNECT_ANNOTATION), gpu_count)
+        if dra is not None:
+            wiring = dra.wiring()
+        else:
+            wiring = parse_interconnect(annotations.get(INTERCONNECT_ANNOTATION), gpu_count)
         cpu = cpu_millis(allocatable.get("cpu", "0"))
         memory = memory_bytes(allocatable.get("memory", "0"))
         pods = allocatable.get("pods")
@@ -139,13 +151,14 @@ def node_from_kubernetes(
         cpu_millis=cpu,
         memory_bytes=memory,
         gpu_count=gpu_count,
-        gpu_model=labels.get(GPU_PRODUCT_LABEL) or None,
+        gpu_model=labels.get(GPU_PRODUCT_LABEL) or (dra.product if dra is not None else None),
         unhealthy_gpus=unhealthy,
         interconnect=wiring,
         schedulable=schedulable,
         taints=node_taints,
         max_pods=max_pods,
         extended=extended,
+        dra=dra is not None,
     )
 
 

@@ -45,6 +45,9 @@ class ClusterShape:
     # Prepended to block and leaf names, so several simulated clusters can
     # share one API server without sharing topology domains.
     domain_prefix: str = ""
+    # GPUs published through DRA (egpu.sim.dra) instead of a device plugin: the nodes
+    # advertise no nvidia.com/gpu.
+    dra: bool = False
 
     def __post_init__(self) -> None:
         for field in ("blocks", "leaves_per_block", "nodes_per_leaf", "gpus_per_node"):
@@ -90,9 +93,10 @@ def node_manifests(shape: ClusterShape) -> Iterator[dict[str, Any]]:
                     "cpu": shape.cpu_per_node,
                     "memory": shape.memory_per_node,
                     "pods": "110",
-                    "nvidia.com/gpu": gpus,
                     "ephemeral-storage": "1Ti",
                 }
+                if not shape.dra:
+                    resources["nvidia.com/gpu"] = gpus
                 yield {
                     "apiVersion": "v1",
                     "kind": "Node",

@@ -17,6 +17,11 @@ What the ledger holds, per pod (an `Account`):
 Pods seen while their node is unknown or unreadable are remembered and counted as soon
 as the node appears or is repaired.
 
+GPUs published through DRA: a node's ResourceSlices give its GPU count and wiring (in
+preference to its labels and interconnect annotation), and every allocated
+ResourceClaim, whoever allocated it, holds the devices it names (as the GPU ids of the
+pods it serves), counted before any pod counted by GPU count alone.
+
 Fences: GPUs the repair controller took out of placement (`set_fence`), held here at
 once and added to what the node's `egpu.io/unhealthy-gpus` annotation marks, so the
 binder never places on them, even before the annotation written with them is seen.
@@ -29,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from egpu.domain.dra import ClaimAllocation, DraNode, parse_claim, parse_slices
 from egpu.domain.node import node_from_kubernetes
 from egpu.domain.placement import PodAssignment
 from egpu.domain.pod import PodDemand, PodFacts
@@ -42,6 +48,8 @@ JSON = dict[str, Any]
 HOSTNAME_ONLY = Topology(levels=("kubernetes.io/hostname",))
 
 BOUND, INTENT, PLANNED = "bound", "intent", "planned"
+# Ledger holds of ResourceClaims are keyed apart from pods' (pod keys hold no colon).
+_CLAIM_PREFIX = "claim:"
 
 __all__ = [
     "HOSTNAME_ONLY",
@@ -117,6 +125,10 @@ class LedgerSync:
         self._where: dict[str, str] = {}  # pod key -> its node in _on_node
         self._last: tuple[JSON | None, PodFacts | None] = (None, None)
         self.fences: dict[str, frozenset[int]] = {}  # node -> GPUs fenced by repair
+        self.dra_nodes: dict[str, DraNode] = {}  # node -> the GPUs its ResourceSlices publish
+        self.bad_slices: dict[str, str] = {}  # node -> why its slices cannot be read
+        self.claims: dict[str, ClaimAllocation] = {}  # allocated claims, by claim key
+        self._node_objects: dict[str, JSON] = {}  # the Node objects last seen, by name
 
     # -- whole rebuilds ------------------------------------------------------------------
 
@@ -129,20 +141,35 @@ class LedgerSync:
         intents: dict[str, PodAssignment] | None = None,
         ignored_plans: dict[str, str] | None = None,
         fences: dict[str, frozenset[int]] | None = None,
+        slices: Iterable[JSON] = (),
+        claims: Iterable[JSON] = (),
     ) -> LedgerSync:
         sync = cls(topology)
         sync.fences = dict(fences or {})
+        sync._read_slices(slices)
+        sync.claims = _read_claims(claims)
         sync.intents = dict(intents or {})
         sync.ignored_plans = dict(ignored_plans or {})
         sync._fill(nodes, pods)
         return sync
 
-    def reset(self, topology: Topology, nodes: Iterable[JSON], pods: Iterable[JSON]) -> None:
+    def reset(
+        self,
+        topology: Topology,
+        nodes: Iterable[JSON],
+        pods: Iterable[JSON],
+        slices: Iterable[JSON] | None = None,
+        claims: Iterable[JSON] | None = None,
+    ) -> None:
         """Rebuild from the caches in place (a relist, a new topology); the binds in
-        flight are kept."""
+        flight are kept. Slices and claims left out keep what was read of them."""
         self.ledger = ClusterLedger(topology)
         self.facts, self.accounts, self.bad_nodes = {}, {}, {}
-        self._on_node, self._where = {}, {}
+        self._on_node, self._where, self._node_objects = {}, {}, {}
+        if slices is not None:
+            self._read_slices(slices)
+        if claims is not None:
+            self.claims = _read_claims(claims)
         self._fill(nodes, pods)
 
     def _fill(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> None:
@@ -168,11 +195,15 @@ class LedgerSync:
     def node_changed(self, old: JSON | None, new: JSON | None) -> None:
         if new is None:
             if old is not None:
+                self._node_objects.pop(old["metadata"]["name"], None)
                 self._node_gone(old["metadata"]["name"])
             return
         meta, status = new["metadata"], new.get("status") or {}
         name = meta["name"]
+        self._node_objects[name] = new
         try:
+            if name in self.bad_slices:
+                raise ValueError(self.bad_slices[name])
             node = node_from_kubernetes(
                 name,
                 meta.get("labels") or {},
@@ -180,6 +211,7 @@ class LedgerSync:
                 status.get("allocatable") or {},
                 schedulable=node_schedulable(new),
                 taints=(new.get("spec") or {}).get("taints"),
+                dra=self.dra_nodes.get(name),
             )
         except ValueError as exc:
             # Out of placement until it can be read, as if it were not there; what runs
@@ -194,10 +226,10 @@ class LedgerSync:
             node = replace(node, unhealthy_gpus=node.unhealthy_gpus | extra)
         if name in self.ledger:
             self.ledger.update_node(node)
-            self._refresh(name)  # a cordon, fewer GPUs: old plans must still fit
         else:
             self.ledger.add_node(node)
-            self._refresh(name)
+        self._count_claims(name)
+        self._refresh(name)  # a cordon, fewer GPUs: old plans must still fit
 
     def set_fence(self, node: JSON, gpus: frozenset[int]) -> None:
         """Fence these GPUs of `node` (the Node object as cached), replacing its earlier
@@ -217,6 +249,91 @@ class LedgerSync:
         for key in self._on_node.get(name, ()):
             if self.accounts.pop(key, None) is not None:
                 log.info("node %s went; %s is no longer counted there", name, key)
+
+    # -- DRA: ResourceSlices and ResourceClaims -----------------------------------------
+
+    def slices_changed(self, slices: Iterable[JSON]) -> None:
+        """The ResourceSlices now in the cache (all of them: a node's GPUs may span
+        several); nodes whose published GPUs changed are read again."""
+        before, bad_before = dict(self.dra_nodes), dict(self.bad_slices)
+        self._read_slices(slices)
+        changed = {
+            name
+            for name in set(before) | set(self.dra_nodes) | set(bad_before) | set(self.bad_slices)
+            if before.get(name) != self.dra_nodes.get(name)
+            or bad_before.get(name) != self.bad_slices.get(name)
+        }
+        for name in sorted(changed):
+            node = self._node_objects.get(name)
+            if node is not None:
+                self.node_changed(None, node)
+
+    def _read_slices(self, slices: Iterable[JSON]) -> None:
+        """One pool at a time, so one driver's bad slice leaves out its node alone."""
+        pools: dict[tuple[str, str], list[JSON]] = {}
+        for item in slices:
+            spec = item.get("spec") or {}
+            node = spec.get("nodeName")
+            if node:
+                pools.setdefault((str(node), str(spec.get("driver"))), []).append(item)
+        self.dra_nodes, self.bad_slices = {}, {}
+        for (node, _), group in sorted(pools.items()):
+            try:
+                self.dra_nodes.update(parse_slices(group))
+            except (ValueError, TypeError) as exc:
+                self.bad_slices[node] = f"ResourceSlice: {exc}"
+
+    def claim_changed(self, old: JSON | None, new: JSON | None) -> None:
+        claim = new or old
+        if claim is None:
+            return
+        key = _claim_key(claim)
+        before = self.claims.pop(key, None)
+        if new is not None:
+            allocation = _read_claim(new)
+            if allocation is not None:
+                self.claims[key] = allocation
+        after = self.claims.get(key)
+        if before == after:
+            return
+        nodes = {self._claim_node(c) for c in (before, after) if c is not None}
+        if before is not None:
+            self.ledger.remove_foreign_usage(_CLAIM_PREFIX + key)
+        for node in sorted(n for n in nodes if n is not None):
+            self._count_claims(node)
+            self._refresh(node)
+
+    def _claim_node(self, claim: ClaimAllocation) -> str | None:
+        pools = {(d.driver, d.pool) for d in claim.devices}
+        for node in self.dra_nodes.values():
+            if (node.driver, node.pool) in pools:
+                return node.node
+        return None
+
+    def claimed_gpus(self, node: str) -> dict[str, tuple[int, ...]]:
+        """The GPU ids each allocated claim holds on `node`, by claim key."""
+        dra = self.dra_nodes.get(node)
+        if dra is None:
+            return {}
+        names = dra.device_index()
+        held: dict[str, tuple[int, ...]] = {}
+        for key, claim in self.claims.items():
+            ids = tuple(
+                sorted(
+                    names[d.device]
+                    for d in claim.devices
+                    if (d.driver, d.pool) == (dra.driver, dra.pool) and d.device in names
+                )
+            )
+            if ids:
+                held[key] = ids
+        return held
+
+    def _count_claims(self, node: str) -> None:
+        if node not in self.ledger:
+            return
+        for key, ids in sorted(self.claimed_gpus(node).items()):
+            self.ledger.add_foreign_usage(_CLAIM_PREFIX + key, node, gpus=ids)
 
     # -- pods ----------------------------------------------------------------------------
 
@@ -332,11 +449,25 @@ class LedgerSync:
                 asked += gpus if isinstance(gpus, int) else len(gpus)
         return max(0, asked - self.ledger.node_view(node).gpu_count)
 
-    def audit(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> list[str]:
-        """Where this ledger differs from one rebuilt from scratch out of `nodes` and
-        `pods` (with the same binds in flight); empty when they agree."""
+    def audit(
+        self,
+        nodes: Iterable[JSON],
+        pods: Iterable[JSON],
+        slices: Iterable[JSON] = (),
+        claims: Iterable[JSON] = (),
+    ) -> list[str]:
+        """Where this ledger differs from one rebuilt from scratch out of `nodes`,
+        `pods`, `slices` and `claims` (with the same binds in flight); empty when they
+        agree."""
         fresh = LedgerSync.rebuild(
-            self.ledger.topology, nodes, pods, self.intents, self.ignored_plans, self.fences
+            self.ledger.topology,
+            nodes,
+            pods,
+            self.intents,
+            self.ignored_plans,
+            self.fences,
+            slices,
+            claims,
         )
         problems = []
         for name in sorted(set(self.ledger.node_names()) | set(fresh.ledger.node_names())):
@@ -521,3 +652,21 @@ class LedgerSync:
             desired = self._desired(key)
             if desired is not None:
                 self._apply(key, desired)
+
+
+def _claim_key(claim: JSON) -> str:
+    meta = claim.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _read_claim(claim: JSON) -> ClaimAllocation | None:
+    try:
+        return parse_claim(claim)
+    except (ValueError, TypeError) as exc:  # the API server validates; never expected
+        log.warning("ResourceClaim %s not counted: %s", _claim_key(claim), exc)
+        return None
+
+
+def _read_claims(claims: Iterable[JSON]) -> dict[str, ClaimAllocation]:
+    read = {_claim_key(c): _read_claim(c) for c in claims}
+    return {key: allocation for key, allocation in read.items() if allocation is not None}

@@ -1,0 +1,106 @@
+"""The one ledger with GPUs published through DRA: ResourceSlices give a node its GPUs
+and wiring, and every allocated ResourceClaim (whoever allocated it) holds its devices."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from egpu.domain.dra import GPU_DRIVER
+from egpu.domain.topology import Topology
+from egpu.sim.dra import device_name, resource_slice_manifests
+from egpu.sim.nodes import ClusterShape, node_manifests
+from egpu.state.ledger_sync import LedgerSync
+from objects import gpu_pod
+
+pytestmark = pytest.mark.unit
+TOPOLOGY = Topology(levels=("egpu.io/block", "egpu.io/leaf", "kubernetes.io/hostname"))
+SHAPE = ClusterShape(blocks=1, leaves_per_block=1, nodes_per_leaf=2, dra=True)
+
+
+def ready(node: dict[str, Any]) -> dict[str, Any]:
+    node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return node
+
+
+NODES = [ready(n) for n in node_manifests(SHAPE)]
+SLICES = list(resource_slice_manifests(SHAPE))
+N0 = NODES[0]["metadata"]["name"]
+
+
+def claim(name: str, node: str, gpus: list[int]) -> dict[str, Any]:
+    results = [
+        {"request": "gpus", "driver": GPU_DRIVER, "pool": node, "device": device_name(i)}
+        for i in gpus
+    ]
+    return {
+        "metadata": {"namespace": "other", "name": name, "uid": f"uid-{name}"},
+        "spec": {"devices": {"requests": []}},
+        "status": {"allocation": {"devices": {"results": results}}},
+    }
+
+
+def free(sync: LedgerSync, node: str = N0) -> tuple[int, ...]:
+    return sync.ledger.node_view(node).free_gpus
+
+
+def test_a_dra_node_takes_its_gpus_from_its_slice() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+    assert "nvidia.com/gpu" not in NODES[0]["status"]["allocatable"]
+    assert free(sync) == tuple(range(8))
+    two = copy.deepcopy(SLICES)
+    two[0]["spec"]["devices"] = two[0]["spec"]["devices"][:2]
+    assert free(LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=two)) == (0, 1)
+
+
+def test_a_foreign_claim_keeps_its_devices_used_until_it_is_released() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+    foreign = claim("theirs", N0, [0, 5])
+    sync.claim_changed(None, foreign)
+    assert free(sync) == (1, 2, 3, 4, 6, 7)
+    assert sync.claimed_gpus(N0) == {"other/theirs": (0, 5)}
+    assert sync.audit(NODES, [], SLICES, [foreign]) == []
+    released = copy.deepcopy(foreign)
+    released["status"] = {}
+    sync.claim_changed(foreign, released)
+    assert free(sync) == tuple(range(8))
+    sync.claim_changed(None, foreign)
+    sync.claim_changed(foreign, None)  # deleted
+    assert free(sync) == tuple(range(8))
+    assert sync.audit(NODES, [], SLICES, []) == []
+
+
+def test_pods_counted_by_gpu_count_never_take_a_claimed_device() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+    pod = gpu_pod("p", gpus=6, node=N0, ours=False)
+    sync.pod_changed(None, pod)
+    sync.claim_changed(None, claim("theirs", N0, [0, 1]))
+    # The claim's devices are facts: the pod's six GPUs are laid out around them.
+    assert free(sync) == ()
+    assert sync.audit(NODES, [pod], SLICES, [claim("theirs", N0, [0, 1])]) == []
+
+
+def test_claims_and_slices_seen_in_any_order_give_the_same_ledger() -> None:
+    foreign = claim("theirs", N0, [3])
+    sync = LedgerSync(TOPOLOGY)
+    sync.claim_changed(None, foreign)  # before the slice: its pool is not known yet
+    for node in NODES:
+        sync.node_changed(None, node)
+    assert free(sync) == tuple(range(8))  # counted by its GPU labels until the slice comes
+    sync.slices_changed(SLICES)
+    assert free(sync) == (0, 1, 2, 4, 5, 6, 7)
+    assert sync.audit(NODES, [], SLICES, [foreign]) == []
+
+
+def test_a_bad_slice_leaves_its_node_out_and_no_other() -> None:
+    bad = copy.deepcopy(SLICES)
+    bad[0]["spec"]["devices"][1]["name"] = bad[0]["spec"]["devices"][0]["name"]
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=bad)
+    assert N0 in sync.bad_nodes and "ResourceSlice" in sync.bad_nodes[N0]
+    assert N0 not in sync.ledger
+    other = NODES[1]["metadata"]["name"]
+    assert free(sync, other) == tuple(range(8))
+    sync.slices_changed(SLICES)  # repaired
+    assert N0 not in sync.bad_nodes and free(sync) == tuple(range(8))
