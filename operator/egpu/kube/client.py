@@ -139,6 +139,29 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        data: str | None = None,
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange: the status and the raw body; a transport failure raises
+        TransportError naming the call."""
+        try:
+            async with self.session.request(
+                method,
+                url,
+                data=data,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                return resp.status, await resp.read()
+        except TRANSPORT_FAILURES as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
     async def request(
         self,
         method: str,
@@ -153,18 +176,9 @@ class KubeClient:
         if params:
             url += "?" + urlencode(params)
         data = None if body is None else json.dumps(body, separators=(",", ":"))
-        try:
-            async with self.session.request(
-                method,
-                url,
-                data=data,
-                headers={"Content-Type": content_type},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TRANSPORT_FAILURES as exc:
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        status, raw = await self._exchange(
+            method, path, url, {"Content-Type": content_type}, timeout, data
+        )
         try:
             payload: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -178,14 +192,7 @@ class KubeClient:
     async def get_text(self, path: str, timeout: float = 10) -> str:
         """GET a plain-text answer (a kubelet's metrics through nodes/proxy, say)."""
         url = self.credentials.server + path
-        try:
-            async with self.session.get(
-                url, headers={"Accept": "text/plain"}, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TRANSPORT_FAILURES as exc:
-            raise TransportError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        status, raw = await self._exchange("GET", path, url, {"Accept": "text/plain"}, timeout)
         text = raw.decode(errors="replace")
         if status >= 400:
             raise ApiError(status, text[:200], "GET", path)

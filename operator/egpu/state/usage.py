@@ -219,6 +219,7 @@ class KubeletUsageReader:
             node = _node_of(self.pods, ref)
             if node is not None:
                 by_node.setdefault(node, set()).add(ref)
+        scraped = False
         for node in by_node:
             if now - self._scraped_at.get(node, float("-inf")) >= self.min_interval_s:
                 self._scraped_at[node] = now
@@ -228,7 +229,9 @@ class KubeletUsageReader:
                     log.warning("node %s: reading the kubelet's metrics failed: %r", node, exc)
                     continue
                 self._take(text, now)
-                self._drop_gone()
+                scraped = True
+        if scraped:  # once per read, not once per node: it walks both tables
+            self._drop_gone()
         wanted = set(pods)
         return {ref: s for ref, s in self._latest.items() if (ref[0], ref[1]) in wanted}
 
