@@ -104,3 +104,11 @@ def test_a_bad_slice_leaves_its_node_out_and_no_other() -> None:
     assert free(sync, other) == tuple(range(8))
     sync.slices_changed(SLICES)  # repaired
     assert N0 not in sync.bad_nodes and free(sync) == tuple(range(8))
+
+
+def test_a_claims_devices_take_no_pod_slot() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+    before = sync.ledger.node_usage(N0).pods_used
+    sync.claim_changed(None, claim("theirs", N0, [2]))
+    assert sync.ledger.node_usage(N0).pods_used == before
+    assert sync.ledger.node_usage(N0).gpus_used == 1

@@ -408,3 +408,21 @@ def test_a_partial_gang_on_the_preferred_nodes_loses_to_the_whole_gang_elsewhere
     placed = place_gang(ledger, r)
     assert isinstance(placed, Placement)
     assert sorted(a.node for a in placed.assignments) == ["n1", "n2"]
+
+
+def test_dra_pods_go_to_dra_nodes_only_and_device_plugin_pods_never_there() -> None:
+    from dataclasses import replace
+
+    ledger = ClusterLedger(TOPOLOGY)
+    ledger.add_node(replace(node("dra-0"), dra=True))
+    ledger.add_node(node("dp-0"))
+    ledger.add_node(node("dp-1"))
+    dra = place_gang(ledger, GangRequest("g1", pod_count=1, gpus_per_pod=8, dra=True))
+    assert isinstance(dra, Placement) and dra.assignments[0].node == "dra-0"
+    plain = place_gang(ledger, GangRequest("g2", pod_count=2, gpus_per_pod=8))
+    assert isinstance(plain, Placement)
+    assert {a.node for a in plain.assignments} == {"dp-0", "dp-1"}
+    too_many = place_gang(ledger, GangRequest("g3", pod_count=2, gpus_per_pod=8, dra=True))
+    assert isinstance(too_many, Unschedulable)
+    assert "2 nodes excluded by GPU allocation (device plugin)" in too_many.message
+    assert too_many.excluded[0].reason is FilterReason.GPU_ALLOCATION

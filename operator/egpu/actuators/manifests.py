@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
-from egpu.domain.dra import DRA_API_VERSION, DRA_REQUEST, GPU_DEVICE_CLASS
+from egpu.domain.dra import DRA_API_VERSION, DRA_REQUEST, GPU_DEVICE_CLASS, POD_GPU_CLAIM
 from egpu.domain.labels import (
     DOMAIN_ANNOTATION,
+    DRA_GPUS_ANNOTATION,
     GANG_LABEL,
     GANG_MIN_ANNOTATION,
     GANG_SIZE_ANNOTATION,
@@ -36,9 +37,6 @@ from egpu.domain.labels import (
 MOVED_MEMBERS_ANNOTATION = "egpu.io/moved-members"
 
 RESIZED_RESOURCES = ("cpu", "memory")
-
-# A DRA workload's pods name one claim, generated from the workload's template.
-POD_GPU_CLAIM = "gpus"
 
 
 def uses_dra(spec: dict[str, Any]) -> bool:
@@ -237,6 +235,8 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
     }
     annotations = _without(pod_meta.get("annotations"), OPERATOR_OWNED_ANNOTATIONS)
     annotations[GANG_SIZE_ANNOTATION], annotations[GANG_MIN_ANNOTATION] = gang_marks(spec)
+    if dra:
+        annotations[DRA_GPUS_ANNOTATION] = str(gpus)
     if spec.get("gpuModel"):
         annotations[GPU_MODEL_ANNOTATION] = spec["gpuModel"]
     if topology.get("topologyName"):

@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from egpu.domain.dra import DRA_API_VERSION
 from egpu.domain.topology import Topology
-from egpu.kube.client import JSON, Credentials, KubeClient
+from egpu.kube.client import JSON, ApiError, Credentials, KubeClient
 from egpu.state.informer import Informer
 from egpu.state.ledger_sync import HOSTNAME_ONLY, LedgerSync
 from egpu.state.pods import is_ours
@@ -31,6 +32,7 @@ log = logging.getLogger("egpu.runtime")
 CRASH_LIMIT = 3
 CRASH_WINDOW_S = 60.0
 RESTART_DELAY_S = 1.0
+DRA_PATH = f"/apis/{DRA_API_VERSION}"
 
 
 class Trigger:
@@ -74,6 +76,9 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _leader_loops: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     _background: set[asyncio.Future[None]] = field(default_factory=set)
+    # ResourceSlices and ResourceClaims, where the API server serves resource.k8s.io/v1.
+    slices: Informer | None = None
+    claims: Informer | None = None
 
     @classmethod
     def create(
@@ -134,11 +139,32 @@ class Runtime:
             )
             return HOSTNAME_ONLY
 
+    def _slice_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self.rebuild_ledger()
+        elif self.slices is not None:  # a node's GPUs may span several slices
+            self.ledger.slices_changed(list(self.slices.store.values()))
+
+    def _claim_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
+        if event == "RESYNC":
+            self.rebuild_ledger()
+        else:
+            self.ledger.claim_changed(old, new)
+
+    def _dra_objects(self) -> tuple[list[JSON] | None, list[JSON] | None]:
+        return (
+            None if self.slices is None else list(self.slices.store.values()),
+            None if self.claims is None else list(self.claims.store.values()),
+        )
+
     def rebuild_ledger(self, topology: Topology | None = None) -> None:
+        slices, claims = self._dra_objects()
         self.ledger.reset(
             topology or self.ledger.ledger.topology,
             list(self.nodes.store.values()),
             list(self.pods.store.values()),
+            slices,
+            claims,
         )
 
     def refresh_topology(self) -> bool:
@@ -150,7 +176,13 @@ class Runtime:
         return True
 
     def audit_ledger(self) -> list[str]:
-        return self.ledger.audit(list(self.nodes.store.values()), list(self.pods.store.values()))
+        slices, claims = self._dra_objects()
+        return self.ledger.audit(
+            list(self.nodes.store.values()),
+            list(self.pods.store.values()),
+            slices or (),
+            claims or (),
+        )
 
     # -- loops -----------------------------------------------------------------------
 
@@ -207,15 +239,34 @@ class Runtime:
         task.add_done_callback(self._background.discard)
 
     @property
+    def informers(self) -> list[Informer]:
+        return [i for i in (self.nodes, self.pods, self.slices, self.claims) if i is not None]
+
+    @property
     def synced(self) -> bool:
-        return self.nodes.synced.is_set() and self.pods.synced.is_set()
+        return all(i.synced.is_set() for i in self.informers)
+
+    async def watch_dra(self) -> bool:
+        """Cache ResourceSlices and ResourceClaims when the API server serves them
+        (Kubernetes 1.34+); without them every node is a device-plugin node."""
+        try:
+            await self.client.get(DRA_PATH)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            log.info("%s is not served: GPUs through DRA are off", DRA_API_VERSION)
+            return False
+        self.slices = Informer(self.client, f"{DRA_PATH}/resourceslices", name="resourceslices")
+        self.claims = Informer(self.client, f"{DRA_PATH}/resourceclaims", name="resourceclaims")
+        self.slices.add_listener(self._slice_event)
+        self.claims.add_listener(self._claim_event)
+        return True
 
     async def start(self, timeout: float = 60) -> None:
-        self.spawn("informer-nodes", self.nodes.run)
-        self.spawn("informer-pods", self.pods.run)
-        await asyncio.wait_for(
-            asyncio.gather(self.nodes.synced.wait(), self.pods.synced.wait()), timeout
-        )
+        await self.watch_dra()
+        for informer in self.informers:
+            self.spawn(f"informer-{informer.name}", informer.run)
+        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout)
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -21,6 +21,11 @@ GPU_DEVICE_CLASS = "gpu.egpu.io"
 DRA_API_VERSION = "resource.k8s.io/v1"
 # The request name in every claim the operator generates (one request, N GPUs).
 DRA_REQUEST = "gpus"
+# The name, in a pod's spec.resourceClaims, of the claim that holds its GPUs.
+POD_GPU_CLAIM = "gpus"
+# What an allocator puts on a claim it allocates, so that the controller manager
+# clears the allocation before the claim is deleted (as kube-scheduler does).
+CLAIM_FINALIZER = "resource.kubernetes.io/delete-protection"
 
 # Device attributes. Unqualified names belong to the driver's own domain; the PCIe
 # root is the standard name that every driver shares.

@@ -17,7 +17,8 @@ class GangRequest:
     hint was met. `min_members` (default: all pods) lets a gang start with fewer pods.
     `*_headroom_*`: room a node must have beyond each pod's requests (pods whose
     requests grow in place), asked of the node when the pod is placed, not reserved.
-    `extras`: what else each pod holds on its node, (resource, amount): ephemeral
+    `dra`: the pods' GPUs come through DRA claims (DRA nodes only; else device-plugin
+    nodes only). `extras`: what else each pod holds on its node, (resource, amount): ephemeral
     storage, extended resources, host ports. `constraints`: what the pods ask of a
     node's labels and taints (one entry per distinct ask; a node must satisfy all).
     """
@@ -38,6 +39,9 @@ class GangRequest:
     memory_headroom_bytes: int = 0
     extras: tuple[tuple[str, int], ...] = ()
     constraints: tuple[NodeConstraints, ...] = ()
+    # The GPUs come through DRA claims: only nodes whose GPUs a DRA driver publishes
+    # fit; else only nodes with the device plugin (a pod's claims are fixed at creation).
+    dra: bool = False
 
     def __post_init__(self) -> None:
         if not self.gang_id:

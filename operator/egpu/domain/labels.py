@@ -45,6 +45,9 @@ PREFERRED_LEVEL_ANNOTATION = "egpu.io/topology-preferred"
 PLAN_ANNOTATION = "egpu.io/plan"
 # Written with the Binding: what the pod's containers read (EGPU_GPU_IDS, ...).
 GPU_IDS_ANNOTATION = "egpu.io/gpu-ids"
+# How many GPUs the pod's DRA claim (named POD_GPU_CLAIM) asks for: the pod's GPU
+# demand, which no container resource states when the GPUs come through DRA.
+DRA_GPUS_ANNOTATION = "egpu.io/dra-gpus"
 DOMAIN_ANNOTATION = "egpu.io/domain"
 # Room the binder asks of a node beyond the pod's requests (resize mode Auto):
 # {"cpu": "500m", "memory": "1Gi"}.
@@ -70,6 +73,7 @@ OPERATOR_OWNED_ANNOTATIONS = frozenset(
         PREFERRED_LEVEL_ANNOTATION,
         PLAN_ANNOTATION,
         GPU_IDS_ANNOTATION,
+        DRA_GPUS_ANNOTATION,
         DOMAIN_ANNOTATION,
         RESIZE_HEADROOM_ANNOTATION,
         WITHIN_ANNOTATION,

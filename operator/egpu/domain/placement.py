@@ -83,6 +83,7 @@ class FilterReason(StrEnum):
     TOO_MANY_PODS = "TooManyPods"
     INSUFFICIENT_RESOURCE = "InsufficientResource"
     HOST_PORT = "HostPortInUse"
+    GPU_ALLOCATION = "GpuAllocationMismatch"
 
 
 _WORDS = {
@@ -92,6 +93,7 @@ _WORDS = {
     FilterReason.TOO_MANY_PODS: "pod count",
     FilterReason.INSUFFICIENT_RESOURCE: "insufficient",
     FilterReason.HOST_PORT: "host port in use",
+    FilterReason.GPU_ALLOCATION: "GPU allocation",
 }
 
 

@@ -97,6 +97,8 @@ class PodFacts:
     # than place it as if they were not there.
     unsupported: tuple[str, ...] = ()
     problem: str | None = None  # why the pod cannot be placed as it is
+    dra: bool = False  # its GPUs come through its DRA claim, which the binder allocates
+    gpu_claim: str | None = None  # that claim's name, once the controller manager made it
 
     @property
     def bound(self) -> bool:

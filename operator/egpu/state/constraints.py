@@ -98,9 +98,10 @@ def read_constraints(spec: JSON) -> NodeConstraints:
     )
 
 
-def unsupported_fields(spec: JSON) -> tuple[str, ...]:
+def unsupported_fields(spec: JSON, gpu_claim: str | None = None) -> tuple[str, ...]:
     """The spec fields the binder does not honour and will not ignore: the pod is
-    refused (condition reason `Unsupported`) while any of them is set."""
+    refused (condition reason `Unsupported`) while any of them is set. `gpu_claim`:
+    the one resource claim the binder allocates itself (the pod's GPUs through DRA)."""
     found: list[str] = []
     affinity = spec.get("affinity") or {}
     if not isinstance(affinity, dict):
@@ -120,6 +121,8 @@ def unsupported_fields(spec: JSON) -> tuple[str, ...]:
     for i, volume in enumerate(spec.get("volumes") or []):
         if isinstance(volume, dict) and volume.get("ephemeral"):
             found.append(f"spec.volumes[{i}].ephemeral ({volume.get('name')})")
-    if spec.get("resourceClaims"):
-        found.append("spec.resourceClaims")
+    for i, claim in enumerate(spec.get("resourceClaims") or []):
+        name = claim.get("name") if isinstance(claim, dict) else None
+        if gpu_claim is None or name != gpu_claim:
+            found.append(f"spec.resourceClaims[{i}] ({name})")
     return tuple(found)

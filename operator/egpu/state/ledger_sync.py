@@ -333,7 +333,7 @@ class LedgerSync:
         if node not in self.ledger:
             return
         for key, ids in sorted(self.claimed_gpus(node).items()):
-            self.ledger.add_foreign_usage(_CLAIM_PREFIX + key, node, gpus=ids)
+            self.ledger.add_foreign_usage(_CLAIM_PREFIX + key, node, gpus=ids, is_pod=False)
 
     # -- pods ----------------------------------------------------------------------------
 

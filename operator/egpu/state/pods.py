@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
+from egpu.domain.dra import POD_GPU_CLAIM
 from egpu.domain.labels import (
+    DRA_GPUS_ANNOTATION,
     GANG_LABEL,
     GANG_MIN_ANNOTATION,
     GANG_SIZE_ANNOTATION,
@@ -158,7 +160,35 @@ def pod_demand(pod: JSON) -> PodDemand:
     mem += memory_bytes(overhead.get("memory", 0))
     _add(extras, _amounts(overhead))
     extras.update(host_ports(spec))
+    if uses_gpu_claim(pod):
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        text = annotations.get(DRA_GPUS_ANNOTATION, 0)
+        try:
+            gpus += whole_count(text, DRA_GPUS_ANNOTATION)
+        except ValueError as exc:
+            raise ValueError(f"annotation {DRA_GPUS_ANNOTATION}={text!r}: {exc}") from None
     return PodDemand(cpu, mem, gpus, tuple(sorted((k, v) for k, v in extras.items() if v)))
+
+
+def uses_gpu_claim(pod: JSON) -> bool:
+    """The pod gets its GPUs through DRA: a claim named POD_GPU_CLAIM, made for it from
+    a template, sized by the DRA_GPUS_ANNOTATION (the binder allocates that claim)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if DRA_GPUS_ANNOTATION not in annotations:
+        return False
+    for claim in (pod.get("spec") or {}).get("resourceClaims") or []:
+        if isinstance(claim, dict) and claim.get("name") == POD_GPU_CLAIM:
+            return bool(claim.get("resourceClaimTemplateName"))
+    return False
+
+
+def gpu_claim_name(pod: JSON) -> str | None:
+    """The ResourceClaim the controller manager made for the pod's GPU claim, once made."""
+    for entry in (pod.get("status") or {}).get("resourceClaimStatuses") or []:
+        if isinstance(entry, dict) and entry.get("name") == POD_GPU_CLAIM:
+            name = entry.get("resourceClaimName")
+            return str(name) if name else None
+    return None
 
 
 def plan_annotation(plan: RecordedPlan) -> str:
@@ -302,6 +332,7 @@ def _read_pod(pod: JSON) -> PodFacts:
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     uid = str(meta.get("uid") or "")
     problems: list[str] = []
+    dra = uses_gpu_claim(pod)
     try:
         demand = pod_demand(pod)
     except ValueError as exc:
@@ -375,6 +406,8 @@ def _read_pod(pod: JSON) -> PodFacts:
             within=_within(annotations.get(WITHIN_ANNOTATION), problems),
         ),
         constraints=constraints,
-        unsupported=unsupported_fields(spec),
+        unsupported=unsupported_fields(spec, gpu_claim=POD_GPU_CLAIM if dra else None),
+        dra=dra,
+        gpu_claim=gpu_claim_name(pod) if dra else None,
         problem="; ".join(problems) or None,
     )

@@ -44,6 +44,8 @@ def gang_request(
         for resource, amount in p.demand.extras:
             extras[resource] = max(extras.get(resource, 0), amount)
     constraints = tuple(dict.fromkeys(p.constraints for p in fresh if p.constraints.active))
+    if len({p.dra for p in fresh}) > 1:
+        raise ValueError("the gang's pods mix GPUs through DRA claims and the device plugin")
     if len(moved) > len(within) and moved[: len(within)] == within:
         within = moved  # the narrower of the two, when they agree
     return GangRequest(
@@ -61,6 +63,7 @@ def gang_request(
         memory_headroom_bytes=max(p.ask.memory_headroom_bytes for p in fresh),
         extras=tuple(sorted(extras.items())),
         constraints=constraints,
+        dra=fresh[0].dra,
     )
 
 

@@ -59,7 +59,7 @@ def level_depth(tree: DomainTree, level: str) -> int | None:
 def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
     asks = bool(request.constraints or request.extras)
-    if not (asks or tree.tainted or tree.pods_full):
+    if not (asks or request.dra or tree.tainted or tree.pods_full or tree.dra_nodes):
         return _place(tree, request)  # nothing to filter or score: the fast path
     refused = excluded_nodes(tree, request)
     if len(refused) * 2 > len(tree.nodes):  # most nodes refused: index the rest apart

@@ -3,9 +3,10 @@ go to at all, each refusal with a reason code the diagnosis counts.
 
 Each filter is a pure function of (the gang's request, one node's state) that returns
 None (feasible) or a `Refusal`. `excluded_nodes` runs them over the nodes that can
-fail one: every node when the pods select nodes by label or ask for an extended
-resource or a host port, else only the tainted nodes and the nodes with no pod slot
-left (the ledger keeps both sets), so a gang that asks nothing special pays nothing.
+fail one: every node when the pods select nodes by label, ask for an extended
+resource or a host port, or get their GPUs through DRA, else only the DRA nodes, the
+tainted nodes and the nodes with no pod slot left (the ledger keeps these sets), so a
+gang that asks nothing special pays nothing.
 Scores (PreferNoSchedule taints, preferred node affinity) rank the feasible nodes.
 """
 
@@ -84,7 +85,16 @@ def resource_filter(request: GangRequest, state: NodeState) -> Refusal | None:
     return None
 
 
+def gpu_allocation_filter(request: GangRequest, state: NodeState) -> Refusal | None:
+    """Pods whose GPUs come through DRA claims go to DRA nodes only, others only to
+    nodes with the device plugin: a pod's claims are fixed before its node is chosen."""
+    if state.dra == request.dra:
+        return None
+    return Refusal(FilterReason.GPU_ALLOCATION, "(DRA node)" if state.dra else "(device plugin)")
+
+
 FILTERS: tuple[Filter, ...] = (
+    gpu_allocation_filter,
     taint_filter,
     node_selector_filter,
     node_affinity_filter,
@@ -104,7 +114,7 @@ def refusal(request: GangRequest, state: NodeState) -> Refusal | None:
 
 def filters_for(request: GangRequest) -> tuple[Filter, ...]:
     """The filters that can refuse a node for this request (the others pass every node)."""
-    wanted: list[Filter] = [taint_filter]
+    wanted: list[Filter] = [gpu_allocation_filter, taint_filter]
     if any(c.node_selector for c in request.constraints):
         wanted.append(node_selector_filter)
     if any(c.required is not None for c in request.constraints):
@@ -116,8 +126,8 @@ def filters_for(request: GangRequest) -> tuple[Filter, ...]:
 
 
 def needs_scan(request: GangRequest) -> bool:
-    """Whether every node must be visited (else only tainted and full ones)."""
-    return bool(request.extras) or any(c.selects for c in request.constraints)
+    """Whether every node must be visited (else only DRA, tainted and full ones)."""
+    return request.dra or bool(request.extras) or any(c.selects for c in request.constraints)
 
 
 def _relevant(state: NodeState, request: GangRequest) -> bool:
@@ -147,12 +157,16 @@ def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]
                     out[state.name] = found
                     break
         return out
+    for name, state in tree.dra_nodes.items():  # device-plugin pods: no DRA node
+        found = gpu_allocation_filter(request, state)
+        if found is not None and _relevant(state, request):
+            out[name] = found
     for group in tree.tainted.values():
         first = next(iter(group.values()))
         found = taint_filter(request, first)
         if found is not None:
             for name, state in group.items():
-                if _relevant(state, request):
+                if name not in out and _relevant(state, request):
                     out[name] = found
     for name, state in tree.pods_full.items():
         if name not in out and _relevant(state, request):

@@ -34,6 +34,7 @@ class _Hold:
     cpu: int
     mem: int
     extras: tuple[tuple[str, int], ...] = ()
+    is_pod: bool = True  # takes a pod slot (a ResourceClaim's devices take none)
 
 
 class Transaction:
@@ -331,8 +332,10 @@ class ClusterLedger:
         memory_bytes: int = 0,
         gpus: int | Sequence[int] = 0,
         extras: tuple[tuple[str, int], ...] = (),
+        is_pod: bool = True,
     ) -> tuple[int, ...]:
         """Count a pod we did not place as used capacity; replaces an earlier entry of `key`.
+        With `is_pod` False, the hold is no pod (the devices of a ResourceClaim).
 
         `gpus` is either the GPU indices the pod holds, or only how many (the device
         plugin chose; we then mark the ones our own picker would take). Facts are never
@@ -353,7 +356,7 @@ class ClusterLedger:
             usable = state.usable_mask
             count = min(gpus, usable.bit_count())
             mask = pick_gpus(usable, state.group_masks, state.numa_masks, count)
-        self._hold_add(hold_key, _Hold(node, mask, cpu_millis, memory_bytes, extras))
+        self._hold_add(hold_key, _Hold(node, mask, cpu_millis, memory_bytes, extras, is_pod))
         return indices(mask)
 
     def remove_foreign_usage(self, key: str) -> bool:
@@ -527,7 +530,8 @@ class ClusterLedger:
 
 def _count(state: NodeState, hold: _Hold, sign: int) -> None:
     """Add (sign 1) or take away (-1) one pod and its extended resources on the node."""
-    state.pods_used += sign
+    if hold.is_pod:
+        state.pods_used += sign
     used = state.extra_used
     for resource, amount in hold.extras:
         left = used.get(resource, 0) + sign * amount

@@ -125,6 +125,7 @@ class NodeState:
         "cpu_alloc",
         "cpu_used",
         "domain_labels",
+        "dra",
         "extra_alloc",
         "extra_used",
         "gpu_count",
@@ -164,6 +165,7 @@ class NodeState:
         self.cpu_alloc = node.cpu_millis
         self.mem_alloc = node.memory_bytes
         self.schedulable = node.schedulable
+        self.dra = node.dra
         self.labels = node.labels
         self.taints = node.taints
         self.pods_alloc = -1 if node.max_pods is None else node.max_pods  # -1: no limit
@@ -231,6 +233,7 @@ class DomainTree:
         # Tainted nodes by their taints: a filter asks once per distinct set of taints.
         self.tainted: dict[tuple[Taint, ...], dict[str, NodeState]] = {}
         self.pods_full: dict[str, NodeState] = {}  # indexed nodes with no pod slot left
+        self.dra_nodes: dict[str, NodeState] = {}  # nodes whose GPUs come through DRA
 
     # -- structure -----------------------------------------------------------------
 
@@ -253,10 +256,7 @@ class DomainTree:
         for d in chain:
             d.size += 1
         domain.nodes[state.name] = state
-        self.nodes[state.name] = state
-        if state.taints:
-            self.tainted.setdefault(state.taints, {})[state.name] = state
-        self.index(state)
+        self._add(state)
 
     def reattach(self, state: NodeState) -> None:
         """Attach a state that was detached before, on its old path."""
@@ -267,14 +267,20 @@ class DomainTree:
             # Undo runs last-in first-out, so no other domain can have taken this place.
             assert linked is child, f"domain {child.path} was replaced while detached"
         state.chain[-1].nodes[state.name] = state
+        self._add(state)
+
+    def _add(self, state: NodeState) -> None:
         self.nodes[state.name] = state
         if state.taints:
             self.tainted.setdefault(state.taints, {})[state.name] = state
+        if state.dra:
+            self.dra_nodes[state.name] = state
         self.index(state)
 
     def detach(self, state: NodeState) -> None:
         self.unindex(state)
         del self.nodes[state.name]
+        self.dra_nodes.pop(state.name, None)
         if state.taints:
             group = self.tainted[state.taints]
             del group[state.name]
