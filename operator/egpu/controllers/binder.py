@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from egpu.actuators.claims import allocate_claim, clear_allocation, read_claim
 from egpu.actuators.events import post_event
 from egpu.actuators.pods import (
     bind_pod,
@@ -39,6 +40,7 @@ from egpu.actuators.pods import (
 )
 from egpu.controllers.common import now_text
 from egpu.controllers.runtime import Runtime, Trigger
+from egpu.domain.dra import AllocatedDevice
 from egpu.domain.gang import GangRequest
 from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, PLAN_ANNOTATION
 from egpu.domain.placement import (
@@ -59,6 +61,12 @@ from egpu.engines.binding import (
     required_domain,
     shape_key,
     split_resumable,
+)
+from egpu.engines.binding.claims import (
+    ClaimAction,
+    allocation_body,
+    judge_claim,
+    planned_devices,
 )
 from egpu.engines.placement import ReservationError, place_gang
 from egpu.kube.client import JSON, ApiError, TransportError, gather_limited
@@ -236,6 +244,9 @@ class Binder:
             if gang.members < gang.size:
                 waiting += 1  # members still being created: all or nothing
                 continue
+            if any(p.dra and p.gpu_claim is None for p in gang.pending):
+                waiting += 1  # the controller manager has not made every pod's claim yet
+                continue
             try:
                 steps = self.decide(gang, failed_shapes, now)
             except Exception as exc:  # a bug must cost one gang, not the binder
@@ -354,6 +365,13 @@ class Binder:
                 outcomes = {s.pod.key: (Outcome.FAILED, crowded) for s in steps}
                 await self._give_up(gang, steps, outcomes, before_bind=True)
                 return
+            claimed = await self._steps(self._allocate, [s for s in steps if s.pod.dra], 0)
+            refused = {k: v for k, v in claimed.items() if v[0] is not Outcome.DONE}
+            if refused:
+                other = (Outcome.FAILED, "another pod's ResourceClaim could not be allocated")
+                outcomes = {s.pod.key: refused.get(s.pod.key, other) for s in steps}
+                await self._give_up(gang, steps, outcomes, before_bind=True)
+                return
             outcomes = await self._steps(self._bind, steps, self.bind_delay)
             await self._conclude(gang, steps, outcomes)
         except asyncio.CancelledError:
@@ -419,6 +437,79 @@ class Binder:
                 detail = str(exc)
             await asyncio.sleep(RETRY_BACKOFF_S[attempt])
         return Outcome.FAILED, f"recording the plan failed: {detail}"
+
+    async def _allocate(self, step: Step) -> tuple[Outcome, str]:
+        """Allocate the pod's GPU claim to exactly the planned devices (DRA nodes)."""
+        pod, node = step.pod, step.assignment.node
+        dra = self.sync.dra_nodes.get(node)
+        if pod.gpu_claim is None or dra is None:
+            return Outcome.FAILED, f"node {node} or the pod's ResourceClaim is not known"
+        try:
+            planned = planned_devices(dra, step.assignment.gpu_indices)
+        except ValueError as exc:
+            return Outcome.FAILED, str(exc)
+        detail = ""
+        for attempt in range(BIND_ATTEMPTS):
+            try:
+                claim = await read_claim(self.runtime.client, pod.namespace, pod.gpu_claim)
+                if claim is None:
+                    return Outcome.FAILED, f"ResourceClaim {pod.gpu_claim} is gone"
+                key = f"{pod.namespace}/{pod.gpu_claim}"
+                verdict = judge_claim(claim, pod.uid, planned, self._held_by_others(key))
+                if verdict.action is ClaimAction.REFUSE:
+                    log.warning("pod %s: claim not allocated: %s", pod.key, verdict.message)
+                    self.runtime.spawn_once(
+                        post_event(
+                            self.runtime.client,
+                            pod_object(pod),
+                            "Warning",
+                            "ClaimConflict",
+                            f"GPUs not allocated: {verdict.message}",
+                        )
+                    )
+                    return Outcome.FAILED, verdict.message
+                if verdict.action is ClaimAction.KEEP:
+                    return Outcome.DONE, ""
+                if verdict.action is ClaimAction.REALLOCATE:
+                    log.info("pod %s: %s; allocating again", pod.key, verdict.message)
+                    claim = await clear_allocation(self.runtime.client, claim)
+                await allocate_claim(
+                    self.runtime.client,
+                    claim,
+                    allocation_body(node, planned),
+                    {"name": pod.name, "uid": pod.uid},
+                )
+                return Outcome.DONE, ""
+            except ApiError as exc:
+                if not (exc.conflict or exc.transient):
+                    return Outcome.FAILED, f"ResourceClaim {pod.gpu_claim}: {exc.message}"
+                detail = exc.message  # changed meanwhile: read it again and judge anew
+            except TransportError as exc:
+                detail = str(exc)
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+        return Outcome.FAILED, f"allocating ResourceClaim {pod.gpu_claim} failed: {detail}"
+
+    def _held_by_others(self, claim_key: str) -> dict[AllocatedDevice, str]:
+        return {
+            device: key
+            for key, claim in self.sync.claims.items()
+            if key != claim_key
+            for device in claim.devices
+        }
+
+    async def _release_claim(self, pod: PodFacts) -> None:
+        """Clear the allocation an unbound pod's claim got in an attempt given up, so
+        its devices are free again at once (never one that serves someone else)."""
+        if pod.gpu_claim is None:
+            return
+        try:
+            claim = await read_claim(self.runtime.client, pod.namespace, pod.gpu_claim)
+            status = (claim or {}).get("status") or {}
+            users = {str(r.get("uid")) for r in status.get("reservedFor") or []}
+            if claim is not None and status.get("allocation") and users <= {pod.uid}:
+                await clear_allocation(self.runtime.client, claim)
+        except (ApiError, TransportError) as exc:  # cleared on the next attempt instead
+            log.info("pod %s: claim allocation not cleared: %s", pod.key, exc)
 
     async def _bind(self, step: Step) -> tuple[Outcome, str]:
         pod, a = step.pod, step.assignment
@@ -502,13 +593,13 @@ class Binder:
         for step in unbound:
             if outcomes.get(step.pod.key, (Outcome.FAILED, ""))[0] is not Outcome.UNKNOWN:
                 self.sync.release_intent(step.pod.key)
+        gone = Outcome.GONE
+        left = [s for s in unbound if outcomes.get(s.pod.key, (Outcome.FAILED, ""))[0] is not gone]
+        client = self.runtime.client
         await gather_limited(
             16,
-            *(
-                clear_plan(self.runtime.client, s.pod.namespace, s.pod.name, s.pod.uid)
-                for s in unbound
-                if outcomes.get(s.pod.key, (Outcome.FAILED, ""))[0] is not Outcome.GONE
-            ),
+            *(clear_plan(client, s.pod.namespace, s.pod.name, s.pod.uid) for s in left),
+            *(self._release_claim(s.pod) for s in left if s.pod.dra),
         )
         kept: list[Step] = []
         if bound and len(gang.bound) + len(bound) < gang.min_members:
