@@ -501,6 +501,14 @@ class GPUWorkloadStatus(ApiModel):
     ready_replicas: int = Field(0, ge=0, description="Pods that are Ready.")
     bound_replicas: int = Field(0, ge=0, description="Pods bound to a node.")
     restarts: int = Field(0, ge=0, description="Repairs done so far (see repair.maxRestarts).")
+    gpu_ids_enforced: bool | None = Field(
+        None,
+        description=(
+            "Whether the GPU ids in placements are the GPUs the pods get: true through DRA "
+            "(the binder allocates each pod's claim to exactly those devices); false with "
+            "the device plugin, where the node is exact but the kubelet picks the GPUs."
+        ),
+    )
     selector: str | None = Field(
         None,
         max_length=1024,

@@ -373,6 +373,7 @@ class WorkloadController:
                 "readyReplicas": counts.ready,
                 "boundReplicas": counts.bound,
                 "placements": placements,
+                "gpuIdsEnforced": uses_dra(body["spec"]),
                 "selector": f"{WORKLOAD_LABEL}={name}",
             },
         )
