@@ -14,7 +14,7 @@ import pytest
 
 from egpu.sim.dra import create_resource_slices, slice_name
 from egpu.sim.nodes import ClusterShape, node_manifests
-from harness import Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,8 @@ def shape(model: str, prefix: str) -> ClusterShape:
 
 GANG = shape("NVIDIA-DRA-GANG-E2E", "drg")
 FOREIGN = shape("NVIDIA-DRA-FOREIGN-E2E", "drf")
+CRASH = shape("NVIDIA-DRA-CRASH-E2E", "drc")
+SHAPES = (CRASH, GANG, FOREIGN)
 
 
 def names(s: ClusterShape) -> list[str]:
@@ -41,11 +43,11 @@ def names(s: ClusterShape) -> list[str]:
 
 @pytest.fixture(scope="module")
 def dra_cluster(crds: Cluster) -> Iterator[Cluster]:
-    add_gpu_nodes(crds, GANG, FOREIGN, topology=True)
-    for s in (GANG, FOREIGN):
+    add_gpu_nodes(crds, *SHAPES, topology=True)
+    for s in SHAPES:
         create_resource_slices(s, kubeconfig=crds.kubeconfig)
     yield crds
-    for s in (GANG, FOREIGN):
+    for s in SHAPES:
         for name in names(s):
             crds.kubectl("delete", "resourceslice", slice_name(name), "--wait=false", check=False)
             crds.kubectl("delete", "node", name, "--wait=false", check=False)
@@ -126,6 +128,53 @@ def assert_claims_match_plans(
     everyone = [d for c in get(cluster, "resourceclaims", "-A") for d in devices(c)]
     assert len(everyone) == len(set(everyone)), "a device is in two claims"
     return mine
+
+
+def test_an_operator_killed_between_allocation_and_bind_resumes_the_same_devices(
+    dra_cluster: Cluster, namespace: str
+) -> None:
+    """The gang fills both nodes: the pods left unbound by the kill can only go where
+    their own claims already hold devices, so their plans must be resumed."""
+    slow = OperatorProcess(
+        dra_cluster, RUN_DIR / "operator-dra-killed.log", env={"EGPU_BIND_DELAY_MS": "500"}
+    )
+    slow.start()
+    model = CRASH.gpu_models[0]
+    try:
+        dra_cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=workload("crash", model, 4, 4)
+        )
+
+        def partly_bound() -> bool:
+            pods = members(dra_cluster, namespace, "crash")
+            return 1 <= sum(1 for p in pods if p["spec"].get("nodeName")) < 4
+
+        wait_until(partly_bound, 90, "the gang to be partly bound")
+    finally:
+        slow.kill()
+    half = members(dra_cluster, namespace, "crash")
+    unbound = [p for p in half if not p["spec"].get("nodeName")]
+    assert unbound, "the kill came too late to test anything"
+    claims = {c["metadata"]["name"]: c for c in get(dra_cluster, "resourceclaims", "-n", namespace)}
+    assert all(devices(claims[claim_of(p)]) for p in unbound), "claims allocated before binds"
+    plans = {
+        p["metadata"]["name"]: json.loads(p["metadata"]["annotations"]["egpu.io/plan"])
+        for p in half
+    }
+
+    again = OperatorProcess(dra_cluster, RUN_DIR / "operator-dra-restarted.log")
+    again.start()
+    try:
+        wait_until(lambda: all_bound(dra_cluster, namespace, "crash", 4), 90, "the gang bound")
+        pods = members(dra_cluster, namespace, "crash")
+        assert_claims_match_plans(dra_cluster, namespace, pods)
+        for pod in pods:
+            plan = plans[pod["metadata"]["name"]]
+            assert pod["spec"]["nodeName"] == plan["node"]
+            assert planned(pod) == {(plan["node"], f"gpu-{i}") for i in plan["gpus"]}
+        dra_cluster.kubectl("delete", "gpuworkload", "crash", "-n", namespace)
+    finally:
+        again.stop()
 
 
 def test_a_gang_on_dra_nodes_gets_exactly_its_planned_devices_and_gives_them_back(

@@ -13,7 +13,7 @@ from egpu.domain.topology import Topology
 from egpu.sim.dra import device_name, resource_slice_manifests
 from egpu.sim.nodes import ClusterShape, node_manifests
 from egpu.state.ledger_sync import LedgerSync
-from objects import gpu_pod
+from objects import gpu_pod, plan_annotation
 
 pytestmark = pytest.mark.unit
 TOPOLOGY = Topology(levels=("egpu.io/block", "egpu.io/leaf", "kubernetes.io/hostname"))
@@ -30,7 +30,7 @@ SLICES = list(resource_slice_manifests(SHAPE))
 N0 = NODES[0]["metadata"]["name"]
 
 
-def claim(name: str, node: str, gpus: list[int]) -> dict[str, Any]:
+def claim(name: str, node: str, gpus: list[int], *users: str) -> dict[str, Any]:
     results = [
         {"request": "gpus", "driver": GPU_DRIVER, "pool": node, "device": device_name(i)}
         for i in gpus
@@ -38,7 +38,10 @@ def claim(name: str, node: str, gpus: list[int]) -> dict[str, Any]:
     return {
         "metadata": {"namespace": "other", "name": name, "uid": f"uid-{name}"},
         "spec": {"devices": {"requests": []}},
-        "status": {"allocation": {"devices": {"results": results}}},
+        "status": {
+            "allocation": {"devices": {"results": results}},
+            "reservedFor": [{"resource": "pods", "name": u, "uid": u} for u in users],
+        },
     }
 
 
@@ -112,3 +115,51 @@ def test_a_claims_devices_take_no_pod_slot() -> None:
     sync.claim_changed(None, claim("theirs", N0, [2]))
     assert sync.ledger.node_usage(N0).pods_used == before
     assert sync.ledger.node_usage(N0).gpus_used == 1
+
+
+def planned_dra_pod(gpus: list[int], node: str | None = None) -> dict[str, Any]:
+    """Our DRA pod with a recorded plan on N0 (bound to `node` when given)."""
+    annotations = {
+        "egpu.io/dra-gpus": str(len(gpus)),
+        "egpu.io/plan": plan_annotation("mine", N0, gpus, "p1", 1),
+    }
+    if node is not None:
+        annotations["egpu.io/gpu-ids"] = ",".join(map(str, gpus))
+    pod = gpu_pod("mine", gpus=0, uid="mine", annotations=annotations, node=node)
+    pod["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": "t"}]
+    return pod
+
+
+def test_a_pods_own_claim_on_its_planned_gpus_does_not_push_its_plan_out() -> None:
+    """The operator restarted after allocating a claim and before binding its pod: the
+    plan and the claim are one hold, so the plan is resumed, not replaced."""
+    pod, own = planned_dra_pod([0, 1, 2, 3]), claim("mine-gpus", N0, [0, 1, 2, 3], "mine")
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [pod], slices=SLICES, claims=[own])
+    account = sync.account_of("ns/mine")
+    assert account is not None and account.kind == "planned" and account.gpus == (0, 1, 2, 3)
+    assert free(sync) == (4, 5, 6, 7)
+    assert sync.ledger.node_usage(N0).pods_used == 1
+    for first_claim in (True, False):  # seen one by one, in either order: the same
+        live = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+        if first_claim:
+            live.claim_changed(None, own)
+        live.pod_changed(None, pod)
+        live.claim_changed(None, own)  # a second sighting changes nothing
+        assert live.account_of("ns/mine") == account
+        assert live.audit(NODES, [pod], SLICES, [own]) == []
+
+
+def test_a_claim_whose_pod_holds_other_gpus_is_counted_apart() -> None:
+    pod, own = planned_dra_pod([0, 1]), claim("mine-gpus", N0, [4, 5], "mine")
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [pod], slices=SLICES, claims=[own])
+    assert free(sync) == (2, 3, 6, 7)
+    sync.drop_plans(["ns/mine"])  # the binder gave the plan up: the claim still holds
+    assert free(sync) == (0, 1, 2, 3, 6, 7)
+    assert sync.audit(NODES, [pod], SLICES, [own]) == []
+
+
+def test_a_bound_pods_claim_is_counted_once_with_the_pod() -> None:
+    pod, own = planned_dra_pod([2, 3], node=N0), claim("mine-gpus", N0, [2, 3], "mine")
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [pod], slices=SLICES, claims=[own])
+    assert free(sync) == (0, 1, 4, 5, 6, 7)
+    assert sync.ledger.node_usage(N0).holders == frozenset({"ns/mine"})

@@ -19,8 +19,11 @@ as the node appears or is repaired.
 
 GPUs published through DRA: a node's ResourceSlices give its GPU count and wiring (in
 preference to its labels and interconnect annotation), and every allocated
-ResourceClaim, whoever allocated it, holds the devices it names (as the GPU ids of the
-pods it serves), counted before any pod counted by GPU count alone.
+ResourceClaim, whoever allocated it, holds the devices it names, counted before any
+pod counted by GPU count alone. A claim reserved for one pod whose own account holds
+exactly those GPUs on that node (its binding, intent or recorded plan) is that pod's
+hold, not a second one: so the plan of a pod whose claim was allocated just before
+the operator restarted is resumed, not pushed out by its own claim.
 
 Fences: GPUs the repair controller took out of placement (`set_fence`), held here at
 once and added to what the node's `egpu.io/unhealthy-gpus` annotation marks, so the
@@ -32,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from egpu.domain.dra import ClaimAllocation, DraNode, parse_claim, parse_slices
 from egpu.domain.node import node_from_kubernetes
@@ -50,6 +53,7 @@ HOSTNAME_ONLY = Topology(levels=("kubernetes.io/hostname",))
 BOUND, INTENT, PLANNED = "bound", "intent", "planned"
 # Ledger holds of ResourceClaims are keyed apart from pods' (pod keys hold no colon).
 _CLAIM_PREFIX = "claim:"
+_K = TypeVar("_K")
 
 __all__ = [
     "HOSTNAME_ONLY",
@@ -128,6 +132,11 @@ class LedgerSync:
         self.dra_nodes: dict[str, DraNode] = {}  # node -> the GPUs its ResourceSlices publish
         self.bad_slices: dict[str, str] = {}  # node -> why its slices cannot be read
         self.claims: dict[str, ClaimAllocation] = {}  # allocated claims, by claim key
+        self._pool_claims: dict[tuple[str, str], set[str]] = {}  # (driver, pool) -> claims
+        self._uid_claims: dict[str, set[str]] = {}  # pod UID -> claims reserved for it
+        self._pod_uids: dict[str, str] = {}  # pod key -> UID, of every pod seen
+        self._uid_keys: dict[str, str] = {}  # UID -> pod key
+        self._pool_nodes: dict[tuple[str, str], str] = {}  # (driver, pool) -> node
         self._node_objects: dict[str, JSON] = {}  # the Node objects last seen, by name
 
     # -- whole rebuilds ------------------------------------------------------------------
@@ -147,7 +156,7 @@ class LedgerSync:
         sync = cls(topology)
         sync.fences = dict(fences or {})
         sync._read_slices(slices)
-        sync.claims = _read_claims(claims)
+        sync._set_claims(_read_claims(claims))
         sync.intents = dict(intents or {})
         sync.ignored_plans = dict(ignored_plans or {})
         sync._fill(nodes, pods)
@@ -169,7 +178,8 @@ class LedgerSync:
         if slices is not None:
             self._read_slices(slices)
         if claims is not None:
-            self.claims = _read_claims(claims)
+            self._set_claims(_read_claims(claims))
+        self._pod_uids, self._uid_keys = {}, {}
         self._fill(nodes, pods)
 
     def _fill(self, nodes: Iterable[JSON], pods: Iterable[JSON]) -> None:
@@ -177,9 +187,12 @@ class LedgerSync:
             self.node_changed(None, node)
         for pod in pods:
             facts = read_pod(pod)
+            self._know_uid(facts.key, facts.uid)
             self._set_facts(facts.key, facts)
         for key in self.intents:
             self._index(key)
+        for name in list(self._node_objects):  # claims that are their pods' holds
+            self._count_claims(name)
         # Pods whose GPUs are known (facts, binds in flight) first, then pods counted by
         # GPU count alone, then recorded plans, each in one fixed order: an old plan
         # never takes what is really used, and `_refresh` lays a node out the same way.
@@ -282,18 +295,39 @@ class LedgerSync:
                 self.dra_nodes.update(parse_slices(group))
             except (ValueError, TypeError) as exc:
                 self.bad_slices[node] = f"ResourceSlice: {exc}"
+        self._pool_nodes = {(d.driver, d.pool): d.node for d in self.dra_nodes.values()}
+
+    def _set_claims(self, claims: dict[str, ClaimAllocation]) -> None:
+        self.claims, self._pool_claims, self._uid_claims = {}, {}, {}
+        for key, claim in claims.items():
+            self._index_claim(key, claim)
+
+    def _index_claim(self, key: str, claim: ClaimAllocation) -> None:
+        self.claims[key] = claim
+        for device in claim.devices:
+            self._pool_claims.setdefault((device.driver, device.pool), set()).add(key)
+        for uid in claim.reserved_for:
+            self._uid_claims.setdefault(uid, set()).add(key)
+
+    def _unindex_claim(self, key: str) -> ClaimAllocation | None:
+        claim = self.claims.pop(key, None)
+        if claim is None:
+            return None
+        for device in claim.devices:
+            _discard(self._pool_claims, (device.driver, device.pool), key)
+        for uid in claim.reserved_for:
+            _discard(self._uid_claims, uid, key)
+        return claim
 
     def claim_changed(self, old: JSON | None, new: JSON | None) -> None:
         claim = new or old
         if claim is None:
             return
         key = _claim_key(claim)
-        before = self.claims.pop(key, None)
-        if new is not None:
-            allocation = _read_claim(new)
-            if allocation is not None:
-                self.claims[key] = allocation
-        after = self.claims.get(key)
+        before = self._unindex_claim(key)
+        after = _read_claim(new) if new is not None else None
+        if after is not None:
+            self._index_claim(key, after)
         if before == after:
             return
         nodes = {self._claim_node(c) for c in (before, after) if c is not None}
@@ -304,10 +338,10 @@ class LedgerSync:
             self._refresh(node)
 
     def _claim_node(self, claim: ClaimAllocation) -> str | None:
-        pools = {(d.driver, d.pool) for d in claim.devices}
-        for node in self.dra_nodes.values():
-            if (node.driver, node.pool) in pools:
-                return node.node
+        for device in claim.devices:
+            node = self._pool_nodes.get((device.driver, device.pool))
+            if node is not None:
+                return node
         return None
 
     def claimed_gpus(self, node: str) -> dict[str, tuple[int, ...]]:
@@ -316,24 +350,53 @@ class LedgerSync:
         if dra is None:
             return {}
         names = dra.device_index()
+        pool = (dra.driver, dra.pool)
         held: dict[str, tuple[int, ...]] = {}
-        for key, claim in self.claims.items():
+        for key in self._pool_claims.get(pool, ()):
             ids = tuple(
                 sorted(
                     names[d.device]
-                    for d in claim.devices
-                    if (d.driver, d.pool) == (dra.driver, dra.pool) and d.device in names
+                    for d in self.claims[key].devices
+                    if (d.driver, d.pool) == pool and d.device in names
                 )
             )
             if ids:
                 held[key] = ids
         return held
 
+    def _held_by_its_pod(self, claim: ClaimAllocation, node: str, ids: tuple[int, ...]) -> bool:
+        """The claim is reserved for one pod only, whose own account holds exactly
+        these GPUs of this node."""
+        if len(claim.reserved_for) != 1:
+            return False
+        key = self._uid_keys.get(claim.reserved_for[0])
+        desired = self._desired(key) if key is not None else None
+        return (
+            desired is not None
+            and desired.node == node
+            and not isinstance(desired.gpus, int)
+            and set(desired.gpus) == set(ids)
+        )
+
     def _count_claims(self, node: str) -> None:
         if node not in self.ledger:
             return
         for key, ids in sorted(self.claimed_gpus(node).items()):
-            self.ledger.add_foreign_usage(_CLAIM_PREFIX + key, node, gpus=ids, is_pod=False)
+            if self._held_by_its_pod(self.claims[key], node, ids):
+                self.ledger.remove_foreign_usage(_CLAIM_PREFIX + key)
+            else:
+                self.ledger.add_foreign_usage(_CLAIM_PREFIX + key, node, gpus=ids, is_pod=False)
+
+    def _recount_claims_of(self, key: str) -> None:
+        """The pod's account may have changed: its claims are its holds, or not."""
+        uid = self._pod_uids.get(key)
+        nodes = {
+            node
+            for claim_key in self._uid_claims.get(uid or "", ())
+            if (node := self._claim_node(self.claims[claim_key])) is not None
+        }
+        for node in sorted(nodes):
+            self._count_claims(node)
 
     # -- pods ----------------------------------------------------------------------------
 
@@ -347,8 +410,18 @@ class LedgerSync:
             return
         facts = read_pod(new)
         self._last = (new, facts)
+        self._know_uid(key, facts.uid)
         self._set_facts(key, facts)
         self._settle(key)
+
+    def _know_uid(self, key: str, uid: str) -> None:
+        old = self._pod_uids.get(key)
+        if old == uid:
+            return
+        if old is not None:
+            self._uid_keys.pop(old, None)
+        if uid:
+            self._pod_uids[key], self._uid_keys[uid] = uid, key
 
     def facts_of(self, pod: JSON) -> PodFacts:
         """The pod read, once per change: listeners after the ledger reuse its reading."""
@@ -363,6 +436,10 @@ class LedgerSync:
         node = self._where.get(key)
         self._release(key)
         self._unindex(key)
+        self._recount_claims_of(key)  # its claims hold their devices until they go
+        uid = self._pod_uids.pop(key, None)
+        if uid is not None:
+            self._uid_keys.pop(uid, None)
         if node is not None:
             self._refresh(node)
 
@@ -403,6 +480,7 @@ class LedgerSync:
                 INTENT, a.node, a.gpu_indices, a.cpu_millis, a.memory_bytes, a.extras
             )
             self._index(key)
+            self._recount_claims_of(key)
 
     def release_intent(self, key: str, *, drop_plan: bool = True) -> None:
         """The binder gave up binding this pod (it is bound elsewhere, or failed). With
@@ -570,6 +648,7 @@ class LedgerSync:
             return
         if current is not None:
             self._release(key)
+        self._recount_claims_of(key)
         if not retry:  # a rebuild, in its own order
             if desired is not None:
                 self._apply(key, desired)
@@ -652,6 +731,14 @@ class LedgerSync:
             desired = self._desired(key)
             if desired is not None:
                 self._apply(key, desired)
+
+
+def _discard(index: dict[_K, set[str]], at: _K, key: str) -> None:
+    keys = index.get(at)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[at]
 
 
 def _claim_key(claim: JSON) -> str:
