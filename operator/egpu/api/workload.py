@@ -447,10 +447,11 @@ class GPUWorkloadSpec(ApiModel):
         "nvidia.com/gpu and goes to nodes whose device plugin advertises it; the node is the "
         "binder's choice, the GPU ids are the kubelet's. DRA: each pod gets one "
         "ResourceClaim (from the ResourceClaimTemplate <workload>-gpus, exactly gpusPerPod "
-        "devices of DeviceClass gpu.egpu.io) instead of asking for nvidia.com/gpu; until "
-        "the binder allocates claims itself it refuses such pods (reason Unsupported, "
-        "spec.resourceClaims). A pod's "
-        "claims are fixed when it is created, so this is chosen per workload and immutable.",
+        "devices of DeviceClass gpu.egpu.io) instead of asking for nvidia.com/gpu, goes "
+        "only to nodes whose GPUs a DRA driver publishes, and the binder allocates that "
+        "claim to exactly the planned GPUs before it binds the pod (status.gpuIdsEnforced "
+        "true). A pod's claims are fixed when it is created, so this is chosen per "
+        "workload and immutable.",
         json_schema_extra=_allocation_immutable(),
     )
     gang: GangPolicy = defaulted_object(GangPolicy, "Gang scheduling of the pods.")
