@@ -163,3 +163,18 @@ def test_a_bound_pods_claim_is_counted_once_with_the_pod() -> None:
     sync = LedgerSync.rebuild(TOPOLOGY, NODES, [pod], slices=SLICES, claims=[own])
     assert free(sync) == (0, 1, 4, 5, 6, 7)
     assert sync.ledger.node_usage(N0).holders == frozenset({"ns/mine"})
+
+
+def test_slices_seen_one_by_one_give_the_ledger_a_relist_gives() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [])
+    for item in SLICES:
+        sync.slice_changed(None, item)
+    assert free(sync) == tuple(range(8))
+    fewer = copy.deepcopy(SLICES[0])
+    fewer["spec"]["devices"] = fewer["spec"]["devices"][:4]
+    sync.slice_changed(SLICES[0], fewer)
+    assert free(sync) == (0, 1, 2, 3)
+    assert sync.audit(NODES, [], [fewer, *SLICES[1:]], []) == []
+    sync.slice_changed(fewer, None)  # the driver went: counted by its labels again
+    assert N0 not in sync.dra_nodes
+    assert sync.audit(NODES, [], SLICES[1:], []) == []

@@ -142,8 +142,8 @@ class Runtime:
     def _slice_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
         if event == "RESYNC":
             self.rebuild_ledger()
-        elif self.slices is not None:  # a node's GPUs may span several slices
-            self.ledger.slices_changed(list(self.slices.store.values()))
+        else:
+            self.ledger.slice_changed(old, new)
 
     def _claim_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
         if event == "RESYNC":

@@ -137,6 +137,7 @@ class LedgerSync:
         self._pod_uids: dict[str, str] = {}  # pod key -> UID, of every pod seen
         self._uid_keys: dict[str, str] = {}  # UID -> pod key
         self._pool_nodes: dict[tuple[str, str], str] = {}  # (driver, pool) -> node
+        self._node_slices: dict[str, dict[str, JSON]] = {}  # node -> its slices by name
         self._node_objects: dict[str, JSON] = {}  # the Node objects last seen, by name
 
     # -- whole rebuilds ------------------------------------------------------------------
@@ -266,36 +267,73 @@ class LedgerSync:
     # -- DRA: ResourceSlices and ResourceClaims -----------------------------------------
 
     def slices_changed(self, slices: Iterable[JSON]) -> None:
-        """The ResourceSlices now in the cache (all of them: a node's GPUs may span
-        several); nodes whose published GPUs changed are read again."""
-        before, bad_before = dict(self.dra_nodes), dict(self.bad_slices)
-        self._read_slices(slices)
-        changed = {
-            name
-            for name in set(before) | set(self.dra_nodes) | set(bad_before) | set(self.bad_slices)
-            if before.get(name) != self.dra_nodes.get(name)
-            or bad_before.get(name) != self.bad_slices.get(name)
-        }
-        for name in sorted(changed):
+        """The ResourceSlices now in the cache, all of them; nodes whose published GPUs
+        changed are read again."""
+        before = set(self._node_slices)
+        self._node_slices = {}
+        for item in slices:
+            self._file_slice(item)
+        for name in sorted(before | set(self._node_slices)):
+            self._node_slices_read(name)
+
+    def slice_changed(self, old: JSON | None, new: JSON | None) -> None:
+        """One ResourceSlice added, changed or deleted: only its node is read again."""
+        nodes = set()
+        if old is not None:
+            nodes.add(self._unfile_slice(old))
+        if new is not None:
+            nodes.add(self._file_slice(new))
+        for name in sorted(n for n in nodes if n):
+            self._node_slices_read(name)
+
+    def _file_slice(self, item: JSON) -> str:
+        node = str((item.get("spec") or {}).get("nodeName") or "")
+        if node:
+            name = str((item.get("metadata") or {}).get("name"))
+            self._node_slices.setdefault(node, {})[name] = item
+        return node
+
+    def _unfile_slice(self, item: JSON) -> str:
+        node = str((item.get("spec") or {}).get("nodeName") or "")
+        held = self._node_slices.get(node)
+        if held is not None:
+            held.pop(str((item.get("metadata") or {}).get("name")), None)
+            if not held:
+                del self._node_slices[node]
+        return node
+
+    def _node_slices_read(self, name: str) -> None:
+        before = (self.dra_nodes.get(name), self.bad_slices.get(name))
+        self._parse_node_slices(name)
+        if before != (self.dra_nodes.get(name), self.bad_slices.get(name)):
             node = self._node_objects.get(name)
             if node is not None:
                 self.node_changed(None, node)
 
     def _read_slices(self, slices: Iterable[JSON]) -> None:
-        """One pool at a time, so one driver's bad slice leaves out its node alone."""
-        pools: dict[tuple[str, str], list[JSON]] = {}
+        self._node_slices, self.dra_nodes, self.bad_slices, self._pool_nodes = {}, {}, {}, {}
         for item in slices:
-            spec = item.get("spec") or {}
-            node = spec.get("nodeName")
-            if node:
-                pools.setdefault((str(node), str(spec.get("driver"))), []).append(item)
-        self.dra_nodes, self.bad_slices = {}, {}
-        for (node, _), group in sorted(pools.items()):
+            self._file_slice(item)
+        for name in sorted(self._node_slices):
+            self._parse_node_slices(name)
+
+    def _parse_node_slices(self, name: str) -> None:
+        """One driver at a time, so one driver's bad slice leaves out its node alone."""
+        old = self.dra_nodes.pop(name, None)
+        if old is not None:
+            self._pool_nodes.pop((old.driver, old.pool), None)
+        self.bad_slices.pop(name, None)
+        drivers: dict[str, list[JSON]] = {}
+        for item in (self._node_slices.get(name) or {}).values():
+            drivers.setdefault(str((item.get("spec") or {}).get("driver")), []).append(item)
+        for _, group in sorted(drivers.items()):
             try:
                 self.dra_nodes.update(parse_slices(group))
             except (ValueError, TypeError) as exc:
-                self.bad_slices[node] = f"ResourceSlice: {exc}"
-        self._pool_nodes = {(d.driver, d.pool): d.node for d in self.dra_nodes.values()}
+                self.bad_slices[name] = f"ResourceSlice: {exc}"
+        dra = self.dra_nodes.get(name)
+        if dra is not None:
+            self._pool_nodes[(dra.driver, dra.pool)] = name
 
     def _set_claims(self, claims: dict[str, ClaimAllocation]) -> None:
         self.claims, self._pool_claims, self._uid_claims = {}, {}, {}
