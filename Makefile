@@ -91,8 +91,12 @@ bench-bind: venv binaries ## Bind 10,000 pods on 1,000 nodes: egpu, a do-nothing
 bench-scale: venv binaries ## 5,000 nodes, 50,000 pods: operator memory, bind throughput, restart time
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-scale $(PY) hack/bench/scale.py $(BENCH_ARGS)
 
-bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied
+bench-resize: venv binaries ## In-place resize: 1,000 pods, usage steps; p50/p99 from usage change to resize applied (MODE=real: real pods on a real kubelet, to the cgroup)
+ifeq ($(MODE),real)
+	$(PY) hack/bench/resize_real.py
+else
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-resize $(PY) hack/bench/resize.py
+endif
 
 bench-autoscale: venv binaries ## Autoscaling: egpu vs stock and tuned HPA + prometheus-adapter on surprise traces (crowds, spike, plateau, sawtooth, two-day tide)
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py

@@ -7,8 +7,10 @@ PY=.venv/bin/python
 : "${EGPU_RUN_DIR:=$PWD/.run/test-cluster}"
 export EGPU_RUN_DIR
 trap '$PY hack/localcluster.py down' EXIT
-# One real kubelet node (hack/realnode.py) beside the simulated ones.
-$PY hack/localcluster.py up --fresh --real-nodes "${EGPU_REAL_NODES:-1}" >/dev/null || exit 1
+# One real kubelet node (hack/realnode.py) beside the simulated ones, with two fake
+# GPUs from its device plugin (the Helm test resizes a GPU pod there).
+$PY hack/localcluster.py up --fresh --real-nodes "${EGPU_REAL_NODES:-1}" \
+  --real-node-gpus "${EGPU_REAL_NODE_GPUS:-2}" >/dev/null || exit 1
 export KUBECONFIG="$EGPU_RUN_DIR/kubeconfig"
 $PY -m pytest -m "integration or e2e" -q "$@"
 rc=$?

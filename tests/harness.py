@@ -59,6 +59,7 @@ def cluster_fixture() -> Iterator[Cluster]:
     # One real kubelet node beside the simulated ones, unless EGPU_REAL_NODES says otherwise.
     env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
     env.setdefault("EGPU_REAL_NODES", "1")
+    env.setdefault("EGPU_REAL_NODE_GPUS", "2")  # as hack/run-integration.sh
     started_here = not _status_ok()
     if started_here:
         subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)

@@ -8,7 +8,8 @@ It holds its working set at each memory step in turn, touching every page so the
 kernel counts it, and moves to the next step only once its own cgroup's memory limit
 leaves MARGIN_MIB above that step (so it grows with an in-place resize and is never
 OOM-killed for running ahead of it). Meanwhile it burns about `--cpu-millicores` of
-one core in 100 ms duty cycles. Each step reached is printed ("step N MiB").
+one core in 100 ms duty cycles. The start of each rise and each step reached are
+printed with the wall-clock time ("rising to N MiB at T", "step N MiB at T").
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ def main() -> None:
     for step in steps:
         while not fits(step, memory_limit()):
             burn(busy_s)
+        print(f"rising to {step} MiB at {time.time():.3f}", flush=True)
         chunk = bytearray(b"\1") * ((step - held_mib) * MIB)  # every page written
         held.append(chunk)
         held_mib = step
-        print(f"step {step} MiB", flush=True)
+        print(f"step {step} MiB at {time.time():.3f}", flush=True)  # wall clock: benches
     while True:
         burn(busy_s)
 

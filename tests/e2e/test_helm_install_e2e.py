@@ -1,8 +1,9 @@
 """The operator as users run it: its own image (hack/images.py, no registry) on a
 real kubelet node, installed by `helm install` of the chart. It runs under the
-chart's ServiceAccount, wins the Lease, turns Ready and binds a gang on the
-simulated GPU nodes; what RBAC does not grant is refused; `helm uninstall`
-leaves only the CRDs."""
+chart's ServiceAccount, wins the Lease, turns Ready, binds a gang on the
+simulated GPU nodes, scales an inference service, and resizes a pod on the real
+node in place from the kubelet's metrics; what RBAC does not grant is refused;
+`helm uninstall` leaves only the CRDs."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from harness import (
 pytestmark = pytest.mark.e2e
 
 GPU = "nvidia.com/gpu"
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+REAL_MODEL = "EGPU-FAKE-GPU"  # the real node's fake GPUs (EGPU_REAL_NODE_GPUS)
 CHART = REPO / "charts" / "egpu-operator"
 MODEL = "NVIDIA-GH200"  # only these nodes have it
 SHAPE = ClusterShape(
@@ -212,6 +215,124 @@ def test_rbac_refuses_what_the_chart_does_not_grant(cluster: Cluster, release: s
         f"/api/v1/namespaces/{release}/secrets": "403",
         "/api/v1/nodes": "200",  # granted: the same token, the same path, allowed
     }
+
+
+def test_it_scales_an_inference_service(cluster: Cluster, release: str) -> None:
+    """Through the scale subresource: the in-cluster operator makes and binds the
+    serving pods on the simulated nodes, then takes them away again."""
+    service = {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUInferenceService",
+        "metadata": {"name": "serve"},
+        "spec": {
+            "gpusPerPod": 1,
+            "gpuModel": MODEL,
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "replicas": 1,
+            "scaling": {"metric": "Concurrency", "target": 3, "source": {"podMetrics": {}}},
+            "template": {
+                "metadata": {"annotations": {"egpu.io/sim-ready-after": "1s"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": "registry.local/egpu/sim:1",
+                            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(service))
+
+    def serving() -> list[dict[str, Any]]:
+        items = get(cluster, "pods", "-n", TEAM, "-l", "egpu.io/inference-service=serve")["items"]
+        return [p for p in items if p["metadata"]["labels"].get("egpu.io/role") == "serving"]
+
+    def bound(count: int) -> bool:
+        pods = serving()
+        return len(pods) == count and all(p["spec"].get("nodeName") for p in pods)
+
+    wait_until(lambda: bound(1), 90, "one serving pod bound")
+    cluster.kubectl("scale", "-n", TEAM, "gpuinferenceservice/serve", "--replicas=3")
+    wait_until(lambda: bound(3), 90, "three serving pods bound")
+    assert all(p["spec"]["nodeName"].startswith("helm-") for p in serving())
+    assert {p["spec"]["schedulerName"] for p in serving()} == {SCHEDULER}
+    cluster.kubectl("scale", "-n", TEAM, "gpuinferenceservice/serve", "--replicas=1")
+    wait_until(lambda: bound(1), 90, "back to one serving pod")
+    cluster.kubectl("delete", "gpuinferenceservice", "serve", "-n", TEAM)
+    wait_until(lambda: not serving(), 90, "the serving pods to go")
+
+
+def test_it_resizes_a_pod_in_place_on_the_real_node(
+    cluster: Cluster, release: str, real_node: str
+) -> None:
+    """The in-cluster operator reads the real kubelet's metrics through nodes/proxy
+    (its ServiceAccount's RBAC) and grows a member whose real use rises, in place."""
+    feeder = (REPO / "hack" / "image" / "usage_feeder.py").read_text()
+    command = (
+        "import sys\n"
+        "sys.argv = ['usage_feeder', '--memory-mib', '950', '--cpu-millicores', '20']\n"
+        f"exec(compile({feeder!r}, 'usage_feeder.py', 'exec'))\n"
+    )
+    cluster.kubectl("label", "--overwrite", "node", real_node, f"{PRODUCT_LABEL}={REAL_MODEL}")
+    workload = {
+        "apiVersion": "egpu.io/v1alpha1",
+        "kind": "GPUWorkload",
+        "metadata": {"name": "grow"},
+        "spec": {
+            "replicas": 1,
+            "gpusPerPod": 1,
+            "gpuModel": REAL_MODEL,
+            "gang": {"policy": "None"},
+            "resize": {"mode": "Auto", "memory": {"min": "1Gi", "max": "2Gi", "step": "1Gi"}},
+            "template": {
+                "spec": {
+                    "tolerations": [REAL_NODE_TOLERATION],
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "egpu.local/python:3.11",
+                            "imagePullPolicy": "Never",
+                            "command": ["/usr/bin/python3.11", "-c", command],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "1Gi"},
+                                "limits": {"cpu": "100m", "memory": "1Gi"},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(workload))
+
+    def member() -> dict[str, Any]:
+        out = cluster.kubectl("get", "pod", "grow-0", "-n", TEAM, "-o", "json", check=False)
+        return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+
+    def limit() -> str | None:
+        statuses = member().get("status", {}).get("containerStatuses") or [{}]
+        return statuses[0].get("resources", {}).get("limits", {}).get("memory")
+
+    try:
+        wait_until(lambda: limit() == "1Gi", 120, "the member to run on the real node")
+        first = member()
+        assert first["spec"]["nodeName"] == real_node
+        wait_until(lambda: limit() == "2Gi", 120, "the member to grow to 2Gi in place")
+        last = member()
+        assert last["metadata"]["uid"] == first["metadata"]["uid"]
+        assert last["status"]["containerStatuses"][0]["restartCount"] == 0
+        pod = operator_pod(cluster, release)
+        logs = cluster.kubectl("logs", "-n", release, pod["metadata"]["name"]).stdout
+        assert " 403" not in logs and "Forbidden" not in logs, logs[-3000:]
+    finally:
+        cluster.kubectl("delete", "gpuworkload", "grow", "-n", TEAM, "--wait=true", check=False)
+        wait_until(lambda: not member(), 60, "the member to be gone")
+        cluster.kubectl("label", "node", real_node, f"{PRODUCT_LABEL}-")
 
 
 def test_upgrade_rolls_the_operator_without_losing_a_bind(cluster: Cluster, release: str) -> None:
