@@ -39,7 +39,7 @@ MODEL = "NVIDIA-GH200"  # only these nodes have it
 SHAPE = ClusterShape(
     blocks=1,
     leaves_per_block=1,
-    nodes_per_leaf=2,
+    nodes_per_leaf=3,  # two for the gang, one for the inference service
     gpu_models=(MODEL,),
     name_prefix="helm",
     domain_prefix="helm-",
@@ -230,7 +230,11 @@ def test_it_scales_an_inference_service(cluster: Cluster, release: str) -> None:
             "minReplicas": 1,
             "maxReplicas": 4,
             "replicas": 1,
-            "scaling": {"metric": "Concurrency", "target": 3, "source": {"podMetrics": {}}},
+            "scaling": {
+                "metric": "Concurrency",
+                "target": 3,
+                "source": {"podMetrics": {"port": 8080}},
+            },
             "template": {
                 "metadata": {"annotations": {"egpu.io/sim-ready-after": "1s"}},
                 "spec": {
