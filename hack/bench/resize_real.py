@@ -54,7 +54,7 @@ from egpu.engines.resize.model import DEFAULT_MEMORY_POLICY  # noqa: E402
 
 LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
-FEEDER = (REPO / "hack" / "image" / "usage_feeder.py").read_text()
+FEEDER = "/usr/local/bin/egpu-usage-feeder"  # hack/image/usage_feeder.py, in the image
 NODE = "egpu-real-0"
 MODEL = "EGPU-FAKE-GPU"
 NAME = "bench-grow"
@@ -72,11 +72,7 @@ def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 def workload(pods: int, steps: int) -> dict[str, Any]:
     memory_steps = ",".join(str(1000 * (k + 1) - 50) for k in range(steps))
-    command = (
-        "import sys\n"
-        f"sys.argv = ['usage_feeder', '--memory-mib', {memory_steps!r}, '--cpu-millicores', '20']\n"
-        f"exec(compile({FEEDER!r}, 'usage_feeder.py', 'exec'))\n"
-    )
+    command = [FEEDER, "--memory-mib", memory_steps, "--cpu-millicores", "20"]
     return {
         "apiVersion": "egpu.io/v1alpha1",
         "kind": "GPUWorkload",
@@ -99,7 +95,7 @@ def workload(pods: int, steps: int) -> dict[str, Any]:
                             "name": "main",
                             "image": "egpu.local/python:3.11",
                             "imagePullPolicy": "Never",
-                            "command": ["/usr/bin/python3.11", "-c", command],
+                            "command": command,
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "1Gi"},
                                 "limits": {"cpu": "1", "memory": "1Gi"},

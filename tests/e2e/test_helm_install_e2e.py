@@ -34,6 +34,8 @@ pytestmark = pytest.mark.e2e
 GPU = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 REAL_MODEL = "EGPU-FAKE-GPU"  # the real node's fake GPUs (EGPU_REAL_NODE_GPUS)
+# The python test image's usage feeder (hack/image/usage_feeder.py): holds 950 MiB.
+FEEDER_COMMAND = ["/usr/local/bin/egpu-usage-feeder", "--memory-mib", "950"]
 CHART = REPO / "charts" / "egpu-operator"
 MODEL = "NVIDIA-GH200"  # only these nodes have it
 SHAPE = ClusterShape(
@@ -275,12 +277,6 @@ def test_it_resizes_a_pod_in_place_on_the_real_node(
 ) -> None:
     """The in-cluster operator reads the real kubelet's metrics through nodes/proxy
     (its ServiceAccount's RBAC) and grows a member whose real use rises, in place."""
-    feeder = (REPO / "hack" / "image" / "usage_feeder.py").read_text()
-    command = (
-        "import sys\n"
-        "sys.argv = ['usage_feeder', '--memory-mib', '950', '--cpu-millicores', '20']\n"
-        f"exec(compile({feeder!r}, 'usage_feeder.py', 'exec'))\n"
-    )
     cluster.kubectl("label", "--overwrite", "node", real_node, f"{PRODUCT_LABEL}={REAL_MODEL}")
     workload = {
         "apiVersion": "egpu.io/v1alpha1",
@@ -301,7 +297,7 @@ def test_it_resizes_a_pod_in_place_on_the_real_node(
                             "name": "main",
                             "image": "egpu.local/python:3.11",
                             "imagePullPolicy": "Never",
-                            "command": ["/usr/bin/python3.11", "-c", command],
+                            "command": FEEDER_COMMAND,
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "1Gi"},
                                 "limits": {"cpu": "100m", "memory": "1Gi"},

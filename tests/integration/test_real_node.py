@@ -197,7 +197,7 @@ USAGE = "egpu.io/sim-usage"
 FAKE_MODEL = "EGPU-FAKE-GPU"
 
 
-FEEDER = (REPO / "hack" / "image" / "usage_feeder.py").read_text()
+FEEDER = "/usr/local/bin/egpu-usage-feeder"  # hack/image/usage_feeder.py, in the image
 MEMORY_STEPS_MIB = "950,1950,2950"  # each about 0.93 of the limit it waits for
 
 
@@ -205,11 +205,10 @@ def resizable_workload(usage: str) -> dict[str, Any]:
     """One member whose container really holds 950 MiB, then more as its limit
     grows (the usage feeder); its simulated usage annotation says `usage`."""
     command = (
-        "import os, sys\n"
+        "import os\n"
         "print('devices', os.environ.get('NVIDIA_VISIBLE_DEVICES'), flush=True)\n"
-        f"sys.argv = ['usage_feeder', '--memory-mib', {MEMORY_STEPS_MIB!r},"
-        " '--cpu-millicores', '100']\n"
-        f"exec(compile({FEEDER!r}, 'usage_feeder.py', 'exec'))\n"
+        f"os.execv({FEEDER!r}, [{FEEDER!r}, '--memory-mib', {MEMORY_STEPS_MIB!r},"
+        " '--cpu-millicores', '100'])\n"
     )
     return {
         "apiVersion": "egpu.io/v1alpha1",
