@@ -3,7 +3,10 @@
 Rules:
 - The gang goes to the smallest domain that holds all of it, looking from the node
   up (node < lowest level < ... < the whole cluster); among feasible domains of that
-  level, best fit. With `required_level` the search stops at that level; a
+  level, first those where every pod keeps inside one NVLink group (when any node
+  allows it for this pod size), then best fit; among the first few equally tight
+  domains (`TIED_CANDIDATES`), the one whose placement splits the fewest pods, then
+  takes the fewest whole free nodes, then the fewest whole free NVLink groups. With `required_level` the search stops at that level; a
   `preferred_level` needs nothing extra, since the smallest domain is always tried
   first: the result says whether it was met.
 - Partial gangs (min_members < pod_count): only when all pods do not fit. The gang
@@ -39,12 +42,15 @@ from egpu.domain.placement import (
 )
 from egpu.engines.placement.capacity import PodShape
 from egpu.engines.placement.diagnosis import best_domain, unschedulable
-from egpu.engines.placement.fill import Slot, fill_domain
+from egpu.engines.placement.fill import Slot, fill_domain, fragmentation
 from egpu.engines.placement.filters import excluded_nodes, exclusions, score_tiers, scores
 from egpu.engines.placement.gpus import indices
 from egpu.engines.placement.ledger import ClusterLedger
-from egpu.engines.placement.search import feasible_domains, one_node
+from egpu.engines.placement.search import Candidate, feasible_domains, one_node
 from egpu.engines.placement.tree import DomainNode, DomainTree
+
+# How many equally tight domains a decision compares by fragmentation (the first included).
+TIED_CANDIDATES = 4
 
 
 def level_depth(tree: DomainTree, level: str) -> int | None:
@@ -175,11 +181,42 @@ def _smallest_domain(
     if slots is not None:
         return tree.lowest_depth + 1, dict(slots[0].state.domain_labels), slots
     for depth in range(tree.lowest_depth, limit - 1, -1):
-        for domain in feasible_domains(tree, depth, shape, pods, root):
-            slots = fill_domain(domain, shape, pods, tree.lowest_depth)
-            if len(slots) == pods:
-                return depth, _path_labels(tree, domain), slots
+        candidates = feasible_domains(tree, depth, shape, pods, root)
+        for at, candidate in enumerate(candidates):
+            slots = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
+            if len(slots) != pods:
+                continue
+            domain, slots = _least_fragmenting(candidates, at, slots, shape, pods, tree)
+            return depth, _path_labels(tree, domain), slots
     return None
+
+
+def _least_fragmenting(
+    candidates: list[Candidate],
+    at: int,
+    slots: list[Slot],
+    shape: PodShape,
+    pods: int,
+    tree: DomainTree,
+) -> tuple[DomainNode, list[Slot]]:
+    """Among the next few candidates as tight as the one at `at` (which holds the
+    gang as `slots`), the one whose placement fragments the cluster least."""
+    best_domain, best_slots = candidates[at].domain, slots
+    tied = [
+        c
+        for c in candidates[at + 1 : at + TIED_CANDIDATES]
+        if c.tightness == candidates[at].tightness
+    ]
+    if not tied:
+        return best_domain, best_slots
+    best_cost = fragmentation(slots)
+    for candidate in tied:
+        other = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
+        if len(other) == pods:
+            cost = fragmentation(other)
+            if cost < best_cost:
+                best_domain, best_slots, best_cost = candidate.domain, other, cost
+    return best_domain, best_slots
 
 
 def _path_labels(tree: DomainTree, domain: DomainNode) -> Mapping[str, str]:
