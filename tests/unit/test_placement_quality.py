@@ -82,11 +82,11 @@ def test_a_whole_group_is_found_however_many_tighter_nodes_split_the_pod() -> No
 
 
 def test_among_equally_tight_nodes_the_one_that_keeps_a_whole_group_wins() -> None:
-    # Both have 5 free GPUs. A 1-GPU pod on n1 (1 + 4 free) goes to GPU 3 and leaves
-    # group 4-7 whole; on n0 (3 + 2 free) no group is whole, before or after.
-    nodes = [node("n0", used=(0, 4, 5)), node("n1", used=(0, 1, 2))]
-    result = place(nodes, GangRequest("g", 1, 1))
-    assert (result.assignments[0].node, result.assignments[0].gpu_indices) == ("n1", (3,))
+    # Both have 4 free GPUs. A 2-GPU pod on n0 (4 + 0 free) breaks its whole group; on
+    # n1 (2 + 2 free) it fills a half group and breaks none.
+    nodes = [node("n0", used=(4, 5, 6, 7)), node("n1", used=(0, 1, 4, 5))]
+    result = place(nodes, GangRequest("g", 1, 2))
+    assert (result.assignments[0].node, result.assignments[0].gpu_indices) == ("n1", (2, 3))
 
 
 # -- 2. spreading a gang over nodes keeps pods inside NVLink groups -------------------------

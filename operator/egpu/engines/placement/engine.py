@@ -6,9 +6,10 @@ Rules:
   level, first those where every pod keeps inside one NVLink group (when any node
   allows it for this pod size), then best fit; among the first few equally tight
   domains (`TIED_CANDIDATES`), the one whose placement splits the fewest pods, then
-  takes the fewest whole free nodes, then the fewest whole free NVLink groups. With `required_level` the search stops at that level; a
-  `preferred_level` needs nothing extra, since the smallest domain is always tried
-  first: the result says whether it was met.
+  takes the fewest whole free nodes, then the fewest whole free NVLink groups. With
+  `required_level` the search stops at that level; a `preferred_level` needs nothing
+  extra, since the smallest domain is always tried first: the result says whether it
+  was met.
 - Partial gangs (min_members < pod_count): only when all pods do not fit. The gang
   then gets the most pods that any one allowed domain can take (exactly counted), if
   that is at least min_members, placed by the same rules.

@@ -9,7 +9,7 @@ that hold it, and among those the set that needs the fewest lowest-level domains
 then the tightest set (an exhaustive look over at most `SPAN_SETS` sets of children,
 else greedily the roomiest children, then the tightest one for the rest).
 Inside a lowest-level domain: one node if one takes every pod (ranked by wiring,
-then fewest free GPUs, then whole NVLink groups kept), else the smallest holes
+then fewest free GPUs, then fewest whole NVLink groups broken), else the smallest holes
 first, every pod inside a group where some node still allows it, which keeps whole
 nodes whole.
 Children and nodes are then listed by name: a depth-first walk, so pods that share a
@@ -34,7 +34,7 @@ from egpu.engines.placement.wiring import (
     group_pods,
     keep_class,
     tier_pods,
-    whole_groups_after,
+    whole_groups_taken,
     wiring_matters,
 )
 
@@ -91,11 +91,11 @@ def nodes_with_profile(domain: DomainNode, shape: PodShape, profile: Profile) ->
 
 def node_rank(profile: Profile, shape: PodShape, pods: int) -> tuple[int, int, int]:
     """How good a node of this profile is for all `pods`: wiring class, then fewest
-    free GPUs, then the most whole NVLink groups left."""
+    free GPUs, then the fewest whole free NVLink groups broken."""
     return (
         keep_class(profile, shape.gpus, pods),
         free_of(profile),
-        -whole_groups_after(profile, shape.gpus, pods),
+        whole_groups_taken(profile, shape.gpus, pods),
     )
 
 

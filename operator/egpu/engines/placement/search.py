@@ -8,8 +8,8 @@ the best fit: the fewest pods of this shape left over, then the fewest free GPUs
 then the fullest parent, so big holes stay for big gangs.
 
 All pods on one node: the node that keeps every pod inside one NVLink group, else
-one NUMA node, if any node allows it; among those the fewest free GPUs, then the most
-whole groups left (`fill.single_node`, exact: domains count nodes by wiring profile).
+one NUMA node, if any node allows it; among those the fewest free GPUs, then the fewest
+whole free groups broken (`fill.single_node`, exact: domains count nodes by wiring profile).
 """
 
 from __future__ import annotations

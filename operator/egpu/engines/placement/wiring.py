@@ -65,19 +65,16 @@ def tier_pods(profile: Profile, gpus: int) -> tuple[int, int, int]:
     return grouped, numa, max(numa, free_of(profile) // gpus)
 
 
-def whole_groups_after(profile: Profile, gpus: int, pods: int) -> int:
-    """Whole free NVLink groups left once `pods` pods go in groups, best fit first
-    (as `gpus.pick_gpus` does); without that, the whole groups there are now."""
-    frees = [[free, size] for free, size in profile[0]]
-    if group_pods(profile, gpus) >= pods:
-        for _ in range(pods):
-            pick = min((g for g in frees if g[0] >= gpus), key=lambda g: g[0])
-            pick[0] -= gpus
-    return sum(free == size for free, size in frees)
-
-
-def whole_groups(profile: Profile) -> int:
-    return sum(free == size for free, size in profile[0])
+def whole_groups_taken(profile: Profile, gpus: int, pods: int) -> int:
+    """Whole free NVLink groups that `pods` pods inside groups break into, placed best
+    fit first as `gpus.pick_gpus` does (0 when they do not all fit inside groups)."""
+    if group_pods(profile, gpus) < pods:
+        return 0
+    frees = [[free, size, free == size] for free, size in profile[0]]
+    for _ in range(pods):
+        pick = min((g for g in frees if g[0] >= gpus), key=lambda g: g[0])
+        pick[0] -= gpus
+    return sum(1 for free, size, whole in frees if whole and free < size)
 
 
 def wiring_matters(profiles: Iterable[Profile], gpus: int) -> bool:
