@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from egpu.domain.gang import GangRequest
+from egpu.domain.gpu import model_matches
 from egpu.domain.placement import (
     Placement,
     PlacementResult,
@@ -41,7 +42,7 @@ from egpu.domain.placement import (
     Unschedulable,
     UnschedulableReason,
 )
-from egpu.engines.placement.capacity import PodShape
+from egpu.engines.placement.capacity import PodShape, stats_for
 from egpu.engines.placement.diagnosis import best_domain, unschedulable
 from egpu.engines.placement.fill import Slot, fill_domain, fragmentation
 from egpu.engines.placement.filters import excluded_nodes, exclusions, score_tiers, scores
@@ -49,6 +50,10 @@ from egpu.engines.placement.gpus import indices
 from egpu.engines.placement.ledger import ClusterLedger
 from egpu.engines.placement.search import Candidate, feasible_domains, one_node
 from egpu.engines.placement.tree import DomainNode, DomainTree
+from egpu.engines.placement.wiring import Profile
+
+# What a placement calls the model of nodes that name none.
+UNKNOWN_MODEL = "unknown"
 
 # How many equally tight domains a decision compares by fragmentation (the first included).
 TIED_CANDIDATES = 4
@@ -67,7 +72,7 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
     asks = bool(request.constraints or request.extras)
     if not (asks or tree.tainted or tree.pods_full):
-        return _place(tree, request)  # nothing to filter or score: the fast path
+        return _decide(tree, request)  # nothing to filter or score: the fast path
     refused = excluded_nodes(tree, request)
     if len(refused) * 2 > len(tree.nodes):  # most nodes refused: index the rest apart
         result = _scored(_feasible_tree(tree, refused), request, {})
@@ -92,10 +97,10 @@ def _scored(tree: DomainTree, request: GangRequest, refused: Collection[str]) ->
         feasible = len(tree.nodes) - len(refused)
         for tier in score_tiers(scored, feasible):
             with _left_out(tree, tier):
-                found = _place(tree, request, diagnose=False)
+                found = _decide(tree, request, diagnose=False)
             if isinstance(found, Placement) and not found.partial:
                 return found  # a partial gang here could be whole on more nodes
-    return _place(tree, request)
+    return _decide(tree, request)
 
 
 def _feasible_tree(tree: DomainTree, refused: Container[str]) -> DomainTree:
@@ -120,6 +125,49 @@ def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
     finally:
         for state in states:
             tree.index(state)
+
+
+def _decide(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
+    """One GPU model per gang: a synchronous gang runs at the pace of its slowest GPU.
+    The gang's selector (or, without one, any model) may name several models; each is
+    tried alone and the one whose placement lands in the smallest domain wins (then the
+    model name). Only a gang without a selector mixes models, and only when no single
+    model holds all of it; the placement says so in `note`."""
+    selector = request.gpu_model
+    models = sorted(m for m in tree.root.stats if selector is None or model_matches(selector, m))
+    if selector is not None and len(models) == 1:
+        return _place(tree, replace(request, gpu_model=models[0]), diagnose)
+    if len(models) < 2:
+        return _place(tree, request, diagnose)
+    best: Placement | None = None
+    best_key: tuple[int, int] = (0, 0)
+    for model in models:
+        found = _place(tree, replace(request, gpu_model=model), diagnose=False)
+        if isinstance(found, Placement):
+            key = (len(found.assignments), _depth_of(tree, found))
+            if best is None or key > best_key:
+                best, best_key = found, key
+    if best is not None and not best.partial:
+        return best
+    if selector is None:
+        mixed = _place(tree, request, diagnose)
+        if isinstance(mixed, Placement) and (
+            best is None or len(mixed.assignments) > len(best.assignments)
+        ):
+            return mixed
+        return best if best is not None else mixed
+    if best is not None:
+        return best
+    refused = _place(tree, replace(request, gpu_model=models[0]), diagnose)
+    if isinstance(refused, Unschedulable) and diagnose:
+        named = ", ".join(models)
+        note = f"; no single model matching {selector!r} ({named}) holds it, and a gang keeps one"
+        return replace(refused, message=refused.message + note)
+    return refused
+
+
+def _depth_of(tree: DomainTree, placement: Placement) -> int:
+    return level_depth(tree, placement.level) or 0
 
 
 def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
@@ -165,6 +213,7 @@ def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> Pla
 
     depth, domain_path, slots = found
     preferred = request.preferred_level
+    models = tuple(sorted({slot.state.model or UNKNOWN_MODEL for slot in slots}))
     return Placement(
         gang_id=request.gang_id,
         assignments=tuple(_assignments(slots, request)),
@@ -172,6 +221,15 @@ def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> Pla
         domain=domain_path,
         requested_pods=request.pod_count,
         preferred_met=None if preferred is None else depth >= depths[preferred],
+        models=models,
+        note=None if len(models) < 2 else mixed_models_note(models),
+    )
+
+
+def mixed_models_note(models: tuple[str, ...]) -> str:
+    return (
+        f"no single GPU model has room for the whole gang; its pods mix {', '.join(models)} "
+        "and run at the pace of the slowest"
     )
 
 
@@ -211,13 +269,23 @@ def _least_fragmenting(
     if not tied:
         return best_domain, best_slots
     best_cost = fragmentation(slots)
+    seen = [_free_profiles(best_domain, shape)]
     for candidate in tied:
+        profiles = _free_profiles(candidate.domain, shape)
+        if profiles in seen:  # nodes wired and free alike: the same placement, by name
+            continue
+        seen.append(profiles)
         other = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
         if len(other) == pods:
             cost = fragmentation(other)
             if cost < best_cost:
                 best_domain, best_slots, best_cost = candidate.domain, other, cost
     return best_domain, best_slots
+
+
+def _free_profiles(domain: DomainNode, shape: PodShape) -> dict[Profile, int] | None:
+    stats = stats_for(domain, shape.model)
+    return None if stats is None else stats.profiles
 
 
 def _path_labels(tree: DomainTree, domain: DomainNode) -> Mapping[str, str]:

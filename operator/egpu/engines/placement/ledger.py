@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from egpu.domain.gpu import model_matches
 from egpu.domain.node import Node
 from egpu.domain.placement import Placement, PodAssignment
 from egpu.domain.topology import Topology
@@ -416,7 +417,13 @@ class ClusterLedger:
         domain = self.tree.find(tuple(path))
         if domain is None:
             raise KeyError(f"no domain {list(path)}")
-        stats = stats_for(domain, model) or Stats()
+        if model is None:
+            stats = stats_for(domain, model) or Stats()
+        else:  # a selector: every model it matches (`model_matches`)
+            stats = Stats()
+            for name, found in domain.stats.items():
+                if model_matches(model, name):
+                    stats = stats.merged_with(found)
         hist = list(stats.hist)
         while hist and hist[-1] == 0:
             hist.pop()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from egpu.engines.placement.capacity import PodShape, domain_has_room, domain_pods, stats_for
-from egpu.engines.placement.fill import Slot, fill_node, keeps_groups, single_node
+from egpu.engines.placement.fill import Slot, fill_node, grouped_pods, keeps_groups, single_node
 from egpu.engines.placement.tree import DomainNode, DomainTree
 
 
@@ -74,7 +74,10 @@ def feasible_domains(
     wiring = keeps_groups(stats_for(top, shape.model), shape, pods)
     ranked = []
     for domain, pods_room, free, parent_room, parent_free in frontier:
-        splits = wiring and not keeps_groups(stats_for(domain, shape.model), shape, pods)
+        splits = False
+        if wiring:
+            stats = stats_for(domain, shape.model)
+            splits = stats is None or grouped_pods(stats, shape) < pods
         ranked.append(
             ((splits, pods_room, free), parent_room, parent_free, domain.sort_key, domain)
         )
