@@ -7,7 +7,7 @@
 (0) Scored cases with a known best answer (`placement_cases.py`): per case pass or
     fail and a score from 0 to 1 (1 is the best answer); wiring before count,
     spreading inside NVLink groups, the fragmentation tie-break, spanning the fewest
-    domains at every level.
+    domains at every level, one GPU model per gang.
 
 (a) Fill the cluster to half with a seeded mix of gangs, then time the decision
     (`place_gang`, no reserve) for one gang of 128 pods x 8 GPUs over many trials,

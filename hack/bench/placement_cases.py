@@ -243,6 +243,38 @@ CASES = [
 ]
 
 
+def one_model(p: Placement, nodes: list[Node]) -> float:
+    """1 when every pod got the same GPU model, else the share on the commonest."""
+    model_of = {n.name: n.gpu_model for n in nodes}
+    counts: dict[str | None, int] = {}
+    for a in p.assignments:
+        counts[model_of[a.node]] = counts.get(model_of[a.node], 0) + 1
+    return max(counts.values()) / len(p.assignments)
+
+
+H200, H100 = "NVIDIA-H200-141GB-HBM3e", "NVIDIA-H100-80GB-HBM3"
+CASES += [
+    Case(
+        "one-gpu-model-per-gang",
+        "5 one GPU model per gang",
+        lambda: [
+            node("n0", model=H200),
+            node("n1", model=H200),
+            *(node(f"n{i}", model=H100) for i in range(2, 6)),
+        ],
+        GangRequest("g", 3, 8),
+        one_model,
+    ),
+    Case(
+        "gfd-product-matches-short-selector",
+        "5 one GPU model per gang",
+        lambda: [node("n0", model=H100), node("n1", model=H200), node("n2", model=H200)],
+        GangRequest("g", 2, 8, gpu_model="h200"),
+        lambda p, nodes: float(all(a.node in {"n1", "n2"} for a in p.assignments)),
+    ),
+]
+
+
 @dataclass(frozen=True)
 class Outcome:
     case: Case

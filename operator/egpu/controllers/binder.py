@@ -293,6 +293,8 @@ class Binder:
                 self.parking.park(gang.gang_id, now)
                 return None
             self.parking.release(gang.gang_id)
+            if result.note is not None:
+                self._tell_placed(resume.fresh[0], result.note)
             pairs = pair_with_pods(resume.fresh, result)
             plan_id = uuid.uuid4().hex[:12]
             steps += [
@@ -661,6 +663,17 @@ class Binder:
                     set_pod_scheduled(client, pod.namespace, pod.name, reason, message, now_text())
                 )
             )
+
+    def _tell_placed(self, pod: PodFacts, note: str) -> None:
+        """What the user should know of a placement made (its pods mix GPU models): a
+        Warning Event on the gang's first pod placed, once per message."""
+        if self._told.get(pod.key) == note:
+            return
+        self._told[pod.key] = note
+        log.info("pod %s: %s", pod.key, note)
+        self.runtime.spawn_once(
+            post_event(self.runtime.client, pod_object(pod), "Warning", "MixedGPUModels", note)
+        )
 
     @staticmethod
     async def _quietly(work: Awaitable[None]) -> None:
