@@ -174,45 +174,38 @@ def fill_lowest(domain: DomainNode, shape: PodShape, pods: int) -> list[Slot]:
     stats = stats_for(domain, shape.model)
     if stats is None:
         return []
-    # Smallest holes first; with wiring, as many pods inside a group as the nodes
-    # allow, then inside a NUMA node, then by count.
-    tiers = (IN_GROUP, IN_NUMA, BY_COUNT) if wiring_matters(stats.profiles, shape.gpus) else ()
+    wired = wiring_matters(stats.profiles, shape.gpus)
     models = [shape.model] if shape.model is not None else list(domain.buckets)
     top = max((len(domain.buckets.get(m, ())) for m in models), default=0)
-    taken: dict[str, list[int]] = {}  # node -> [pods taken, pods it takes]
-    states: dict[str, NodeState] = {}
+    # Smallest holes first. With wiring, a first pass takes only pods that fit inside
+    # a group, later passes add pods inside a NUMA node, then any (`tier_pods`).
+    visited: list[tuple[NodeState, int, tuple[int, int, int]]] = []  # node, pods, tiers
+    taken: dict[str, int] = {}
     remaining = pods
     for free in range(shape.gpus, top):
         for state in nodes_with_free(domain, shape, free):
             fits = node_pods(state, shape)
             if not fits:
                 continue
-            take = min(fits, remaining)
-            if tiers:
-                take = min(take, tier_pods(state.ix_profile, shape.gpus)[IN_GROUP])
-            states[state.name] = state
-            taken[state.name] = [take, fits]
+            tiers = tier_pods(state.ix_profile, shape.gpus) if wired else (fits, fits, fits)
+            take = min(fits, tiers[IN_GROUP], remaining)
+            visited.append((state, fits, tiers))
+            taken[state.name] = take
             remaining -= take
             if not remaining:
                 break
         if not remaining:
             break
-    for tier in tiers[1:]:
-        for name, entry in taken.items():
+    for tier in (IN_NUMA, BY_COUNT) if wired else ():
+        for state, fits, tiers in visited:
             if not remaining:
                 break
-            allowed = (
-                entry[1]
-                if tier == BY_COUNT
-                else tier_pods(states[name].ix_profile, shape.gpus)[tier]
-            )
-            more = min(max(0, min(allowed, entry[1]) - entry[0]), remaining)
-            entry[0] += more
+            allowed = fits if tier == BY_COUNT else min(fits, tiers[tier])
+            more = min(max(0, allowed - taken[state.name]), remaining)
+            taken[state.name] += more
             remaining -= more
-    chosen = sorted(
-        (states[name] for name, entry in taken.items() if entry[0]), key=lambda s: s.sort_key
-    )
-    return [slot for state in chosen for slot in fill_node(state, shape, taken[state.name][0])]
+    chosen = sorted((v[0] for v in visited if taken[v[0].name]), key=lambda s: s.sort_key)
+    return [slot for state in chosen for slot in fill_node(state, shape, taken[state.name])]
 
 
 # -- domains above the lowest level -------------------------------------------------------------
