@@ -283,20 +283,39 @@ def _span_plan(
         ordered = kept
     if comb(len(ordered), size) > SPAN_SETS:
         return []
+    if lowest_children:
+        return _tightest_set(ordered, size, need)
     lows: dict[int, list[int]] = {}
     best: tuple[tuple[int, int, tuple[object, ...]], list[tuple[_Open, int]]] | None = None
     for chosen in combinations(ordered, size):
         rooms = sum(c.room for c in chosen)
         if rooms < need:
             continue
-        if lowest_children:
-            cost, plan = 0, _shares(chosen, need, None)
-        else:
-            cost, plan = _fewest_lows(chosen, need, shape, grouped, lows)
+        cost, plan = _fewest_lows(chosen, need, shape, grouped, lows)
         key = (cost, rooms - need, tuple(c.child.sort_key for c in chosen))
         if best is None or key < best[0]:
             best = (key, plan)
     return [] if best is None else best[1]
+
+
+def _tightest_set(ordered: list[_Open], size: int, need: int) -> list[tuple[_Open, int]]:
+    """Lowest-level children: every set of `size` costs the same, so the one with the
+    least room left over wins (the first such, roomiest first, then by name). Sums
+    are taken over plain tuples of rooms: this runs up to SPAN_SETS times."""
+    rooms = [c.room for c in ordered]
+    best_left = -1
+    best_set: tuple[int, ...] = ()
+    for picked, sizes in zip(
+        combinations(range(len(ordered)), size), combinations(rooms, size), strict=True
+    ):
+        left = sum(sizes) - need
+        if left >= 0 and (best_left < 0 or left < best_left):
+            best_left, best_set = left, picked
+            if not left:
+                break
+    if best_left < 0:
+        return []
+    return _shares(tuple(ordered[i] for i in best_set), need, None)
 
 
 def _shares(chosen: tuple[_Open, ...], need: int, partial: _Open | None) -> list[tuple[_Open, int]]:
