@@ -507,3 +507,25 @@ def test_a_gang_that_must_mix_gpu_models_is_told_so() -> None:
         assert not [e for e in api.events if e["reason"] == "MixedGPUModels" and e is not event]
 
     run(go)
+
+
+def test_the_rest_of_a_gang_keeps_the_gpu_model_its_bound_members_run_on() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {})
+        api.add_node(gpu_node("a-n0", leaf="l0", model="NVIDIA-H100-80GB-HBM3"))
+        api.add_node(gpu_node("b-n0", leaf="l0", model="NVIDIA-H200-141GB-HBM3e"))
+        api.add_node(gpu_node("b-n1", leaf="l0", model="NVIDIA-H200-141GB-HBM3e"))
+        labels = {"egpu.io/gang": "k"}
+        size = {"egpu.io/gang-size": "2"}
+        api.add_pod(
+            gpu_pod(
+                "k0", gpus=8, node="b-n0", labels={**labels, "egpu.io/rank": "0"}, annotations=size
+            )
+        )
+        api.add_pod(gpu_pod("k1", gpus=8, labels={**labels, "egpu.io/rank": "1"}, annotations=size))
+        await cycle(api, binder)
+        assert bound_to(api, "k1") == "b-n1"  # not the H100 node, first by name
+        assert not [e for e in api.events if e["reason"] == "MixedGPUModels"]
+
+    run(go)

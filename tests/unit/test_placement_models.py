@@ -119,3 +119,18 @@ def test_free_capacity_by_selector_counts_every_matching_model() -> None:
     assert ledger.domain_stats((), "nvidia").free_gpus == 48
     assert ledger.domain_stats((), H100).free_gpus == 32
     assert ledger.domain_stats((), "A100").free_gpus == 0
+
+
+def test_the_rest_of_a_gang_keeps_the_model_of_its_placed_members() -> None:
+    # Its first members run on H200; H100 would be the better fit by name and count.
+    rest = GangRequest("g", 2, 8, keep_model=H200)
+    result = placed(mixed_cluster(), rest)
+    assert result.models == (H200,)
+    assert result.note is None
+
+
+def test_the_rest_of_a_gang_mixes_only_when_its_model_has_no_room_and_says_so() -> None:
+    rest = GangRequest("g", 3, 8, keep_model=H200)  # two H200 nodes only
+    result = placed(mixed_cluster(), rest)
+    assert len(result.assignments) == 3
+    assert result.note is not None and H200 in result.note and H100 in result.note

@@ -282,7 +282,9 @@ class Binder:
             ]
             within = required_domain(placed_domains, levels, resume.fresh[0].ask.required_level)
             try:
-                request = gang_request(gang, resume.fresh, len(placed_domains), within)
+                request = gang_request(
+                    gang, resume.fresh, len(placed_domains), within, self._placed_model(gang, steps)
+                )
             except ValueError as exc:
                 self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
                 self.parking.park(gang.gang_id, now)
@@ -327,6 +329,14 @@ class Binder:
         if isinstance(result, Unschedulable) and failed_shapes is not None:
             failed_shapes[shape] = result
         return result
+
+    def _placed_model(self, gang: Gang, steps: list[Step]) -> str | None:
+        """The GPU model the gang's bound or planned members run on, when they share one."""
+        ledger = self.sync.ledger
+        nodes = [p.node for p in gang.bound if p.node is not None]
+        nodes += [s.assignment.node for s in steps]
+        models = {ledger.node_view(n).model for n in nodes if n in ledger}
+        return models.pop() if len(models) == 1 else None
 
     def _domain_of(self, pod: PodFacts) -> dict[str, str]:
         """A placed pod's domain at every level: its node's, else what its plan says."""

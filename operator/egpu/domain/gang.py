@@ -20,6 +20,8 @@ class GangRequest:
     `extras`: what else each pod holds on its node, (resource, amount): ephemeral
     storage, extended resources, host ports. `constraints`: what the pods ask of a
     node's labels and taints (one entry per distinct ask; a node must satisfy all).
+    `keep_model`: the GPU model the gang's members already placed run on; the rest
+    keep it unless it has no room for them (a gang runs at its slowest GPU's pace).
     """
 
     gang_id: str
@@ -38,6 +40,7 @@ class GangRequest:
     memory_headroom_bytes: int = 0
     extras: tuple[tuple[str, int], ...] = ()
     constraints: tuple[NodeConstraints, ...] = ()
+    keep_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.gang_id:

@@ -128,13 +128,28 @@ def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
 
 
 def _decide(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
+    result = _one_model(tree, request, diagnose)
+    keep = request.keep_model
+    if keep is not None and isinstance(result, Placement) and set(result.models) != {keep}:
+        # The gang's placed members run on `keep`, which has no room for these pods.
+        result = replace(result, note=mixed_models_note(tuple(sorted({*result.models, keep}))))
+    return result
+
+
+def _one_model(tree: DomainTree, request: GangRequest, diagnose: bool) -> PlacementResult:
     """One GPU model per gang: a synchronous gang runs at the pace of its slowest GPU.
     The gang's selector (or, without one, any model) may name several models; each is
     tried alone and the one whose placement lands in the smallest domain wins (then the
-    model name). Only a gang without a selector mixes models, and only when no single
-    model holds all of it; the placement says so in `note`."""
+    model name); the model of the gang's placed members (`keep_model`) is tried first.
+    Only a gang without a selector mixes models, and only when no single model holds
+    all of it; the placement says so in `note`."""
     selector = request.gpu_model
     models = sorted(m for m in tree.root.stats if selector is None or model_matches(selector, m))
+    keep = request.keep_model
+    if keep is not None and keep in models and (selector is None or len(models) > 1):
+        found = _place(tree, replace(request, gpu_model=keep), diagnose=False)
+        if isinstance(found, Placement) and not found.partial:
+            return found
     if selector is not None and len(models) == 1:
         return _place(tree, replace(request, gpu_model=models[0]), diagnose)
     if len(models) < 2:
