@@ -287,7 +287,7 @@ def _least_fragmenting(
     seen = [_free_profiles(best_domain, shape)]
     for candidate in tied:
         profiles = _free_profiles(candidate.domain, shape)
-        if profiles in seen:  # nodes wired and free alike: the same placement, by name
+        if profiles in seen:  # nodes wired and free alike: taken as alike (a cheap cut)
             continue
         seen.append(profiles)
         other = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
