@@ -83,7 +83,7 @@ test: ## What CI runs: lint, unit tests, integration tests (cluster up and down)
 	$(MAKE) --no-print-directory integration
 
 bench-placement: venv ## Placement engine benchmark (15,000 nodes, 120,000 GPUs)
-	$(PY) hack/bench/placement.py
+	$(PY) hack/bench/placement.py $(BENCH_ARGS)
 
 bench-bind: venv binaries ## Bind 10,000 pods on 1,000 nodes: egpu, a do-nothing ceiling, kube-scheduler x2; gangs
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-bind $(PY) hack/bench/bind.py $(BENCH_ARGS)

@@ -2,6 +2,12 @@
 
     .venv/bin/python hack/bench/placement.py            # 15 x 25 x 40 nodes x 8 GPUs
     .venv/bin/python hack/bench/placement.py --quick    # a small smoke run (seconds)
+    .venv/bin/python hack/bench/placement.py --cases-only   # the scored cases alone
+
+(0) Scored cases with a known best answer (`placement_cases.py`): per case pass or
+    fail and a score from 0 to 1 (1 is the best answer); wiring before count,
+    spreading inside NVLink groups, the fragmentation tie-break, spanning the fewest
+    domains at every level, one GPU model per gang.
 
 (a) Fill the cluster to half with a seeded mix of gangs, then time the decision
     (`place_gang`, no reserve) for one gang of 128 pods x 8 GPUs over many trials,
@@ -51,6 +57,9 @@ from egpu.domain.topology import Topology
 from egpu.engines.placement import ClusterLedger, place_gang
 from egpu.engines.placement.tree import natural_key
 from egpu.sim.nodes import ClusterShape, node_manifests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from placement_cases import run_cases  # a module beside this script
 
 # Gang sizes in GPUs and how often each arrives (small jobs are common, big ones rare).
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -198,19 +207,22 @@ class EngineScheduler:
     def __init__(self, nodes: list[Node]) -> None:
         self.ledger = ClusterLedger(Topology(), nodes)
         self.decide_ms: list[float] = []
+        self.decide_cpu_ms: list[float] = []
         self.refuse_ms: list[float] = []
         self.record = True
 
     def place(self, gang: Gang) -> list[tuple[str, tuple[int, ...]]] | None:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = place_gang(self.ledger, gang.request())
         elapsed = (time.perf_counter() - start) * 1000
+        cpu = (time.process_time() - cpu_start) * 1000
         if not isinstance(result, Placement):
             if self.record:
                 self.refuse_ms.append(elapsed)
             return None
         if self.record:
             self.decide_ms.append(elapsed)
+            self.decide_cpu_ms.append(cpu)
         self.ledger.reserve(result)
         return [(a.node, a.gpu_indices) for a in result.assignments]
 
@@ -539,7 +551,9 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         )
     print(
         f"    engine decisions: placed p50 {percentile(engine.decide_ms, 50):.2f} ms, "
-        f"p99 {percentile(engine.decide_ms, 99):.2f} ms; refused p50 "
+        f"p99 {percentile(engine.decide_ms, 99):.2f} ms (CPU time p50 "
+        f"{percentile(engine.decide_cpu_ms, 50):.2f} ms, p99 "
+        f"{percentile(engine.decide_cpu_ms, 99):.2f} ms); refused p50 "
         f"{percentile(engine.refuse_ms, 50):.2f} ms, p99 {percentile(engine.refuse_ms, 99):.2f} ms"
     )
     return {
@@ -552,6 +566,7 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
         "rejected": ours.rejected,
         "churn_p50_ms": round(percentile(engine.decide_ms, 50), 3),
         "churn_p99_ms": round(percentile(engine.decide_ms, 99), 3),
+        "churn_p99_cpu_ms": round(percentile(engine.decide_cpu_ms, 99), 3),
         "refused_p99_ms": round(percentile(engine.refuse_ms, 99), 3),
         "baseline_smallest_domain_pct": base.pct(base.smallest),
         "baseline_stranded_gpus": base.stranded_end,
@@ -563,9 +578,28 @@ def churn(args: argparse.Namespace, shape: ClusterShape, nodes: list[Node]) -> d
     }
 
 
+def scored_cases() -> dict[str, object]:
+    outcomes = run_cases()
+    for o in outcomes:
+        verdict = "pass" if o.passed else "FAIL"
+        print(f"(0) {verdict} {o.score:5.3f}  {o.case.name:42s} [{o.case.point}] {o.note}")
+    passed = sum(o.passed for o in outcomes)
+    mean = sum(o.score for o in outcomes) / len(outcomes)
+    print(f"(0) cases: {passed} of {len(outcomes)} at the best answer, mean score {mean:.3f}")
+    return {
+        "cases_passed": passed,
+        "cases_total": len(outcomes),
+        "cases_score": round(mean, 3),
+        "cases_failed": [o.case.name for o in outcomes if not o.passed],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
+    parser.add_argument(
+        "--cases-only", action="store_true", help="only the scored cases with a known best answer"
+    )
     parser.add_argument("--blocks", type=int, default=15)
     parser.add_argument("--leaves", type=int, default=25, help="leaves per block")
     parser.add_argument("--nodes", type=int, default=40, help="nodes per leaf")
@@ -582,6 +616,10 @@ def main(argv: list[str] | None = None) -> None:
         "--gc-freeze", action="store_true", help="gc.freeze() before the timed decisions"
     )
     args = parser.parse_args(argv)
+    report: dict[str, object] = scored_cases()
+    if args.cases_only:
+        print(json.dumps(report, sort_keys=False))
+        return
     if args.quick:
         args.blocks, args.leaves, args.nodes = 2, 4, 8
         args.gang_pods, args.trials, args.arrivals = 16, 30, 300
@@ -600,7 +638,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.gpus} GPUs = {shape.node_count} nodes, {shape.gpu_count} GPUs "
         f"(parsed from manifests in {parse_ms:.0f} ms)"
     )
-    report: dict[str, object] = {}
     report.update(decision_time(args, shape, nodes))
     report.update(churn(args, shape, nodes))
     report.update(filtered_decisions(args, shape, nodes))

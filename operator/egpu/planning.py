@@ -100,6 +100,10 @@ def describe_plan(result: Placement | Unschedulable) -> str:
     ]
     if result.preferred_met is not None:
         lines.append(f"  preferred level met: {result.preferred_met}")
+    if result.models:
+        lines.append(f"  GPU models: {', '.join(result.models)}")
+    if result.note is not None:
+        lines.append(f"  note: {result.note}")
     for a in sorted(result.assignments, key=lambda a: a.rank):
         gpus = ",".join(str(g) for g in a.gpu_indices)
         lines.append(f"  rank {a.rank:4}  {a.node:28} GPUs {gpus}")

@@ -480,3 +480,52 @@ def test_a_new_leader_binds_the_backlog_it_found_without_waiting_for_news(
                 await task
 
     run(go)
+
+
+def test_a_gang_that_must_mix_gpu_models_is_told_so() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {})
+        api.add_node(gpu_node("a-n0", leaf="l0", model="NVIDIA-H100-80GB-HBM3"))
+        api.add_node(gpu_node("b-n0", leaf="l0", model="NVIDIA-H200-141GB-HBM3e"))
+        for i in range(2):
+            api.add_pod(
+                gpu_pod(
+                    f"m{i}",
+                    gpus=8,
+                    labels={"egpu.io/gang": "m", "egpu.io/rank": str(i)},
+                    annotations={"egpu.io/gang-size": "2"},
+                )
+            )
+        await cycle(api, binder)
+        assert bound_to(api, "m0") and bound_to(api, "m1")
+        (event,) = [e for e in events_on(api, "m0") if e["reason"] == "MixedGPUModels"]
+        assert "NVIDIA-H100-80GB-HBM3" in event["message"] and "mix" in event["message"]
+        # One model holds a gang of one: nothing to say.
+        api.add_pod(gpu_pod("solo", gpus=2))
+        await cycle(api, binder)
+        assert not [e for e in api.events if e["reason"] == "MixedGPUModels" and e is not event]
+
+    run(go)
+
+
+def test_the_rest_of_a_gang_keeps_the_gpu_model_its_bound_members_run_on() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        binder, _ = scene(api, {})
+        api.add_node(gpu_node("a-n0", leaf="l0", model="NVIDIA-H100-80GB-HBM3"))
+        api.add_node(gpu_node("b-n0", leaf="l0", model="NVIDIA-H200-141GB-HBM3e"))
+        api.add_node(gpu_node("b-n1", leaf="l0", model="NVIDIA-H200-141GB-HBM3e"))
+        labels = {"egpu.io/gang": "k"}
+        size = {"egpu.io/gang-size": "2"}
+        api.add_pod(
+            gpu_pod(
+                "k0", gpus=8, node="b-n0", labels={**labels, "egpu.io/rank": "0"}, annotations=size
+            )
+        )
+        api.add_pod(gpu_pod("k1", gpus=8, labels={**labels, "egpu.io/rank": "1"}, annotations=size))
+        await cycle(api, binder)
+        assert bound_to(api, "k1") == "b-n1"  # not the H100 node, first by name
+        assert not [e for e in api.events if e["reason"] == "MixedGPUModels"]
+
+    run(go)

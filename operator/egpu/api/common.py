@@ -193,8 +193,14 @@ def gpus_per_pod_field(extra: dict[str, Any] | None = None) -> Any:
 def gpu_model_field() -> Any:
     return Field(
         None,
-        description="Only nodes whose `nvidia.com/gpu.product` label equals this value are "
-        "used, e.g. NVIDIA-H100-80GB-HBM3. Unset: any GPU model.",
+        description="Only nodes whose GPU product (the `nvidia.com/gpu.product` label, as GPU "
+        "Feature Discovery writes it, e.g. NVIDIA-H200-141GB-HBM3e) matches this value are "
+        "used. It matches when its words (split at dashes and underscores, compared whole "
+        "and case-insensitively) appear in the product's words in the same order: H200, "
+        "h200 and H200-141GB match NVIDIA-H200-141GB-HBM3e; H20 does not. When it matches "
+        "several products, a gang's pods all get one of them. Unset: any GPU model; a "
+        "gang's pods then still share one model unless no single model has room for all of "
+        "them (the placement then says so).",
     )
 
 

@@ -293,7 +293,9 @@ class Binder:
             ]
             within = required_domain(placed_domains, levels, resume.fresh[0].ask.required_level)
             try:
-                request = gang_request(gang, resume.fresh, len(placed_domains), within)
+                request = gang_request(
+                    gang, resume.fresh, len(placed_domains), within, self._placed_model(gang, steps)
+                )
             except ValueError as exc:
                 self.explain(gang, Unschedulable(gang.gang_id, INVALID, str(exc)))
                 self.parking.park(gang.gang_id, now)
@@ -304,6 +306,8 @@ class Binder:
                 self.parking.park(gang.gang_id, now)
                 return None
             self.parking.release(gang.gang_id)
+            if result.note is not None:
+                self._tell_placed(resume.fresh[0], result.note)
             pairs = pair_with_pods(resume.fresh, result)
             plan_id = uuid.uuid4().hex[:12]
             steps += [
@@ -336,6 +340,14 @@ class Binder:
         if isinstance(result, Unschedulable) and failed_shapes is not None:
             failed_shapes[shape] = result
         return result
+
+    def _placed_model(self, gang: Gang, steps: list[Step]) -> str | None:
+        """The GPU model the gang's bound or planned members run on, when they share one."""
+        ledger = self.sync.ledger
+        nodes = [p.node for p in gang.bound if p.node is not None]
+        nodes += [s.assignment.node for s in steps]
+        models = {ledger.node_view(n).model for n in nodes if n in ledger}
+        return models.pop() if len(models) == 1 else None
 
     def _domain_of(self, pod: PodFacts) -> dict[str, str]:
         """A placed pod's domain at every level: its node's, else what its plan says."""
@@ -752,6 +764,17 @@ class Binder:
                     set_pod_scheduled(client, pod.namespace, pod.name, reason, message, now_text())
                 )
             )
+
+    def _tell_placed(self, pod: PodFacts, note: str) -> None:
+        """What the user should know of a placement made (its pods mix GPU models): a
+        Warning Event on the gang's first pod placed, once per message."""
+        if self._told.get(pod.key) == note:
+            return
+        self._told[pod.key] = note
+        log.info("pod %s: %s", pod.key, note)
+        self.runtime.spawn_once(
+            post_event(self.runtime.client, pod_object(pod), "Warning", "MixedGPUModels", note)
+        )
 
     @staticmethod
     async def _quietly(work: Awaitable[None]) -> None:

@@ -21,6 +21,8 @@ class GangRequest:
     nodes only). `extras`: what else each pod holds on its node, (resource, amount): ephemeral
     storage, extended resources, host ports. `constraints`: what the pods ask of a
     node's labels and taints (one entry per distinct ask; a node must satisfy all).
+    `keep_model`: the GPU model the gang's members already placed run on; the rest
+    keep it unless it has no room for them (a gang runs at its slowest GPU's pace).
     """
 
     gang_id: str
@@ -42,6 +44,7 @@ class GangRequest:
     # The GPUs come through DRA claims: only nodes whose GPUs a DRA driver publishes
     # fit; else only nodes with the device plugin (a pod's claims are fixed at creation).
     dra: bool = False
+    keep_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.gang_id:

@@ -7,6 +7,7 @@ ValueError that says what is wrong, so nothing malformed reaches the engines.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -126,3 +127,29 @@ def parse_unhealthy_gpus(text: str | None, gpu_count: int) -> frozenset[int]:
             )
         indices.add(index)
     return frozenset(indices)
+
+
+_WORD_BREAKS = re.compile(r"[-\s_]+")
+
+
+@lru_cache(maxsize=1024)
+def model_words(text: str) -> tuple[str, ...]:
+    """A GPU model name as lower-case words: split at dashes, spaces and underscores."""
+    return tuple(word for word in _WORD_BREAKS.split(text.strip().lower()) if word)
+
+
+@lru_cache(maxsize=4096)
+def model_matches(selector: str, product: str) -> bool:
+    """Whether a node's GPU product matches a workload's `gpuModel` selector.
+
+    The rule: the selector's words, compared whole and case-insensitively, appear in the
+    product's words in the same order (words split at dashes, spaces and underscores).
+    So `H200`, `h200`, `H200-141GB` and `NVIDIA-H200-141GB-HBM3e` all match GPU Feature
+    Discovery's `NVIDIA-H200-141GB-HBM3e`; `H20` and `141GB-H200` do not. A selector of
+    no words matches nothing.
+    """
+    wanted = model_words(selector)
+    if not wanted:
+        return False
+    words = iter(model_words(product))
+    return all(word in words for word in wanted)

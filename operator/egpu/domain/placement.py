@@ -32,7 +32,9 @@ class Placement:
 
     `level` is the label of that domain's level (`kubernetes.io/hostname` for one
     node, `cluster` for the whole cluster); `domain` is its path, level -> value.
-    `preferred_met` is None when the gang named no preferred level.
+    `preferred_met` is None when the gang named no preferred level. `models`: the GPU
+    models the pods got (more than one only when no single model had room for the
+    gang, and then `note` says so).
     """
 
     gang_id: str
@@ -41,6 +43,8 @@ class Placement:
     domain: Mapping[str, str]
     requested_pods: int
     preferred_met: bool | None = None
+    models: tuple[str, ...] = ()
+    note: str | None = None
 
     @property
     def partial(self) -> bool:

@@ -31,10 +31,12 @@ def gang_request(
     fresh: list[PodFacts],
     placed: int,
     within: tuple[str, ...],
+    placed_model: str | None = None,
 ) -> GangRequest:
     """One request for the `fresh` pods of the gang, `placed` of whose members are bound
-    or planned already (inside `within`). The gang's pods are alike: take the largest.
-    Raises ValueError when the pods make no valid request."""
+    or planned already (inside `within`, on GPUs of `placed_model` when they share one).
+    The gang's pods are alike: take the largest. Raises ValueError when the pods make
+    no valid request."""
     ask = fresh[0].ask
     missing = len(fresh)
     min_members = max(1, min(missing, gang.min_members - placed))
@@ -64,6 +66,7 @@ def gang_request(
         extras=tuple(sorted(extras.items())),
         constraints=constraints,
         dra=fresh[0].dra,
+        keep_model=placed_model,
     )
 
 
@@ -83,6 +86,7 @@ def shape_key(r: GangRequest) -> tuple[object, ...]:
         r.memory_headroom_bytes,
         r.extras,
         r.constraints,
+        r.keep_model,
     )
 
 

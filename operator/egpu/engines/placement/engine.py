@@ -3,9 +3,13 @@
 Rules:
 - The gang goes to the smallest domain that holds all of it, looking from the node
   up (node < lowest level < ... < the whole cluster); among feasible domains of that
-  level, best fit. With `required_level` the search stops at that level; a
-  `preferred_level` needs nothing extra, since the smallest domain is always tried
-  first: the result says whether it was met.
+  level, first those where every pod keeps inside one NVLink group (when any node
+  allows it for this pod size), then best fit; among the first few equally tight
+  domains (`TIED_CANDIDATES`), the one whose placement splits the fewest pods, then
+  takes the fewest whole free nodes, then the fewest whole free NVLink groups. With
+  `required_level` the search stops at that level; a `preferred_level` needs nothing
+  extra, since the smallest domain is always tried first: the result says whether it
+  was met.
 - Partial gangs (min_members < pod_count): only when all pods do not fit. The gang
   then gets the most pods that any one allowed domain can take (exactly counted), if
   that is at least min_members, placed by the same rules.
@@ -30,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from egpu.domain.gang import GangRequest
+from egpu.domain.gpu import model_matches
 from egpu.domain.placement import (
     Placement,
     PlacementResult,
@@ -37,14 +42,21 @@ from egpu.domain.placement import (
     Unschedulable,
     UnschedulableReason,
 )
-from egpu.engines.placement.capacity import PodShape
+from egpu.engines.placement.capacity import PodShape, stats_for
 from egpu.engines.placement.diagnosis import best_domain, unschedulable
-from egpu.engines.placement.fill import Slot, fill_domain
+from egpu.engines.placement.fill import Slot, fill_domain, fragmentation
 from egpu.engines.placement.filters import excluded_nodes, exclusions, score_tiers, scores
 from egpu.engines.placement.gpus import indices
 from egpu.engines.placement.ledger import ClusterLedger
-from egpu.engines.placement.search import feasible_domains, one_node
+from egpu.engines.placement.search import Candidate, feasible_domains, one_node
 from egpu.engines.placement.tree import DomainNode, DomainTree
+from egpu.engines.placement.wiring import Profile
+
+# What a placement calls the model of nodes that name none.
+UNKNOWN_MODEL = "unknown"
+
+# How many equally tight domains a decision compares by fragmentation (the first included).
+TIED_CANDIDATES = 4
 
 
 def level_depth(tree: DomainTree, level: str) -> int | None:
@@ -60,7 +72,7 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
     asks = bool(request.constraints or request.extras)
     if not (asks or request.dra or tree.tainted or tree.pods_full or tree.dra_nodes):
-        return _place(tree, request)  # nothing to filter or score: the fast path
+        return _decide(tree, request)  # nothing to filter or score: the fast path
     refused = excluded_nodes(tree, request)
     if len(refused) * 2 > len(tree.nodes):  # most nodes refused: index the rest apart
         result = _scored(_feasible_tree(tree, refused), request, {})
@@ -85,10 +97,10 @@ def _scored(tree: DomainTree, request: GangRequest, refused: Collection[str]) ->
         feasible = len(tree.nodes) - len(refused)
         for tier in score_tiers(scored, feasible):
             with _left_out(tree, tier):
-                found = _place(tree, request, diagnose=False)
+                found = _decide(tree, request, diagnose=False)
             if isinstance(found, Placement) and not found.partial:
                 return found  # a partial gang here could be whole on more nodes
-    return _place(tree, request)
+    return _decide(tree, request)
 
 
 def _feasible_tree(tree: DomainTree, refused: Container[str]) -> DomainTree:
@@ -113,6 +125,64 @@ def _left_out(tree: DomainTree, names: Collection[str]) -> Iterator[None]:
     finally:
         for state in states:
             tree.index(state)
+
+
+def _decide(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
+    result = _one_model(tree, request, diagnose)
+    keep = request.keep_model
+    if keep is not None and isinstance(result, Placement) and set(result.models) != {keep}:
+        # The gang's placed members run on `keep`, which has no room for these pods.
+        result = replace(result, note=mixed_models_note(tuple(sorted({*result.models, keep}))))
+    return result
+
+
+def _one_model(tree: DomainTree, request: GangRequest, diagnose: bool) -> PlacementResult:
+    """One GPU model per gang: a synchronous gang runs at the pace of its slowest GPU.
+    The gang's selector (or, without one, any model) may name several models; each is
+    tried alone and the one whose placement lands in the smallest domain wins (then the
+    model name); the model of the gang's placed members (`keep_model`) is tried first.
+    Only a gang without a selector mixes models, and only when no single model holds
+    all of it; the placement says so in `note`."""
+    selector = request.gpu_model
+    models = sorted(m for m in tree.root.stats if selector is None or model_matches(selector, m))
+    keep = request.keep_model
+    if keep is not None and keep in models and (selector is None or len(models) > 1):
+        found = _place(tree, replace(request, gpu_model=keep), diagnose=False)
+        if isinstance(found, Placement) and not found.partial:
+            return found
+    if selector is not None and len(models) == 1:
+        return _place(tree, replace(request, gpu_model=models[0]), diagnose)
+    if len(models) < 2:
+        return _place(tree, request, diagnose)
+    best: Placement | None = None
+    best_key: tuple[int, int] = (0, 0)
+    for model in models:
+        found = _place(tree, replace(request, gpu_model=model), diagnose=False)
+        if isinstance(found, Placement):
+            key = (len(found.assignments), _depth_of(tree, found))
+            if best is None or key > best_key:
+                best, best_key = found, key
+    if best is not None and not best.partial:
+        return best
+    if selector is None:
+        mixed = _place(tree, request, diagnose)
+        if isinstance(mixed, Placement) and (
+            best is None or len(mixed.assignments) > len(best.assignments)
+        ):
+            return mixed
+        return best if best is not None else mixed
+    if best is not None:
+        return best
+    refused = _place(tree, replace(request, gpu_model=models[0]), diagnose)
+    if isinstance(refused, Unschedulable) and diagnose:
+        named = ", ".join(models)
+        note = f"; no single model matching {selector!r} ({named}) holds it, and a gang keeps one"
+        return replace(refused, message=refused.message + note)
+    return refused
+
+
+def _depth_of(tree: DomainTree, placement: Placement) -> int:
+    return level_depth(tree, placement.level) or 0
 
 
 def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> PlacementResult:
@@ -158,6 +228,7 @@ def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> Pla
 
     depth, domain_path, slots = found
     preferred = request.preferred_level
+    models = tuple(sorted({slot.state.model or UNKNOWN_MODEL for slot in slots}))
     return Placement(
         gang_id=request.gang_id,
         assignments=tuple(_assignments(slots, request)),
@@ -165,6 +236,15 @@ def _place(tree: DomainTree, request: GangRequest, diagnose: bool = True) -> Pla
         domain=domain_path,
         requested_pods=request.pod_count,
         preferred_met=None if preferred is None else depth >= depths[preferred],
+        models=models,
+        note=None if len(models) < 2 else mixed_models_note(models),
+    )
+
+
+def mixed_models_note(models: tuple[str, ...]) -> str:
+    return (
+        f"no single GPU model has room for the whole gang; its pods mix {', '.join(models)} "
+        "and run at the pace of the slowest"
     )
 
 
@@ -175,11 +255,52 @@ def _smallest_domain(
     if slots is not None:
         return tree.lowest_depth + 1, dict(slots[0].state.domain_labels), slots
     for depth in range(tree.lowest_depth, limit - 1, -1):
-        for domain in feasible_domains(tree, depth, shape, pods, root):
-            slots = fill_domain(domain, shape, pods, tree.lowest_depth)
-            if len(slots) == pods:
-                return depth, _path_labels(tree, domain), slots
+        candidates = feasible_domains(tree, depth, shape, pods, root)
+        for at, candidate in enumerate(candidates):
+            slots = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
+            if len(slots) != pods:
+                continue
+            domain, slots = _least_fragmenting(candidates, at, slots, shape, pods, tree)
+            return depth, _path_labels(tree, domain), slots
     return None
+
+
+def _least_fragmenting(
+    candidates: list[Candidate],
+    at: int,
+    slots: list[Slot],
+    shape: PodShape,
+    pods: int,
+    tree: DomainTree,
+) -> tuple[DomainNode, list[Slot]]:
+    """Among the next few candidates as tight as the one at `at` (which holds the
+    gang as `slots`), the one whose placement fragments the cluster least."""
+    best_domain, best_slots = candidates[at].domain, slots
+    tied = [
+        c
+        for c in candidates[at + 1 : at + TIED_CANDIDATES]
+        if c.tightness == candidates[at].tightness
+    ]
+    if not tied:
+        return best_domain, best_slots
+    best_cost = fragmentation(slots)
+    seen = [_free_profiles(best_domain, shape)]
+    for candidate in tied:
+        profiles = _free_profiles(candidate.domain, shape)
+        if profiles in seen:  # nodes wired and free alike: taken as alike (a cheap cut)
+            continue
+        seen.append(profiles)
+        other = fill_domain(candidate.domain, shape, pods, tree.lowest_depth)
+        if len(other) == pods:
+            cost = fragmentation(other)
+            if cost < best_cost:
+                best_domain, best_slots, best_cost = candidate.domain, other, cost
+    return best_domain, best_slots
+
+
+def _free_profiles(domain: DomainNode, shape: PodShape) -> dict[Profile, int] | None:
+    stats = stats_for(domain, shape.model)
+    return None if stats is None else stats.profiles
 
 
 def _path_labels(tree: DomainTree, domain: DomainNode) -> Mapping[str, str]:

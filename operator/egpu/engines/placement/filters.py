@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from egpu.domain.gang import GangRequest
+from egpu.domain.gpu import model_matches
 from egpu.domain.placement import Exclusion, FilterReason
 from egpu.domain.scheduling import (
     SelectorTerm,
@@ -135,7 +136,7 @@ def _relevant(state: NodeState, request: GangRequest) -> bool:
     model, with enough GPUs. Only such nodes are filtered (and counted as refused)."""
     if not state.schedulable or state.gpu_count < request.gpus_per_pod:
         return False
-    return request.gpu_model is None or state.model == request.gpu_model
+    return request.gpu_model is None or model_matches(request.gpu_model, state.model)
 
 
 def excluded_nodes(tree: DomainTree, request: GangRequest) -> dict[str, Refusal]:

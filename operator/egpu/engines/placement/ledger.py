@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from egpu.domain.gpu import model_matches
 from egpu.domain.node import Node
 from egpu.domain.placement import Placement, PodAssignment
 from egpu.domain.topology import Topology
@@ -21,6 +22,7 @@ from egpu.engines.placement.errors import ReservationError, TransactionError, Un
 from egpu.engines.placement.gpus import indices, pick_gpus
 from egpu.engines.placement.tree import DomainNode, DomainTree, NodeState, Stats
 from egpu.engines.placement.views import DomainStats, HeldPod, NodeUsage, NodeView
+from egpu.engines.placement.wiring import profile_of
 
 HoldKey = tuple[str, str, int]  # ("gang", gang id, rank) or ("foreign", key, 0)
 _GANG = "gang"
@@ -418,7 +420,13 @@ class ClusterLedger:
         domain = self.tree.find(tuple(path))
         if domain is None:
             raise KeyError(f"no domain {list(path)}")
-        stats = stats_for(domain, model) or Stats()
+        if model is None:
+            stats = stats_for(domain, model) or Stats()
+        else:  # a selector: every model it matches (`model_matches`)
+            stats = Stats()
+            for name, found in domain.stats.items():
+                if model_matches(model, name):
+                    stats = stats.merged_with(found)
         hist = list(stats.hist)
         while hist and hist[-1] == 0:
             hist.pop()
@@ -500,8 +508,9 @@ class ClusterLedger:
                 continue
             free = state.free_mask.bit_count()
             whole = state.gpu_count > 0 and free == state.gpu_count
+            profile = profile_of(state.free_mask, state.group_masks, state.numa_masks)
             expected.setdefault(state.model, Stats()).add(
-                free, state.cpu_free, state.mem_free, whole, 1
+                free, state.cpu_free, state.mem_free, whole, 1, profile
             )
         if set(expected) != set(domain.stats):
             problems.append(f"domain {domain.path}: models {sorted(domain.stats)} wrong")
@@ -511,7 +520,7 @@ class ClusterLedger:
                 continue
             a = (got.free_gpus, got.free_cpu, got.free_mem, got.whole, got.nodes)
             b = (want.free_gpus, want.free_cpu, want.free_mem, want.whole, want.nodes)
-            if a != b or _trim(got.hist) != _trim(want.hist):
+            if a != b or _trim(got.hist) != _trim(want.hist) or got.profiles != want.profiles:
                 problems.append(f"domain {domain.path} model {model!r}: {a} != {b}")
         if domain.depth == self.tree.lowest_depth:
             bucketed = 0
@@ -523,6 +532,16 @@ class ClusterLedger:
                             problems.append(f"node {state.name} in the wrong bucket")
             if bucketed != sum(s.schedulable for s in members):
                 problems.append(f"domain {domain.path}: {bucketed} nodes in buckets")
+            profiled = 0
+            for model, by_profile in domain.profiled.items():
+                for profile, same in by_profile.items():
+                    profiled += len(same)
+                    for state in same.values():
+                        now = profile_of(state.free_mask, state.group_masks, state.numa_masks)
+                        if state.model != model or now != profile or not same:
+                            problems.append(f"node {state.name} under the wrong wiring profile")
+            if profiled != bucketed:
+                problems.append(f"domain {domain.path}: {profiled} nodes by wiring profile")
         for child in domain.children.values():
             problems.extend(self._verify_domain(child))
         return problems

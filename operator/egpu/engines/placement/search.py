@@ -2,29 +2,32 @@
 
 Domains are visited top-down and a subtree is skipped as soon as its counts show it
 cannot hold the gang, so a decision reads the domains on the way and never all nodes.
-Among domains of one level that can hold the gang, the best fit comes first: the
-fewest pods of this shape left over, then the fewest free GPUs, then the fullest
-parent, so big holes stay for big gangs.
+Among domains of one level that can hold the gang, those where every pod keeps
+inside one NVLink group come first (when some node allows it for this pod size), then
+the best fit: the fewest pods of this shape left over, then the fewest free GPUs,
+then the fullest parent, so big holes stay for big gangs.
 
-All pods on one node: the node with the fewest free GPUs that takes them, except
-that a node where every pod gets GPUs of one NVLink group outranks a tighter node
-that would split a pod across groups (looked for among a bounded number of nodes,
-`NVLINK_SEARCH_NODES`; pods larger than any group are placed by count alone).
+All pods on one node: the node that keeps every pod inside one NVLink group, else
+one NUMA node, if any node allows it; among those the fewest free GPUs, then the fewest
+whole free groups broken (`fill.single_node`, exact: domains count nodes by wiring profile).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from egpu.engines.placement.capacity import PodShape, domain_has_room, domain_pods, stats_for
-from egpu.engines.placement.fill import (
-    NVLINK_SEARCH_NODES,
-    Budget,
-    Slot,
-    best_node_in,
-    fill_node,
-    may_keep_groups,
-    splits_nvlink,
-)
+from egpu.engines.placement.fill import Slot, fill_node, grouped_pods, keeps_groups, single_node
 from egpu.engines.placement.tree import DomainNode, DomainTree
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A domain that may hold the gang, and how tight it is (lower is tighter):
+    (splits some pod across groups, pods left over, free GPUs)."""
+
+    domain: DomainNode
+    tightness: tuple[bool, int, int]
 
 
 def _room(domain: DomainNode, shape: PodShape, pods: int) -> tuple[int, int] | None:
@@ -38,67 +41,20 @@ def _room(domain: DomainNode, shape: PodShape, pods: int) -> tuple[int, int] | N
 def one_node(
     tree: DomainTree, shape: PodShape, pods: int, root: DomainNode | None = None
 ) -> list[Slot] | None:
-    """All pods on one node: the node with the fewest free GPUs that takes them all.
+    """All pods on one node, the best one by wiring, then count (`fill.node_rank`).
 
     `root` limits the search to one domain's subtree (default: the whole cluster).
     """
     top = tree.root if root is None else root
-    stats = stats_for(top, shape.model)
-    if stats is None:
-        return None
-    for free in range(pods * shape.gpus, len(stats.hist)):
-        if stats.hist[free]:
-            slots = _descend(tree, top, shape, free, pods)
-            if slots is not None:
-                break
-    else:
-        return None
-    first = slots[0].state
-    if splits_nvlink(first, shape, pods) and may_keep_groups(first, shape):
-        # Keeping every pod inside one NVLink group outranks a tighter count: look a
-        # little further (a bounded number of nodes) for a node that allows it.
-        budget = Budget(NVLINK_SEARCH_NODES)
-        for more in range(free + 1, len(stats.hist)):
-            if stats.hist[more]:
-                kept = _descend(tree, top, shape, more, pods, budget)
-                if kept is not None:
-                    return kept
-                if budget.left <= 0:
-                    break
-    return slots
-
-
-def _descend(
-    tree: DomainTree,
-    domain: DomainNode,
-    shape: PodShape,
-    free: int,
-    pods: int,
-    keep_groups: Budget | None = None,
-) -> list[Slot] | None:
-    if keep_groups is not None and keep_groups.left <= 0:
-        return None
-    if domain.depth == tree.lowest_depth:
-        node = best_node_in(domain, shape, free, pods, keep_groups)
-        return fill_node(node, shape, pods) if node is not None else None
-    ranked = []
-    for child in domain.children.values():
-        stats = stats_for(child, shape.model)
-        if stats is not None and free < len(stats.hist) and stats.hist[free]:
-            ranked.append((domain_pods(stats, shape), stats.free_gpus, child.sort_key, child))
-    ranked.sort(key=lambda r: r[:3])
-    for *_, child in ranked:
-        slots = _descend(tree, child, shape, free, pods, keep_groups)
-        if slots is not None:
-            return slots
-    return None
+    state = single_node(top, shape, pods, tree.lowest_depth)
+    return None if state is None else fill_node(state, shape, pods)
 
 
 def feasible_domains(
     tree: DomainTree, depth: int, shape: PodShape, pods: int, root: DomainNode | None = None
-) -> list[DomainNode]:
+) -> list[Candidate]:
     """Domains at `depth` (inside `root`, default the cluster) that can hold `pods`,
-    best fit first."""
+    best first."""
     top = tree.root if root is None else root
     if depth < top.depth:
         return []
@@ -115,5 +71,15 @@ def feasible_domains(
                 if room is not None:
                     deeper.append((child, *room, parent_room, parent_free))
         frontier = deeper
-    frontier.sort(key=lambda f: (f[1], f[2], f[3], f[4], f[0].sort_key))
-    return [f[0] for f in frontier]
+    wiring = keeps_groups(stats_for(top, shape.model), shape, pods)
+    ranked = []
+    for domain, pods_room, free, parent_room, parent_free in frontier:
+        splits = False
+        if wiring:
+            stats = stats_for(domain, shape.model)
+            splits = stats is None or grouped_pods(stats, shape) < pods
+        ranked.append(
+            ((splits, pods_room, free), parent_room, parent_free, domain.sort_key, domain)
+        )
+    ranked.sort(key=lambda r: r[:4])
+    return [Candidate(r[4], r[0]) for r in ranked]

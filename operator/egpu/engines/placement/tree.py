@@ -19,6 +19,7 @@ from types import MappingProxyType
 from egpu.domain.gpu import Interconnect
 from egpu.domain.node import Node
 from egpu.domain.scheduling import Taint, is_host_port
+from egpu.engines.placement.wiring import Profile, profile_of
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -46,21 +47,28 @@ def wiring_masks(wiring: Interconnect) -> tuple[tuple[int, ...], tuple[int, ...]
 class Stats:
     """Free capacity of the schedulable nodes of one GPU model inside one domain."""
 
-    __slots__ = ("free_cpu", "free_gpus", "free_mem", "hist", "nodes", "whole")
+    __slots__ = ("free_cpu", "free_gpus", "free_mem", "hist", "nodes", "profiles", "whole")
 
     def __init__(self) -> None:
         self.hist: list[int] = []
+        self.profiles: dict[Profile, int] = {}  # nodes by wiring profile (wiring.py)
         self.free_gpus = 0
         self.free_cpu = 0
         self.free_mem = 0
         self.whole = 0
         self.nodes = 0
 
-    def add(self, free: int, cpu: int, mem: int, whole: bool, sign: int) -> None:
+    def add(self, free: int, cpu: int, mem: int, whole: bool, sign: int, profile: Profile) -> None:
         hist = self.hist
         if free >= len(hist):
             hist.extend([0] * (free + 1 - len(hist)))
         hist[free] += sign
+        profiles = self.profiles
+        left = profiles.get(profile, 0) + sign
+        if left:
+            profiles[profile] = left
+        else:
+            del profiles[profile]
         self.free_gpus += sign * free
         self.free_cpu += sign * cpu
         self.free_mem += sign * mem
@@ -74,6 +82,8 @@ class Stats:
         for src in (self, other):
             for k, count in enumerate(src.hist):
                 out.hist[k] += count
+            for profile, count in src.profiles.items():
+                out.profiles[profile] = out.profiles.get(profile, 0) + count
         out.free_gpus = self.free_gpus + other.free_gpus
         out.free_cpu = self.free_cpu + other.free_cpu
         out.free_mem = self.free_mem + other.free_mem
@@ -92,6 +102,7 @@ class DomainNode:
         "nodes",
         "parent",
         "path",
+        "profiled",
         "size",
         "sort_key",
         "stats",
@@ -108,6 +119,8 @@ class DomainNode:
         self.nodes: dict[str, NodeState] = {}  # lowest level only
         # lowest level only: model -> [free GPU count] -> nodes (a dict as an ordered set)
         self.buckets: dict[str, list[dict[str, NodeState]]] = {}
+        # lowest level only: model -> wiring profile -> nodes
+        self.profiled: dict[str, dict[Profile, dict[str, NodeState]]] = {}
         self.stats: dict[str, Stats] = {}
         self.size = 0  # attached nodes under this domain, schedulable or not
 
@@ -136,6 +149,7 @@ class NodeState:
         "ix_cpu",
         "ix_free",
         "ix_mem",
+        "ix_profile",
         "labels",
         "mem_alloc",
         "mem_used",
@@ -180,6 +194,7 @@ class NodeState:
         self.ix_free = -1  # what index() added, so unindex() removes exactly that
         self.ix_cpu = 0
         self.ix_mem = 0
+        self.ix_profile: Profile = ((), ())
 
     @property
     def sort_key(self) -> tuple[tuple[int, str], ...]:
@@ -301,20 +316,25 @@ class DomainTree:
         if not state.schedulable:
             state.ix_free = -1
             return
-        free = state.free_mask.bit_count()
+        free_mask = state.free_mask
+        free = free_mask.bit_count()
         cpu, mem = state.cpu_free, state.mem_free
         whole = state.gpu_count > 0 and free == state.gpu_count
+        profile = profile_of(free_mask, state.group_masks, state.numa_masks)
         model = state.model
         for d in state.chain:
             stats = d.stats.get(model)
             if stats is None:
                 stats = d.stats[model] = Stats()
-            stats.add(free, cpu, mem, whole, 1)
-        buckets = state.chain[-1].buckets.setdefault(model, [])
+            stats.add(free, cpu, mem, whole, 1, profile)
+        lowest = state.chain[-1]
+        buckets = lowest.buckets.setdefault(model, [])
         if free >= len(buckets):
             buckets.extend({} for _ in range(free + 1 - len(buckets)))
         buckets[free][state.name] = state
+        lowest.profiled.setdefault(model, {}).setdefault(profile, {})[state.name] = state
         state.ix_free, state.ix_cpu, state.ix_mem = free, cpu, mem
+        state.ix_profile = profile
         if state.pods_free == 0:
             self.pods_full[state.name] = state
 
@@ -324,12 +344,19 @@ class DomainTree:
             return
         whole = state.gpu_count > 0 and free == state.gpu_count
         model = state.model
+        profile = state.ix_profile
         for d in state.chain:
             stats = d.stats[model]
-            stats.add(free, state.ix_cpu, state.ix_mem, whole, -1)
+            stats.add(free, state.ix_cpu, state.ix_mem, whole, -1, profile)
             if stats.nodes == 0:
                 del d.stats[model]
-        del state.chain[-1].buckets[model][free][state.name]
+        lowest = state.chain[-1]
+        del lowest.buckets[model][free][state.name]
+        by_profile = lowest.profiled[model]
+        same = by_profile[profile]
+        del same[state.name]
+        if not same:
+            del by_profile[profile]
         state.ix_free = -1
         self.pods_full.pop(state.name, None)
 
