@@ -500,6 +500,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_every_s": args.checkpoint_every,
         "node_lost_after": args.node_lost_after,
         "hang_timeout": args.hang_timeout,
+        "faults_by_kind": {
+            k: sum(1 for f in faults if kinds_of(f) == k) for k in sorted(kinds_all)
+        },
         "detect_by_kind_p50_s": {
             kind: _round(
                 quantiles([f.detect - f.at for f in faults if f.detect and kinds_of(f) == kind])[0]
