@@ -448,3 +448,23 @@ def test_a_job_that_stops_making_progress_is_hung_and_restarted() -> None:
         assert record_on(api)["resumeFrom"] == "step-9"
 
     asyncio.run(go())
+
+
+def test_ranks_dropped_earlier_grow_back_after_the_policy_changed() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = elastic_scene(api)
+        await set_ready(api, "n1", "False", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        body = api.objects[WORKLOAD_PATH]
+        body["spec"]["repair"]["policy"] = "ReplaceMember"
+        runtime.workloads["ns/train"] = body
+        await set_ready(api, "n1", "True", NOW + 1)
+        await repair.cycle(NOW + 2)
+        await settle(api)
+        assert "dropped" not in record_on(api)
+        assert "GrewBack" in {e["reason"] for e in api.events}
+
+    asyncio.run(go())

@@ -521,10 +521,9 @@ class RepairController:
         record = record_of(body)
         hung = self.hung(spec, members, now)
         room = 0
-        if spec.repair.policy == "Shrink":
-            hit = {m.uid for m in affected_members(members, unhealthy, lost)}
-            if hit or record.dropped:
-                room = self.room(spec, members, hit)
+        hit = {m.uid for m in affected_members(members, unhealthy, lost)}
+        if (spec.repair.policy == "Shrink" and hit) or record.dropped:
+            room = self.room(spec, members, hit)  # dropped ranks grow back whatever the policy
         decision = decide_repair(
             spec.repair.policy,
             spec.repair.max_restarts,
