@@ -6,29 +6,37 @@ running gangs; detection and recovery times; effective training time.
         [--gangs 200] [--faults 40] [--trace 180]
 
 A fresh control plane (its own run directory) gets blocks x leaves x nodes simulated
-nodes of 8 GPUs, the operator, and `--gangs` GPUWorkloads of 4 pods x 8 GPUs (each
-gang required under one leaf; half ReplaceMember, half RestartGang). One simulated
-agent process (`egpu agent --simulate`, 2 s polls) serves every node. Once every gang
-runs, `--faults` faults are played within `--trace` seconds, each on a GPU (or the node)
-of a different running gang, of these kinds: XID 79 (fallen off the bus), a GPU lost,
-a new uncorrectable ECC error, a row-remap failure, a GSP error (XID 119), NVLink
-recovery errors, an NVLink down, overheating, NVML down on the node, stalled telemetry,
-and a node deleted. Shares: Llama 3's 30.1 % "faulty GPU" go to XID 79 / lost GPU, its
-17.2 % "HBM3" to ECC / row remap, the rest is spread evenly over the other kinds.
+nodes of 8 GPUs, the operator, and `--gangs` GPUWorkloads of 4 pods x 8 GPUs (each gang
+required under one leaf; half ReplaceMember, half RestartGang). One simulated agent
+process (`egpu agent --simulate`, 2 s polls) serves every node. Once every gang runs,
+`--faults` faults are played within `--trace` seconds, each on a GPU (or the node) of a
+different running gang, of these kinds: XID 79 (fallen off the bus), a GPU lost, a new
+uncorrectable ECC error, a row-remap failure, a GSP error (XID 119), NVLink recovery
+errors, an NVLink down, overheating, NVML down on the node, stalled telemetry, a node
+deleted, a node lost (made NotReady: `egpu.io/sim-fault`, kept so to the end; the
+operator runs with EGPU_NODE_LOST_AFTER `--node-lost-after`, 10 s) and a hung job (its
+workload gets `progressAnnotation` and `hangTimeout` `--hang-timeout`, 10 s, at the
+fault's time and its pods never report progress: the job stopped then; taken off again
+once the repair is seen, so the restarted job is not hung again). Shares: Llama 3's 30.1
+% "faulty GPU" go to XID 79 / lost GPU, its 17.2 % "HBM3" to ECC / row remap, the rest
+is spread evenly over the other kinds.
 
 Per fault, from its injection (wall clock): `detect` when the bench's watch sees the
-node's gpu-health report name the GPU (for a deleted node: the deletion), `fence` when
-its unhealthy-gpus annotation does, `recover` when the gang has all its members
-Running again, at least one of them new, none on a fenced GPU or the lost node.
+node's gpu-health report name the GPU (for a deleted node: the deletion; for a lost node
+or a hang, which no agent reports: the repair controller deleting a member of the gang,
+so it includes the grace or the timeout), `fence` when its unhealthy-gpus annotation
+does (lost nodes and hangs: at detection, nothing is fenced), `recover` when the gang
+has all its members Running again, at least one of them new, none on a fenced GPU or the
+lost node.
 
 Effective training time (ETT) is modelled on the measured recoveries: the trace stands
-for D days of Llama 3's rate (419 interruptions in 54 days on 16,384 GPUs, scaled to
-the GPUs the gangs hold); every fault costs its gang the work since its last
-checkpoint (uniform within `--checkpoint-every`, default 30 min) plus the measured
-recovery. Without the repair controller nothing replaces a failed member (restart
-policy Never, no one intervenes in the model): the gang is down from its first fault
-to the end of the trace. Also: pods lost (a gang short of members at the end) and
-duplicated (a rank twice, a GPU given twice). Last line: one JSON object.
+for D days of Llama 3's rate (419 interruptions in 54 days on 16,384 GPUs, scaled to the
+GPUs the gangs hold); every fault costs its gang the work since its last checkpoint
+(uniform within `--checkpoint-every`, default 30 min) plus the measured recovery.
+Without the repair controller nothing replaces a failed member (restart policy Never, no
+one intervenes in the model): the gang is down from its first fault to the end of the
+trace. Also: pods lost (a gang short of members at the end) and duplicated (a rank
+twice, a GPU given twice). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -67,6 +75,10 @@ KINDS = [  # (kind, share)
     ("remap-failure", 0.172 / 2),
 ]
 OTHER = ["xid=119", "nvlink-recovery=5", "nvlink-down", "temp=97", "nvml-down", "stall", "node"]
+OTHER += ["notready", "hang"]
+NOT_REPORTED = ("node", "notready", "hang")  # no agent injection: the bench acts itself
+FAULT_LABEL = "egpu.io/sim-fault"
+PROGRESS = "bench.egpu.io/step"
 KINDS += [(k, (1 - 0.301 - 0.172) / len(OTHER)) for k in OTHER]
 
 
@@ -94,6 +106,14 @@ def workload(name: str, policy: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def kinds_of(f: Fault) -> str:
+    return f.kind.split("=")[0]
 
 
 def free_port() -> int:
@@ -162,6 +182,8 @@ class Watch:
     def check(self, at: float) -> None:
         fenced = None
         gangs: dict[str, list[dict[str, Any]]] | None = None
+        live_uids: set[str] | None = None
+        lost = {f.node for f in self.faults if f.kind == "notready" and f.at <= at}
         for f in self.faults:
             if at < f.at:
                 continue
@@ -169,6 +191,11 @@ class Watch:
             if f.detect is None:
                 if f.kind == "node":
                     if f.node in self.gone:
+                        f.detect = f.fence = at
+                elif f.kind in ("notready", "hang"):
+                    if live_uids is None:
+                        live_uids = {p["metadata"]["uid"] for p in self.pods.values() if live(p)}
+                    if f.uids - live_uids:  # the repair controller took a member away
                         f.detect = f.fence = at
                 elif node is not None:
                     text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
@@ -192,7 +219,7 @@ class Watch:
                     and all(ready(p) for p in gang)
                     and any(p["metadata"]["uid"] not in f.uids for p in gang)
                     and not any(gpus_of(p) & fenced for p in gang)
-                    and not any(p["spec"].get("nodeName") in self.gone for p in gang)
+                    and not any(p["spec"].get("nodeName") in self.gone | lost for p in gang)
                 ):
                     f.recover = at
 
@@ -237,6 +264,26 @@ class Watch:
             except ApiError as exc:
                 if exc.status != 410:
                     raise
+
+
+async def set_hang_timeout(client: KubeClient, gang: str, timeout: str | None) -> None:
+    repair = {"progressAnnotation": PROGRESS if timeout else None, "hangTimeout": timeout}
+    await client.patch(
+        f"/apis/egpu.io/v1alpha1/namespaces/{NAMESPACE}/gpuworkloads/{gang}",
+        {"spec": {"repair": repair}},
+    )
+
+
+async def inject(client: KubeClient, f: Fault, hang_timeout: str) -> None:
+    """The faults no agent reports: a node deleted, a node lost, a job hung."""
+    if f.kind == "node":
+        await client.delete(f"/api/v1/nodes/{f.node}")
+    elif f.kind == "notready":
+        await client.patch(
+            f"/api/v1/nodes/{f.node}", {"metadata": {"labels": {FAULT_LABEL: "BenchNodeLost"}}}
+        )
+    elif f.kind == "hang":
+        await set_hang_timeout(client, f.gang, hang_timeout)
 
 
 def kubectl(kubeconfig: str, *args: str) -> None:
@@ -296,7 +343,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.2)
         operator_env = {
             **ENV, "EGPU_REPAIR_INTERVAL": "1s", "EGPU_REPAIR_BACKOFF": "5s",
-            "EGPU_LEADER_ELECT": "false",
+            "EGPU_LEADER_ELECT": "false", "EGPU_NODE_LOST_AFTER": args.node_lost_after,
         }  # fmt: skip
         procs.append(start_operator(kubeconfig, operator_env, logs))
         t0 = time.monotonic()
@@ -325,7 +372,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in items:
             by_gang.setdefault(p["metadata"]["labels"]["egpu.io/workload"], []).append(p)
         victims = rng.sample(sorted(by_gang), args.faults)
-        kinds = rng.choices([k for k, _ in KINDS], [w for _, w in KINDS], k=args.faults)
+        chosen = [(k, w) for k, w in KINDS if not args.kinds or k in args.kinds.split(",")]
+        kinds = rng.choices([k for k, _ in chosen], [w for _, w in chosen], k=args.faults)
         # the trace starts once the agent has read every node at least once (a counter
         # fault before its first reading has no baseline to grow from)
         epoch = time.time() + args.warmup
@@ -341,7 +389,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             at = rng.uniform(0, args.trace)
             uids = {p["metadata"]["uid"] for p in pods}
             faults.append(Fault(gang, node, gpu, kind, epoch + at, uids))
-            if kind != "node":
+            if kind not in NOT_REPORTED:
                 scope = "*" if kind == "nvml-down" else str(gpu)
                 injects.append(f"{at:.2f}:{node}:{scope}:{kind}")
         watch = Watch(kubeconfig)
@@ -369,15 +417,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agent_ready = time.time()
         print(f"agent reported every node {agent_ready - epoch:+.1f}s from the trace start")
         try:
-            node_faults = sorted((f for f in faults if f.kind == "node"), key=lambda f: f.at)
-            for f in node_faults:
-                await asyncio.sleep(max(0.0, f.at - time.time()))
-                await client.delete(f"/api/v1/nodes/{f.node}")
+            acted = sorted((f for f in faults if f.kind in NOT_REPORTED), key=lambda f: f.at)
             deadline = epoch + args.trace + args.settle
+            cleared: set[str] = set()
             while time.time() < deadline:
-                if all(f.recover is not None for f in faults):
+                while acted and acted[0].at <= time.time():
+                    await inject(client, acted.pop(0), args.hang_timeout)
+                for f in faults:  # a hang repaired: the restarted job reports no hang
+                    if f.kind == "hang" and f.detect is not None and f.gang not in cleared:
+                        cleared.add(f.gang)
+                        await set_hang_timeout(client, f.gang, None)
+                if not acted and all(f.recover is not None for f in faults):
                     break
-                await asyncio.sleep(1)
+                wait = min(1.0, acted[0].at - time.time()) if acted else 1.0
+                await asyncio.sleep(max(0.0, wait))
             await asyncio.sleep(2)
             items, _ = await client.list_all(path)
             watch.stopped = True
@@ -393,8 +446,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # -- figures ---------------------------------------------------------------------
     detect = [f.detect - f.at for f in faults if f.detect is not None]
     recover = [f.recover - f.at for f in faults if f.recover is not None]
-    kinds_all = {f.kind.split("=")[0] for f in faults}
-    kinds_found = {f.kind.split("=")[0] for f in faults if f.detect is not None}
+    kinds_all = {kinds_of(f) for f in faults}
+    kinds_found = {kinds_of(f) for f in faults if f.detect is not None}
     alive = [p for p in items if live(p)]
     lost = duplicated = 0
     seen_gpu: set[tuple[str, int]] = set()
@@ -445,6 +498,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ett_with_repair": round(1 - lost_with / allocated, 4),
         "ett_without_repair": round(1 - lost_without / allocated, 4),
         "checkpoint_every_s": args.checkpoint_every,
+        "node_lost_after": args.node_lost_after,
+        "hang_timeout": args.hang_timeout,
+        "faults_by_kind": {
+            k: sum(1 for f in faults if kinds_of(f) == k) for k in sorted(kinds_all)
+        },
+        "detect_by_kind_p50_s": {
+            kind: _round(
+                quantiles([f.detect - f.at for f in faults if f.detect and kinds_of(f) == kind])[0]
+            )
+            for kind in sorted(kinds_all)
+        },
         "pods_lost": lost,
         "pods_duplicated": duplicated,
         "agent_ready_before_trace_s": round(epoch - agent_ready, 1),
@@ -467,6 +531,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--warmup", type=float, default=90.0, help="seconds before the trace starts")
+    p.add_argument("--node-lost-after", default="10s", help="the operator's EGPU_NODE_LOST_AFTER")
+    p.add_argument("--hang-timeout", default="10s", help="hangTimeout of a hung job")
+    p.add_argument("--kinds", default="", help="only these fault kinds (comma-separated)")
     args = p.parse_args()
     subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=ENV, check=True, stdout=subprocess.DEVNULL)
     try:

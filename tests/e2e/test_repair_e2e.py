@@ -1,7 +1,9 @@
 """Self-healing on the real control plane: the simulated node agent finds a GPU fault
 under a running 16-GPU gang, the repair controller fences the GPU and repairs the gang
 by its policy, and the gang runs again on healthy GPUs in its leaf; a broken agent
-reporting every GPU bad is stopped by the circuit breaker."""
+reporting every GPU bad is stopped by the circuit breaker; a node lost under an elastic
+workload shrinks it and it grows back when the node is Ready again; a job that stops
+reporting progress is restarted."""
 
 from __future__ import annotations
 
@@ -20,7 +22,11 @@ from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
 
 pytestmark = pytest.mark.e2e
 
-REPAIR_ENV = {"EGPU_REPAIR_INTERVAL": "500ms", "EGPU_REPAIR_BACKOFF": "1s"}
+REPAIR_ENV = {
+    "EGPU_REPAIR_INTERVAL": "500ms",
+    "EGPU_REPAIR_BACKOFF": "1s",
+    "EGPU_NODE_LOST_AFTER": "2s",
+}
 
 
 def shape(model: str, prefix: str, leaves: int = 2, nodes: int = 4) -> ClusterShape:
@@ -39,6 +45,8 @@ def shape(model: str, prefix: str, leaves: int = 2, nodes: int = 4) -> ClusterSh
 REPLACE = shape("NVIDIA-H100-REPLACE", "rpl")
 RESTART = shape("NVIDIA-H100-RESTART", "rst")
 PREDICT = shape("NVIDIA-H100-PREDICT", "prd", leaves=1)
+ELASTIC = shape("NVIDIA-H100-ELASTIC", "els", leaves=1, nodes=3)
+HANG = shape("NVIDIA-H100-HANG", "hng", leaves=1, nodes=1)
 
 
 class Agent:
@@ -72,7 +80,22 @@ class Agent:
             self.proc.wait(timeout=15)
 
 
-def workload(name: str, model: str, replicas: int, gpus: int, policy: str) -> str:
+def workload(
+    name: str,
+    model: str,
+    replicas: int,
+    gpus: int,
+    policy: str,
+    spec: dict[str, Any] | None = None,
+    repair: dict[str, Any] | None = None,
+) -> str:
+    body: dict[str, Any] = json.loads(_workload(name, model, replicas, gpus, policy))
+    body["spec"].update(spec or {})
+    body["spec"]["repair"].update(repair or {})
+    return json.dumps(body)
+
+
+def _workload(name: str, model: str, replicas: int, gpus: int, policy: str) -> str:
     return json.dumps(
         {
             "apiVersion": "egpu.io/v1alpha1",
@@ -161,7 +184,7 @@ def events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def repair_cluster(crds: Cluster) -> Cluster:
-    add_gpu_nodes(crds, REPLACE, RESTART, PREDICT, topology=True)
+    add_gpu_nodes(crds, REPLACE, RESTART, PREDICT, ELASTIC, HANG, topology=True)
     return crds
 
 
@@ -174,10 +197,22 @@ def operator(repair_cluster: Cluster) -> Iterator[OperatorProcess]:
 
 
 def start_gang(
-    cluster: Cluster, namespace: str, name: str, model: str, replicas: int, gpus: int, policy: str
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    model: str,
+    replicas: int,
+    gpus: int,
+    policy: str,
+    **extra: dict[str, Any],
 ) -> list[dict[str, Any]]:
     cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", input=workload(name, model, replicas, gpus, policy)
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=workload(name, model, replicas, gpus, policy, **extra),
     )
     wait_until(lambda: running(members(cluster, namespace), replicas), 90, "the gang to run")
     items = members(cluster, namespace)
@@ -393,3 +428,110 @@ def test_the_circuit_breaker_stops_a_mass_fencing(repair_cluster: Cluster, names
         agent.stop()
         proc.stop()
         cluster.kubectl("delete", "node", *names, "--wait=false")
+
+
+def by_rank(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["labels"]["egpu.io/rank"]: p for p in items}
+
+
+def test_a_lost_node_shrinks_an_elastic_workload_and_it_grows_back_when_the_node_returns(
+    repair_cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster = repair_cluster
+    # 3 members of 8 GPUs fill the leaf's 3 nodes: a lost one has nowhere to go
+    before = by_rank(
+        start_gang(
+            cluster, namespace, "elastic", "NVIDIA-H100-ELASTIC", 3, 8, "Shrink",
+            spec={"minReplicas": 2},
+        )
+    )  # fmt: skip
+    the_leaf = leaf(cluster, before["0"]["spec"]["nodeName"])
+    lost = before["2"]["spec"]["nodeName"]
+
+    def status() -> dict[str, Any]:
+        return dict(get(cluster, "gpuworkload", "elastic", "-n", namespace).get("status", {}))
+
+    try:
+        cluster.kubectl("label", "node", lost, "egpu.io/sim-fault=NodeLost")
+
+        def shrunk() -> bool:
+            items = by_rank(members(cluster, namespace))
+            return set(items) == {"0", "1"} and status().get("currentMembers") == 2
+
+        wait_until(shrunk, 60, "the workload to shrink to 2 members")
+        after = by_rank(members(cluster, namespace))
+        for rank in ("0", "1"):  # the members left keep running, untouched
+            assert after[rank]["metadata"]["uid"] == before[rank]["metadata"]["uid"]
+        body = get(cluster, "gpuworkload", "elastic", "-n", namespace)
+        record = json.loads(body["metadata"]["annotations"]["egpu.io/repair"])
+        assert record["dropped"] == [2] and record["restarts"] == 1
+        assert body["status"]["wantedMembers"] == 3
+        wait_until(
+            lambda: condition(get(cluster, "gpuworkload", "elastic", "-n", namespace), "Healthy")
+            .get("reason") == "Shrunk",
+            15,
+            "Healthy to say Shrunk",
+        )  # fmt: skip
+        time.sleep(3)  # no room in the leaf: it stays shrunk, rank 2 is not created
+        assert set(by_rank(members(cluster, namespace))) == {"0", "1"}
+        shrink_events = [
+            e for e in events(cluster, namespace, "elastic") if e["reason"] == "Shrunk"
+        ]
+        assert shrink_events and f"lost node {lost}" in shrink_events[0]["message"]
+
+        cluster.kubectl("label", "node", lost, "egpu.io/sim-fault-")  # the node comes back
+
+        def grown() -> bool:
+            items = members(cluster, namespace)
+            return running(items, 3) and status().get("currentMembers") == 3
+
+        wait_until(grown, 90, "the workload to grow back to 3 members")
+        again = by_rank(members(cluster, namespace))
+        assert leaf(cluster, again["2"]["spec"]["nodeName"]) == the_leaf
+        for rank in ("0", "1"):
+            assert again[rank]["metadata"]["uid"] == before[rank]["metadata"]["uid"]
+        assert again["2"]["metadata"]["annotations"]["egpu.io/resume-from"] == "step-1000"
+        assert "GrewBack" in {e["reason"] for e in events(cluster, namespace, "elastic")}
+        record = json.loads(
+            get(cluster, "gpuworkload", "elastic", "-n", namespace)["metadata"]["annotations"][
+                "egpu.io/repair"
+            ]
+        )
+        assert "dropped" not in record and record["restarts"] == 1
+    finally:
+        cluster.kubectl("label", "node", lost, "egpu.io/sim-fault-", check=False)
+        cluster.kubectl("delete", "gpuworkload", "elastic", "-n", namespace)
+
+
+def test_a_job_that_stops_reporting_progress_is_hung_and_restarted(
+    repair_cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    cluster = repair_cluster
+    before = start_gang(
+        cluster, namespace, "stuck", "NVIDIA-H100-HANG", 2, 4, "RestartGang",
+        repair={"progressAnnotation": "example.com/step", "hangTimeout": "6s"},
+    )  # fmt: skip
+    old = {p["metadata"]["uid"] for p in before}
+    try:
+        for step in range(5):  # 10 s of progress, beyond the timeout: not hung
+            for pod in before:
+                cluster.kubectl(
+                    "annotate", "pod", "-n", namespace, pod["metadata"]["name"], "--overwrite",
+                    f"example.com/step={step}",
+                )  # fmt: skip
+            stopped = time.monotonic()
+            time.sleep(2)
+        assert {p["metadata"]["uid"] for p in members(cluster, namespace)} == old
+
+        def restarted() -> bool:
+            items = members(cluster, namespace)
+            return running(items, 2) and not old & {p["metadata"]["uid"] for p in items}
+
+        wait_until(restarted, 40, "the hung gang to be restarted")
+        assert time.monotonic() - stopped >= 5, "restarted before its hang timeout"
+        hung = [e for e in events(cluster, namespace, "stuck") if e["reason"] == "Hung"]
+        assert hung and hung[0]["type"] == "Warning" and "no progress" in hung[0]["message"]
+        for pod in members(cluster, namespace):
+            assert pod["metadata"]["annotations"]["egpu.io/resume-from"] == "step-1000"
+    finally:
+        cluster.kubectl("delete", "gpuworkload", "stuck", "-n", namespace)

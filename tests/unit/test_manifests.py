@@ -10,6 +10,8 @@ import pytest
 from egpu.actuators.manifests import (
     MOVED_MEMBERS_ANNOTATION,
     build_member_pod,
+    dropped_ranks,
+    gang_marks,
     moved_member_record,
     resize_headroom,
     with_moved_size,
@@ -131,3 +133,24 @@ def test_a_template_cannot_set_the_resume_point() -> None:
     body = workload()
     body["spec"]["template"]["metadata"] = {"annotations": {"egpu.io/resume-from": "fake"}}
     assert "egpu.io/resume-from" not in build_member_pod(body, 0)["metadata"]["annotations"]
+
+
+def test_ranks_an_elastic_repair_dropped_make_the_gang_smaller() -> None:
+    body = workload()
+    body["spec"]["replicas"] = 4
+    body["metadata"]["annotations"]["egpu.io/repair"] = json.dumps(
+        {"restarts": 1, "dropped": [1, 3, 9, -1, "2"]}
+    )
+    assert dropped_ranks(body) == {1, 3}  # 9 is beyond replicas, the others are not ranks
+    pod = build_member_pod(body, 0)
+    annotations = pod["metadata"]["annotations"]
+    assert (annotations["egpu.io/gang-size"], annotations["egpu.io/gang-min-members"]) == ("2", "2")
+    assert gang_marks({"replicas": 4, "gang": {"minMembers": 3}}, dropped=2) == ("2", "2")
+    assert gang_marks({"replicas": 4, "gang": {"minMembers": 3}}) == ("4", "3")
+
+
+@pytest.mark.parametrize("raw", ["{", '{"dropped": 2}', '{"dropped": null}'])
+def test_an_unreadable_record_drops_nothing(raw: str) -> None:
+    body = workload()
+    body["metadata"]["annotations"]["egpu.io/repair"] = raw
+    assert dropped_ranks(body) == frozenset()

@@ -76,3 +76,9 @@ def test_pending_members_with_an_old_gang_size_are_marked_again() -> None:
         Member("w-4", 4),  # unreadable marks: set them
     ]
     assert stale_gang_marks(members, ("2", "2")) == ("w-0", "w-4")
+
+
+def test_ranks_an_elastic_repair_dropped_are_not_created_and_their_pods_go() -> None:
+    members = [Member("w-0", 0), Member("w-2", 2, node="n1")]
+    plan = plan_members(4, members, dropped=frozenset({1, 2}))
+    assert plan.create_ranks == (3,) and plan.delete_names == ("w-2",)

@@ -291,3 +291,180 @@ def test_work_on_a_gpu_at_risk_moves_at_its_next_checkpoint_before_the_fault() -
         assert node_annotations(api, "n0")["egpu.io/unhealthy-gpus"] == "5"
 
     asyncio.run(go())
+
+
+def iso(t: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def set_ready(api: FakeApi, node: str, status: str, since: float) -> None:
+    condition = {"type": "Ready", "status": status, "lastTransitionTime": iso(since)}
+    await api.patch(f"/api/v1/nodes/{node}/status", {"status": {"conditions": [condition]}})
+    await api.settle()
+
+
+def test_a_node_not_ready_past_its_grace_is_lost_and_its_members_repaired() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api)
+        await set_ready(api, "n0", "Unknown", NOW - 10)
+        await repair.cycle(NOW)  # within the 30 s grace: nothing yet
+        await settle(api)
+        assert api.pod("ns", "train-0") is not None and api.pod("ns", "train-1") is not None
+        assert runtime.ledger.ledger.node_view("n0").free_gpus == ()  # never placed on
+        await repair.cycle(NOW + 25)
+        await settle(api)
+        assert api.pod("ns", "train-0") is None and api.pod("ns", "train-1") is None
+        assert "on lost node n0" in workloads.health["ns/train"].message
+        assert repair.lost == {"n0"}
+        assert not node_annotations(api, "n0").get("egpu.io/fenced-gpus")  # no fence needed
+
+    asyncio.run(go())
+
+
+def elastic_scene(api: FakeApi, **spec: Any) -> Any:
+    """2 nodes of 8 GPUs, an elastic workload of 2 x 8 GPUs (min 1), one member each."""
+    runtime = Runtime(client=api, nodes=api.nodes, pods=api.pods)  # type: ignore[arg-type]
+    runtime.feed_ledger()
+    for i in range(2):
+        api.add_node(gpu_node(f"n{i}", gpus=8))
+    body = workload("Shrink")
+    body["spec"].update({"minReplicas": 1, "gpusPerPod": 8, **spec})
+    runtime.workloads["ns/train"] = body
+    api.objects[WORKLOAD_PATH] = body
+    for rank in (0, 1):
+        pod = member_pod(
+            "train",
+            rank,
+            2,
+            gpus=8,
+            node=f"n{rank}",
+            annotations={"egpu.io/gpu-ids": "0,1,2,3,4,5,6,7", "example.com/ckpt": "step-9"},
+        )
+        pod["status"] = {"phase": "Running"}
+        api.add_pod(pod)
+    workloads = WorkloadController(runtime)
+    return runtime, workloads, RepairController(runtime, workloads, RepairSettings())
+
+
+def record_on(api: FakeApi) -> dict[str, Any]:
+    text = api.objects[WORKLOAD_PATH]["metadata"]["annotations"]["egpu.io/repair"]
+    return dict(json.loads(text))
+
+
+def test_a_lost_node_shrinks_an_elastic_workload_and_room_grows_it_back() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = elastic_scene(api)
+        await set_ready(api, "n1", "False", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None and api.pod("ns", "train-0") is not None
+        assert record_on(api)["dropped"] == [1]
+        assert "Shrunk" in {e["reason"] for e in api.events}
+        # the workload controller does not create the dropped rank again
+        written: list[dict[str, Any]] = []
+        patch = api.patch
+
+        async def spy(path: str, body: Any, content_type: str = "") -> Any:
+            if path == WORKLOAD_PATH + "/status":
+                written.append(body["status"])
+            return await patch(path, body, content_type)
+
+        api.patch = spy  # type: ignore[method-assign]
+        await workloads.reconcile(runtime.workloads["ns/train"])
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+        status = written[-1]
+        assert (status["wantedMembers"], status["currentMembers"]) == (2, 1)
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["message"] == "0/1 members ready (shrunk from 2)"
+        await repair.cycle(NOW + 1)
+        verdict = workloads.health["ns/train"]
+        assert (verdict.healthy, verdict.reason) == (False, "Shrunk")
+        assert "running 1 of 2 wanted members" in verdict.message
+        # the node is Ready again: room in the domain, the rank comes back
+        await set_ready(api, "n1", "True", NOW + 2)
+        await repair.cycle(NOW + 3)
+        await settle(api)
+        assert "dropped" not in record_on(api) and record_on(api)["restarts"] == 1
+        assert "GrewBack" in {e["reason"] for e in api.events}
+        await workloads.reconcile(runtime.workloads["ns/train"])
+        await settle(api)
+        pod = api.pod("ns", "train-1")
+        assert pod is not None and pod["metadata"]["annotations"]["egpu.io/gang-size"] == "2"
+        assert pod["metadata"]["annotations"]["egpu.io/resume-from"] == "step-9"
+
+    asyncio.run(go())
+
+
+def test_an_elastic_workload_at_its_minimum_replaces_the_lost_member() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, _, repair = elastic_scene(api, minReplicas=2)
+        await set_ready(api, "n1", "Unknown", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+        assert "dropped" not in record_on(api)
+        assert "MemberReplaced" in {e["reason"] for e in api.events}
+
+    asyncio.run(go())
+
+
+def test_a_job_that_stops_making_progress_is_hung_and_restarted() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        _, workloads, repair = elastic_scene(api)
+        body = api.objects[WORKLOAD_PATH]
+        body["spec"]["repair"].update(
+            {"policy": "RestartGang", "progressAnnotation": "example.com/step", "hangTimeout": "1m"}
+        )
+        for rank in (0, 1):
+            await api.patch(
+                f"/api/v1/namespaces/ns/pods/train-{rank}",
+                {"metadata": {"annotations": {"example.com/step": "100"}}},
+            )
+        await api.settle()
+        await repair.cycle(NOW)  # the clocks start
+        await repair.cycle(NOW + 40)
+        await api.patch(  # rank 0 makes progress; rank 1 does not
+            "/api/v1/namespaces/ns/pods/train-0",
+            {"metadata": {"annotations": {"example.com/step": "101"}}},
+        )
+        await api.settle()
+        await repair.cycle(NOW + 50)
+        await settle(api)
+        assert api.pod("ns", "train-0") is not None and api.pod("ns", "train-1") is not None
+        await repair.cycle(NOW + 61)
+        await settle(api)
+        assert api.pod("ns", "train-0") is None and api.pod("ns", "train-1") is None
+        verdict = workloads.health["ns/train"]
+        assert verdict.reason == "Hung" and "train-1 on n1 hung" in verdict.message
+        hung = [e for e in api.events if e["reason"] == "Hung"]
+        assert hung and hung[0]["type"] == "Warning"
+        assert record_on(api)["resumeFrom"] == "step-9"
+
+    asyncio.run(go())
+
+
+def test_ranks_dropped_earlier_grow_back_after_the_policy_changed() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = elastic_scene(api)
+        await set_ready(api, "n1", "False", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        body = api.objects[WORKLOAD_PATH]
+        body["spec"]["repair"]["policy"] = "ReplaceMember"
+        runtime.workloads["ns/train"] = body
+        await set_ready(api, "n1", "True", NOW + 1)
+        await repair.cycle(NOW + 2)
+        await settle(api)
+        assert "dropped" not in record_on(api)
+        assert "GrewBack" in {e["reason"] for e in api.events}
+
+    asyncio.run(go())

@@ -203,3 +203,46 @@ def test_a_replacement_with_no_room_in_its_domain_escalates_to_restarting_the_ga
         "ReplaceMember", 3, members, FENCE, frozenset(), RepairRecord(1, NOW - 41), NOW
     )
     assert d.action is Action.NOTHING
+
+
+def test_a_hung_member_is_replaced_from_the_last_checkpoint() -> None:
+    members = [replace(m, checkpoint=f"step-{9 - m.rank}") for m in gang()]
+    d = decide(fenced={}, members=members, hung=frozenset({"uid-2"}))
+    assert d.action is Action.REPLACE and d.delete == ("w-2",) and d.reason == "Hung"
+    assert "w-2 on node-1 hung (no progress)" in d.message
+    assert d.record == RepairRecord(1, NOW, "step-9")
+
+
+def test_a_hung_tightly_coupled_gang_restarts_together() -> None:
+    d = decide("RestartGang", fenced={}, hung=frozenset({"uid-0"}))
+    assert d.action is Action.RESTART and d.reason == "Hung"
+    assert d.delete == ("w-0", "w-1", "w-2", "w-3")
+
+
+def test_a_hang_under_policy_none_is_only_reported() -> None:
+    d = decide("None", fenced={}, hung=frozenset({"uid-1"}))
+    assert d.action is Action.REPORT and d.reason == "Hung" and d.delete == ()
+
+
+def test_a_hang_spends_the_budget_and_respects_the_backoff_like_any_repair() -> None:
+    hung = frozenset({"uid-1"})
+    assert decide(fenced={}, hung=hung, record=RepairRecord(3, 1.0)).action is Action.GIVE_UP
+    assert decide(fenced={}, hung=hung, record=RepairRecord(1, NOW - 2)).action is Action.WAIT
+
+
+def test_a_hung_member_not_running_or_already_deleted_is_not_repaired_again() -> None:
+    hung = frozenset({"uid-1"})
+    assert decide(fenced={}, hung=hung, asked=hung).action is Action.NOTHING
+    pending = [replace(m, node=None) if m.rank == 1 else m for m in gang()]
+    assert decide(fenced={}, members=pending, hung=hung).action is Action.NOTHING
+
+
+def test_a_gpu_fault_and_a_hang_together_are_one_repair_named_by_the_fault() -> None:
+    d = decide(hung=frozenset({"uid-0"}))
+    assert d.action is Action.REPLACE and d.reason == "MemberReplaced"
+    assert d.delete == ("w-0", "w-3")
+
+
+def test_a_shrunk_workload_keeps_its_dropped_ranks_through_a_restart() -> None:
+    d = decide("RestartGang", record=RepairRecord(1, 1.0, None, (4,)))
+    assert d.action is Action.RESTART and d.record.dropped == (4,)

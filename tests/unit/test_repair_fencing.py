@@ -125,3 +125,27 @@ def test_an_at_risk_gpu_is_fenced_only_to_move_work_off_and_stays_fenced_while_a
     assert plan_fences([kept], BreakerState(), POLICY, NOW).fenced == {"n0": {3}}
     calm = NodeHealth("n0", 8, frozenset(), fenced_by_us=frozenset({3}))
     assert plan_fences([calm], BreakerState(), POLICY, NOW).fenced == {}
+
+
+def test_a_lost_node_counts_against_the_breaker_and_needs_no_fence() -> None:
+    lost = [NodeHealth(f"n{i}", 8, None, lost=i < 2) for i in range(8)]
+    plan = plan_fences(lost, BreakerState(), POLICY, NOW)
+    assert plan.lost == {"n0", "n1"} and plan.changes == ()
+    assert {n for n, _ in plan.breaker.fenced_at} == {"n0", "n1"}
+    # still lost in the next pass: counted once, still let through
+    again = plan_fences(lost, plan.breaker, POLICY, NOW + 1)
+    assert again.lost == {"n0", "n1"} and len(again.breaker.fenced_at) == 2
+
+
+def test_a_mass_node_loss_opens_the_breaker_and_repairs_at_most_the_limit() -> None:
+    lost = [NodeHealth(f"n{i}", 8, None, lost=i < 6) for i in range(8)]
+    plan = plan_fences(lost, BreakerState(), POLICY, NOW)
+    assert len(plan.lost) == 4 and plan.tripped_now  # half of 8 nodes
+    assert set(plan.refused) == {"n4", "n5"} and plan.refused["n4"] == frozenset(range(8))
+    assert plan.breaker.open(POLICY, NOW)
+
+
+def test_a_lost_node_cordoned_already_does_not_count() -> None:
+    lost = [NodeHealth(f"n{i}", 8, None, lost=True, cordoned=True) for i in range(8)]
+    plan = plan_fences(lost, BreakerState(), POLICY, NOW)
+    assert len(plan.lost) == 8 and plan.breaker.fenced_at == () and not plan.refused

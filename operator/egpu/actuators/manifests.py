@@ -203,12 +203,23 @@ def with_moved_size(pod: dict[str, Any], record: dict[str, Any]) -> dict[str, An
     return copied
 
 
-def gang_marks(spec: dict[str, Any]) -> tuple[str, str]:
-    """The gang size and min members a workload's pods carry (wire spec, camelCase)."""
+def dropped_ranks(workload: dict[str, Any]) -> frozenset[int]:
+    """Ranks an elastic repair dropped (not recreated until it grows back), below
+    spec.replicas; from the repair record."""
+    raw = repair_record(workload).get("dropped")
+    replicas = int((workload.get("spec") or {}).get("replicas", 1))
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(r for r in raw if isinstance(r, int) and 0 <= r < replicas)
+
+
+def gang_marks(spec: dict[str, Any], dropped: int = 0) -> tuple[str, str]:
+    """The gang size and min members a workload's pods carry (wire spec, camelCase);
+    `dropped`: members an elastic repair dropped, so the gang is smaller now."""
     gang = spec.get("gang") or {}
-    replicas = int(spec.get("replicas", 1))
+    size = max(1, int(spec.get("replicas", 1)) - dropped)
     if gang.get("policy", "AllOrNothing") == "AllOrNothing":
-        return str(replicas), str(gang.get("minMembers") or replicas)
+        return str(size), str(min(size, int(gang.get("minMembers") or size)))
     return "1", "1"
 
 
@@ -234,7 +245,9 @@ def build_member_pod(workload: dict[str, Any], rank: int) -> dict[str, Any]:
         MANAGED_BY_LABEL: "egpu-operator",
     }
     annotations = _without(pod_meta.get("annotations"), OPERATOR_OWNED_ANNOTATIONS)
-    annotations[GANG_SIZE_ANNOTATION], annotations[GANG_MIN_ANNOTATION] = gang_marks(spec)
+    annotations[GANG_SIZE_ANNOTATION], annotations[GANG_MIN_ANNOTATION] = gang_marks(
+        spec, len(dropped_ranks(workload))
+    )
     if dra:
         annotations[DRA_GPUS_ANNOTATION] = str(gpus)
     if spec.get("gpuModel"):

@@ -41,7 +41,7 @@ MAX_WORKLOAD_REPLICAS = 4096
 GangPolicyName = Literal["AllOrNothing", "None"]
 ResizeMode = Literal["Off", "Recommend", "Auto"]
 InfeasibleResizeAction = Literal["Wait", "Move"]
-RepairPolicyName = Literal["ReplaceMember", "RestartGang", "None"]
+RepairPolicyName = Literal["ReplaceMember", "RestartGang", "Shrink", "None"]
 GpuAllocation = Literal["DevicePlugin", "DRA"]
 WorkloadPhase = Literal[
     "Pending", "Placing", "Running", "Degraded", "Repairing", "Succeeded", "Failed"
@@ -291,12 +291,24 @@ class RepairPolicy(ApiModel):
             field_path=".checkpoint",
             reason="FieldValueForbidden",
         ),
+        Rule(
+            rule="has(self.progressAnnotation) || !has(self.hangTimeout)",
+            message="hangTimeout needs progressAnnotation, the pod annotation whose changes "
+            "show progress",
+            field_path=".hangTimeout",
+            reason="FieldValueRequired",
+        ),
     )
 
     policy: RepairPolicyName = Field(
         "ReplaceMember",
         description="ReplaceMember: recreate only the failed pods, on healthy GPUs. "
-        "RestartGang: recreate the whole gang. None: only report the fault.",
+        "RestartGang: recreate the whole gang. Shrink (elastic, needs minReplicas): drop "
+        "failed pods the gang's domain has no room for, the one farthest from the rest "
+        "(topology distance) first, down to minReplicas (the others are replaced); dropped "
+        "ranks come back when room returns in the domain (status.currentMembers vs "
+        "wantedMembers). None: only report the fault. A node not Ready past the operator's "
+        "grace (EGPU_NODE_LOST_AFTER) is a fault of all its GPUs.",
     )
     checkpoint: Checkpoint | None = Field(
         None, description="Where repaired members resume from; unset: they start afresh."
@@ -311,6 +323,20 @@ class RepairPolicy(ApiModel):
         "30s",
         description="How long a member deleted by a repair has between SIGTERM and SIGKILL "
         "to write its checkpoint.",
+    )
+    progress_annotation: LabelKey | None = Field(
+        None,
+        description="Pod annotation the running members update as they make progress "
+        "(e.g. the training step); with hangTimeout, a member whose value stays the same "
+        "that long is hung.",
+    )
+    hang_timeout: Duration | None = Field(
+        None,
+        description="A running member that reports no new progress (progressAnnotation) "
+        "for this long, or none at all since it was first seen running, is hung: repaired "
+        "by the policy from the last checkpoint (RestartGang: the whole gang; "
+        "ReplaceMember, Shrink: the hung members; None: only reported), reason Hung. "
+        "Unset: hangs are not detected.",
     )
 
 
@@ -417,6 +443,12 @@ class GPUWorkloadSpec(ApiModel):
             message="gang.minMembers must not be greater than replicas",
             field_path=".gang.minMembers",
         ),
+        Rule(
+            rule="self.repair.policy != 'Shrink' || has(self.minReplicas)",
+            message="repair policy Shrink needs minReplicas: the fewest members to shrink to",
+            field_path=".minReplicas",
+            reason="FieldValueRequired",
+        ),
         *_bound_contradictions(),
     )
 
@@ -431,7 +463,8 @@ class GPUWorkloadSpec(ApiModel):
         None,
         ge=1,
         le=MAX_WORKLOAD_REPLICAS,
-        description="Fewest pods the workload may run with (elastic). Unset: replicas.",
+        description="Fewest pods the workload may run with (elastic): repair policy Shrink "
+        "shrinks it down to this. Unset: replicas.",
     )
     max_replicas: int | None = Field(
         None,
@@ -514,6 +547,13 @@ class GPUWorkloadStatus(ApiModel):
         None,
         max_length=1024,
         description="Label selector of the pods, for the scale subresource.",
+    )
+    wanted_members: int | None = Field(None, ge=0, description="Members wanted: spec.replicas.")
+    current_members: int | None = Field(
+        None,
+        ge=0,
+        description="Members the workload runs with now: wantedMembers less the ranks an "
+        "elastic repair (policy Shrink) dropped until room returns.",
     )
 
 

@@ -7,11 +7,14 @@ Each pass (leader only):
    (`egpu.io/fenced-gpus`); new fences go into the one ledger at once (the binder never
    places on them) and onto the Node (`egpu.io/unhealthy-gpus`, which every replica's
    ledger reads); the circuit breaker refuses new nodes past its limit;
-2. repairs: every GPUWorkload with live members on an unhealthy GPU or a lost node gets
+2. repairs: every GPUWorkload with live members on an unhealthy GPU or a lost node
+   (deleted, or not Ready past EGPU_NODE_LOST_AFTER, under the breaker too), or hung
+   (no progress for its hang timeout), gets
    `egpu.engines.repair.workloads.decide_repair`'s decision carried out: its record
    written on the workload first (retry budget, resume point), then the members deleted
    with their grace period; the workload controller creates them again and the binder
-   places them. The workload's `Healthy` condition and Events say what happened.
+   places them. An elastic workload (policy Shrink) shrunk earlier grows back as room
+   returns in its domain. The workload's `Healthy` condition and Events say what happened.
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ from egpu.domain.labels import (
     UNHEALTHY_GPUS_ANNOTATION,
 )
 from egpu.engines.health.report import parse_report
+from egpu.engines.repair.elastic import FreeNode, domain_of_running, room_for_members
 from egpu.engines.repair.fencing import BreakerPolicy, BreakerState, NodeHealth, plan_fences
+from egpu.engines.repair.liveness import (
+    Progress,
+    Readiness,
+    hung_members,
+    lost_nodes,
+    track_progress,
+)
 from egpu.engines.repair.workloads import (
     Action,
     Backoff,
@@ -51,6 +62,8 @@ from egpu.engines.repair.workloads import (
     MoveDecision,
     RepairDecision,
     RepairRecord,
+    affected_members,
+    decide_grow,
     decide_move,
     decide_repair,
 )
@@ -68,6 +81,7 @@ Move = tuple[JSON, MoveDecision, list[MemberState], float]  # body, decision, me
 class RepairSettings:
     interval_s: float = 2.0
     stale_after_s: float = 300.0  # an agent report older than this is no report
+    node_lost_after_s: float = 30.0  # not Ready this long: the node and its GPUs are lost
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -77,6 +91,7 @@ class RepairSettings:
         return cls(
             interval_s=parse_duration(env("EGPU_REPAIR_INTERVAL", "2s")),
             stale_after_s=parse_duration(env("EGPU_HEALTH_STALE_AFTER", "5m")),
+            node_lost_after_s=parse_duration(env("EGPU_NODE_LOST_AFTER", "30s")),
             breaker=BreakerPolicy(
                 window_s=parse_duration(env("EGPU_BREAKER_WINDOW", "5m")),
                 max_fraction=float(env("EGPU_BREAKER_MAX_FRACTION", "0.5")),
@@ -112,8 +127,19 @@ def gpu_count_of(node: JSON) -> int:
         return 0
 
 
+def readiness(node: JSON) -> Readiness:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return Readiness(str(c.get("status")), parse_time(c.get("lastTransitionTime")))
+    return Readiness(None, None)
+
+
 def node_health(
-    node: JSON, now: float, stale_after_s: float, problems: dict[str, str] | None = None
+    node: JSON,
+    now: float,
+    stale_after_s: float,
+    problems: dict[str, str] | None = None,
+    lost: bool = False,
 ) -> NodeHealth:
     """What the fencing engine needs of one Node. An unreadable report counts as none
     (what was fenced stays fenced, nothing new is); `problems` collects why."""
@@ -144,6 +170,7 @@ def node_health(
         marked_by_others=marked - ours,
         cordoned=bool((node.get("spec") or {}).get("unschedulable")),
         at_risk=at_risk,
+        lost=lost,
     )
 
 
@@ -164,6 +191,11 @@ class RepairController:
         self.bad_reports: dict[str, str] = {}
         self.watched: dict[str, str | None] = {}  # member UID -> checkpoint when at risk
         self.at_risk_notes: dict[str, str] = {}
+        self.not_ready_seen: dict[str, float] = {}  # node -> when first seen not Ready
+        self.lost: frozenset[str] = frozenset()  # lost nodes the breaker let through
+        self.progress: dict[str, Progress] = {}  # member UID -> its last progress
+        self._free: list[FreeNode] | None = None  # the ledger's free GPUs, this pass
+        self._watched_progress: dict[str, Progress] = {}  # the clocks this pass keeps
         self._restored = False
         runtime.nodes.add_listener(self._on_node)
 
@@ -172,7 +204,12 @@ class RepairController:
             self.trigger.kick()
             return
         keys = (GPU_HEALTH_ANNOTATION, UNHEALTHY_GPUS_ANNOTATION)
-        if old is None or new is None or any(_ann(old).get(k) != _ann(new).get(k) for k in keys):
+        if (
+            old is None
+            or new is None
+            or any(_ann(old).get(k) != _ann(new).get(k) for k in keys)
+            or readiness(old).status != readiness(new).status
+        ):
             self.trigger.kick()
 
     def restore(self) -> None:
@@ -273,6 +310,7 @@ class RepairController:
         except ValidationError:
             return None  # the workload controller reports it
         checkpoint_key = spec.repair.checkpoint.annotation if spec.repair.checkpoint else None
+        progress_key = spec.repair.progress_annotation
         pairs = self.workloads.members(meta["namespace"], meta["name"], str(meta.get("uid") or ""))
         members = []
         for member, pod in pairs:
@@ -290,6 +328,9 @@ class RepairController:
                     pending_since=None
                     if member.node
                     else parse_time(pod["metadata"].get("creationTimestamp")),
+                    domain=tuple(sorted(member.domain.items())),
+                    running=member.phase == "Running" and member.node is not None,
+                    progress=annotations.get(progress_key) if progress_key else None,
                 )
             )
         return spec, members
@@ -299,8 +340,16 @@ class RepairController:
     ) -> dict[str, frozenset[int]]:
         nodes = self.runtime.nodes.store
         problems: dict[str, str] = {}
+        ready = {name: readiness(n) for name, n in nodes.items()}
+        self.not_ready_seen = {
+            name: self.not_ready_seen.get(name, now)
+            for name, r in ready.items()
+            if r.status not in (None, "True")
+        }
+        lost = lost_nodes(ready, self.not_ready_seen, now, self.settings.node_lost_after_s)
         healths = [
-            node_health(n, now, self.settings.stale_after_s, problems) for n in nodes.values()
+            node_health(n, now, self.settings.stale_after_s, problems, name in lost)
+            for name, n in nodes.items()
         ]
         if move_off:
             healths = [
@@ -321,6 +370,13 @@ class RepairController:
         self.bad_reports = problems
         plan = plan_fences(healths, self.breaker, self.settings.breaker, now)
         self.breaker = plan.breaker
+        for name in plan.lost - self.lost:
+            log.warning(
+                "node %s is lost (not Ready for %ss): its GPUs are faulty",
+                name,
+                self.settings.node_lost_after_s,
+            )
+        self.lost = plan.lost
         by_name = {h.name: h for h in healths}
         writes = []
         for change in plan.changes:
@@ -341,15 +397,21 @@ class RepairController:
                 continue
             self.refused_told.add(name)
             log.warning("circuit breaker: not fencing GPUs %s of %s", sorted(gpus), name)
+            what = (
+                "the node is lost (not Ready) but its members are not repaired"
+                if name in lost
+                else f"GPUs {sorted(gpus)} reported unhealthy are not fenced"
+            )
             self.runtime.spawn_once(
                 post_event(
                     self.runtime.client,
                     {**nodes[name], "apiVersion": "v1", "kind": "Node"},
                     "Warning",
                     "FencingPaused",
-                    f"GPUs {sorted(gpus)} reported unhealthy are not fenced: the circuit "
+                    f"{what}: the circuit "
                     f"breaker is open (more than {self.settings.breaker.max_fraction:.0%} of "
-                    f"the GPU nodes fenced within {self.settings.breaker.window_s:.0f}s)",
+                    f"the GPU nodes fenced or lost within "
+                    f"{self.settings.breaker.window_s:.0f}s)",
                 )
             )
         is_open = self.breaker.open(self.settings.breaker, now)
@@ -408,6 +470,8 @@ class RepairController:
     async def repair(self, now: float, unhealthy: dict[str, frozenset[int]]) -> None:
         nodes = set(self.runtime.nodes.store)
         breaker_open = self.breaker.open(self.settings.breaker, now)
+        self._free = None
+        self._watched_progress = {}
         for key, body in list(self.runtime.workloads.items()):
             try:
                 await self.repair_one(key, body, now, unhealthy, nodes, breaker_open)
@@ -415,6 +479,29 @@ class RepairController:
                 log.warning("repair of %s failed: %s", key, exc)
             except Exception:  # one strange workload must not stop the others
                 log.exception("repair of %s failed", key)
+        self.progress = self._watched_progress  # members no longer watched are forgotten
+
+    def free_nodes(self) -> list[FreeNode]:
+        """The ledger's free GPUs per node, read once a pass (only when asked)."""
+        if self._free is None:
+            ledger = self.runtime.ledger.ledger
+            views = [ledger.node_view(n) for n in ledger.node_names()]
+            self._free = [FreeNode(v.name, v.model, len(v.free_gpus), v.domain) for v in views]
+        return self._free
+
+    def room(self, spec: GPUWorkloadSpec, members: list[MemberState], skip: set[str]) -> int:
+        level = spec.topology.required if spec.topology is not None else None
+        within = domain_of_running(members, level, frozenset(skip))
+        return room_for_members(self.free_nodes(), within, spec.gpus_per_pod, spec.gpu_model)
+
+    def hung(self, spec: GPUWorkloadSpec, members: list[MemberState], now: float) -> frozenset[str]:
+        """Members with no new progress for the workload's hang timeout."""
+        if spec.repair.hang_timeout is None:
+            return frozenset()
+        running = {m.uid: m.progress for m in members if m.running and not m.deleting}
+        clocks = track_progress(self.progress, running, now)
+        self._watched_progress.update(clocks)
+        return hung_members(clocks, parse_duration(spec.repair.hang_timeout), now)
 
     async def repair_one(
         self,
@@ -429,8 +516,14 @@ class RepairController:
         if parsed is None:
             return
         spec, members = parsed
-        lost = frozenset(m.node for m in members if m.node is not None and m.node not in nodes)
+        gone = frozenset(m.node for m in members if m.node is not None and m.node not in nodes)
+        lost = gone | self.lost
         record = record_of(body)
+        hung = self.hung(spec, members, now)
+        room = 0
+        hit = {m.uid for m in affected_members(members, unhealthy, lost)}
+        if (spec.repair.policy == "Shrink" and hit) or record.dropped:
+            room = self.room(spec, members, hit)  # dropped ranks grow back whatever the policy
         decision = decide_repair(
             spec.repair.policy,
             spec.repair.max_restarts,
@@ -442,7 +535,17 @@ class RepairController:
             self.settings.backoff,
             frozenset(self.asked),
             breaker_open,
+            min_members=spec.min_replicas,
+            room=room,
+            hung=hung,
         )
+        if decision.action is Action.NOTHING and record.dropped:
+            decision = decide_grow(spec.replicas, record, room, breaker_open)
+            if decision.action is Action.NOTHING and decision.reason:  # still shrunk
+                self.workloads.set_health(
+                    key, HealthVerdict(False, decision.reason, decision.message)
+                )
+                return
         await self.carry_out(
             key, body, decision, members, parse_duration(spec.repair.grace_period), now, lost
         )
@@ -492,13 +595,15 @@ class RepairController:
             if decision.action is not Action.WAIT:
                 REPAIRS.labels(decision.action.value).inc()
             return
-        # ReplaceMember / RestartGang: the record first, so the replacements see it
+        # ReplaceMember / RestartGang / Shrink / Grow: the record first, so the
+        # replacements (and the workload controller) see it
         new = decision.record
         text = json.dumps(
             {
                 "restarts": new.restarts,
                 "lastRepair": new.last_repair,
                 "resumeFrom": new.resume_from,
+                **({"dropped": list(new.dropped)} if new.dropped else {}),
             },
             sort_keys=True,
         )
@@ -527,10 +632,14 @@ class RepairController:
         )
         REPAIRS.labels(decision.action.value).inc()
         log.info("GPUWorkload %s: %s", key, decision.message)
+        grew = decision.action is Action.GROW
         self.workloads.set_health(
-            key, HealthVerdict(False, decision.reason, decision.message, repairing=True)
+            key, HealthVerdict(grew, decision.reason, decision.message, repairing=True)
         )
-        await self.workloads.events.post(body, "Normal", decision.reason, decision.message)
+        kind = (
+            "Warning" if decision.action is Action.SHRINK or decision.reason == "Hung" else "Normal"
+        )
+        await self.workloads.events.post(body, kind, decision.reason, decision.message)
 
 
 def _ann(obj: JSON) -> dict[str, str]:
@@ -543,10 +652,16 @@ def record_of(body: JSON) -> RepairRecord:
     restarts = raw.get("restarts")
     last = raw.get("lastRepair")
     resume = raw.get("resumeFrom")
+    dropped = raw.get("dropped")
     return RepairRecord(
         restarts=restarts if isinstance(restarts, int) and restarts >= 0 else 0,
         last_repair=float(last) if isinstance(last, int | float) else None,
         resume_from=resume if isinstance(resume, str) and resume else None,
+        dropped=tuple(
+            sorted({r for r in dropped if isinstance(r, int) and r >= 0})
+            if isinstance(dropped, list)
+            else ()
+        ),
     )
 
 

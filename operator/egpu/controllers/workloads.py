@@ -22,6 +22,7 @@ from egpu.actuators.events import patch_status
 from egpu.actuators.manifests import (
     build_claim_template,
     build_member_pod,
+    dropped_ranks,
     gang_marks,
     member_pod_name,
     template_overrides,
@@ -247,6 +248,8 @@ class WorkloadController:
 
         pairs = self.members(namespace, name, str(meta.get("uid") or ""))
         members = [m for m, _ in pairs]
+        dropped = dropped_ranks(body)
+        current = spec.replicas - len(dropped)
         if not problem:
             overrides = template_overrides((body.get("spec") or {}).get("template") or {})
             if overrides:
@@ -259,7 +262,7 @@ class WorkloadController:
                     "nodes are chosen by the binder, egpu.io/ labels and annotations are "
                     "the operator's)",
                 )
-            plan = plan_members(spec.replicas, members)
+            plan = plan_members(spec.replicas, members, dropped)
             pods = {m.name: p for m, p in pairs}
             refused = await self._create(body, plan.create_ranks, generation)
             if refused is not None:
@@ -283,7 +286,7 @@ class WorkloadController:
                     for n in plan.delete_names
                 ),
             )
-            marks = gang_marks(body["spec"])
+            marks = gang_marks(body["spec"], len(dropped))
             await gather_limited(
                 32,
                 *(
@@ -322,17 +325,18 @@ class WorkloadController:
                 await self._event(body, "Warning", verdict.reason, verdict.message)
             else:
                 await self._event(body, "Normal", verdict.reason, verdict.message)
-        ready = spec.replicas > 0 and counts.ready == spec.replicas
+        ready = current > 0 and counts.ready == current
+        shrunk = f" (shrunk from {spec.replicas})" if dropped else ""
         conditions = set_condition(
             conditions,
             "Ready",
             ready,
             "AllMembersReady" if ready else "MembersNotReady",
-            f"{counts.ready}/{spec.replicas} members ready",
+            f"{counts.ready}/{current} members ready{shrunk}",
             generation,
             now,
         )
-        phase = "Pending" if problem else workload_phase(spec.replicas, counts, unschedulable)
+        phase = "Pending" if problem else workload_phase(current, counts, unschedulable)
         health = self.health.get(key)
         if health is not None:
             conditions = set_condition(
@@ -375,6 +379,8 @@ class WorkloadController:
                 "placements": placements,
                 "gpuIdsEnforced": uses_dra(body["spec"]),
                 "selector": f"{WORKLOAD_LABEL}={name}",
+                "wantedMembers": spec.replicas,
+                "currentMembers": current,
             },
         )
         return "ok"

@@ -27,15 +27,18 @@ class MemberPlan:
     delete_names: tuple[str, ...]
 
 
-def plan_members(replicas: int, members: list[Member]) -> MemberPlan:
-    """Ranks 0..replicas-1 must each have one live pod; the rest go.
+def plan_members(
+    replicas: int, members: list[Member], dropped: frozenset[int] = frozenset()
+) -> MemberPlan:
+    """Ranks 0..replicas-1 must each have one live pod, except the ranks an elastic
+    repair dropped; the rest go.
 
     A member that failed or finished is replaced only by the repair policy,
     not here, so a finished training job is not started again.
     """
     live = {m.rank: m for m in members if not m.deleting}
-    create = tuple(r for r in range(replicas) if r not in live)
-    delete = tuple(sorted(m.name for m in live.values() if m.rank >= replicas))
+    create = tuple(r for r in range(replicas) if r not in live and r not in dropped)
+    delete = tuple(sorted(m.name for m in live.values() if m.rank >= replicas or m.rank in dropped))
     return MemberPlan(create_ranks=create, delete_names=delete)
 
 

@@ -7,6 +7,11 @@ rollout) cannot empty the cluster: past `max_fraction` of the GPU nodes (and mor
 `min_nodes`) within `window_s`, nothing new is fenced until `reset_after_s` has passed.
 Nodes cordoned already (by anyone: the controller never cordons) lose no usable
 capacity when fenced, so they do not count against the breaker.
+
+A lost node (not Ready past its grace) is a fault of all its GPUs: the placement
+engine already leaves a node that is not Ready out, so it needs no fence, but it counts
+against the breaker like a fenced node, so a network partition that makes half the
+cluster look lost does not repair (delete) the work of half the cluster.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class NodeHealth:
     # because the work on them is being moved off before they fail
     at_risk: frozenset[int] = frozenset()
     move_off: frozenset[int] = frozenset()
+    lost: bool = False  # not Ready past its grace: every GPU on it is faulty
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class FencePlan:
     breaker: BreakerState
     tripped_now: bool = False
     fenced: Mapping[str, frozenset[int]] = field(default_factory=dict)  # every fence, after
+    lost: frozenset[str] = frozenset()  # lost nodes whose members may be repaired
 
 
 def plan_fences(
@@ -86,7 +93,19 @@ def plan_fences(
     refused: dict[str, frozenset[int]] = {}
     fenced: dict[str, frozenset[int]] = {}
     tripped_now = False
+    lost: set[str] = set()
     for node in sorted(nodes, key=lambda n: n.name):
+        if node.lost:
+            if node.cordoned or node.name in counted:
+                lost.add(node.name)
+            elif tripped_at is not None or len(counted) + 1 > limit:
+                if tripped_at is None:
+                    tripped_at, tripped_now = now, True
+                refused[node.name] = frozenset(range(node.gpu_count))
+            else:
+                counted.add(node.name)
+                recent.append((node.name, now))
+                lost.add(node.name)
         ours = node.fenced_by_us
         valid = frozenset(range(node.gpu_count))
         if node.reported_unhealthy is None:
@@ -117,4 +136,5 @@ def plan_fences(
         breaker=BreakerState(tuple(recent), tripped_at),
         tripped_now=tripped_now,
         fenced=fenced,
+        lost=frozenset(lost),
     )

@@ -4,7 +4,14 @@
   them again (same names, same ranks) and the binder places them inside the domain of
   the members still running, never on a fenced GPU.
 - `RestartGang`: delete every member together; the gang is placed again whole.
+- `Shrink` (elastic): drop lost members the gang's domain has no room for, farthest
+  from the rest first, down to `minReplicas`; replace the others; grow back when room
+  returns (`egpu.engines.repair.elastic`).
 - `None`: report the fault, touch nothing.
+
+A hung member (no progress for the hang timeout, `egpu.engines.repair.liveness`) is a
+fault too: `RestartGang` restarts the gang, the other policies replace the hung
+members; all resume from the last checkpoint.
 
 Every repair spends one of `maxRestarts`; repairs are spaced by a doubling backoff.
 The pods get SIGTERM and their grace period to checkpoint; the replacements get the
@@ -15,8 +22,10 @@ resume point.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from egpu.engines.repair.elastic import farthest_first
 
 
 class Action(StrEnum):
@@ -28,6 +37,8 @@ class Action(StrEnum):
     GIVE_UP = "GiveUp"  # retry budget spent: the workload is Failed
     WATCH = "Watch"  # members on GPUs at risk: moved at their next checkpoint
     MOVE = "Move"  # members on GPUs at risk just checkpointed: moved off now
+    SHRINK = "Shrink"  # elastic: lost members dropped (not recreated) while no room
+    GROW = "Grow"  # elastic: dropped ranks come back, room having returned
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,9 @@ class MemberState:
     finished: bool = False
     checkpoint: str | None = None
     pending_since: float | None = None  # when an unbound member was created
+    domain: tuple[tuple[str, str], ...] = ()  # (topology level, value) where it is bound
+    running: bool = False  # phase Running: its progress is watched
+    progress: str | None = None  # its progress annotation (hang detection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,7 @@ class RepairRecord:
     restarts: int = 0
     last_repair: float | None = None
     resume_from: str | None = None
+    dropped: tuple[int, ...] = ()  # elastic: ranks shrunk away, not recreated until grown
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +145,7 @@ def _restart(
     why: str,
 ) -> RepairDecision:
     resume = resume_point(members, record.resume_from)
-    new = RepairRecord(record.restarts + 1, now, resume)
+    new = RepairRecord(record.restarts + 1, now, resume, record.dropped)
     everyone = tuple(
         sorted(m.name for m in members if not m.deleting and not m.finished and m.uid not in asked)
     )
@@ -144,7 +159,14 @@ def _restart(
     )
 
 
-def _where(m: MemberState, fenced: Mapping[str, frozenset[int]], lost: frozenset[str]) -> str:
+def _where(
+    m: MemberState,
+    fenced: Mapping[str, frozenset[int]],
+    lost: frozenset[str],
+    hung: frozenset[str] = frozenset(),
+) -> str:
+    if m.uid in hung and not (m.node in lost or fenced.get(m.node or "")):
+        return f"{m.name} on {m.node} hung (no progress)"
     if m.node in lost:
         return f"{m.name} on lost node {m.node}"
     bad = sorted(fenced.get(m.node or "", frozenset()) & set(m.gpu_ids)) or "?"
@@ -163,8 +185,16 @@ def decide_repair(
     asked: frozenset[str] = frozenset(),
     breaker_open: bool = False,
     escalate_after_s: float = 30.0,
+    min_members: int | None = None,
+    room: int = 0,
+    hung: frozenset[str] = frozenset(),
 ) -> RepairDecision:
-    hit = affected_members(members, fenced, lost_nodes, asked)
+    """`min_members` and `room` (members the gang's domain has room for now) are for
+    `Shrink`; `hung`: UIDs of members that stopped making progress."""
+    faulty = affected_members(members, fenced, lost_nodes, asked)
+    seen = {m.uid for m in faulty}
+    stalled = [m for m in _live(members, asked) if m.node and m.uid in hung and m.uid not in seen]
+    hit = faulty + stalled
     if not hit:
         stuck = _stuck_replacement(members, record, now, escalate_after_s)
         if (
@@ -177,13 +207,16 @@ def decide_repair(
             return _restart(members, asked, max_restarts, record, now, "GangRestartedNoRoom", why)
         return RepairDecision(Action.NOTHING, record=record)
     names = tuple(sorted(m.name for m in hit))
-    where = "; ".join(_where(m, fenced, lost_nodes) for m in sorted(hit, key=lambda m: m.rank))
+    where = "; ".join(
+        _where(m, fenced, lost_nodes, hung) for m in sorted(hit, key=lambda m: m.rank)
+    )
+    only_hung = not faulty
     if policy == "None":
         return RepairDecision(
             Action.REPORT,
             affected=names,
             record=record,
-            reason="MemberOnUnhealthyGPU",
+            reason="Hung" if only_hung else "MemberOnUnhealthyGPU",
             message=f"repair policy None: {where}",
         )
     if breaker_open:
@@ -214,9 +247,28 @@ def decide_repair(
                 retry_in=ready_at - now,
             )
     resume = resume_point(members, record.resume_from)
-    new_record = RepairRecord(record.restarts + 1, now, resume)
+    new_record = RepairRecord(record.restarts + 1, now, resume, record.dropped)
     count = f"repair {new_record.restarts}/{max_restarts}"
     suffix = f", resuming from {resume}" if resume else ""
+    if policy == "Shrink" and not only_hung:
+        shrunk = _shrink(members, faulty, stalled, asked, min_members, room)
+        if shrunk is not None:
+            drop, kept = shrunk
+            live = _live(members, asked)
+            text = ", ".join(m.name for m in drop)
+            replaced = f"; replacing {', '.join(m.name for m in kept)}" if kept else ""
+            return RepairDecision(
+                Action.SHRINK,
+                delete=names,
+                affected=names,
+                record=replace(
+                    new_record, dropped=tuple(sorted({*record.dropped, *(m.rank for m in drop)}))
+                ),
+                reason="Shrunk",
+                message=f"{count}: shrinking from {len(live)} to {len(live) - len(drop)} "
+                f"members, dropping {text} (no room in the gang's domain; farthest from the "
+                f"rest first){replaced} ({where}){suffix}",
+            )
     if policy == "RestartGang":
         everyone = tuple(
             sorted(
@@ -228,7 +280,7 @@ def decide_repair(
             delete=everyone,
             affected=names,
             record=new_record,
-            reason="GangRestarted",
+            reason="Hung" if only_hung else "GangRestarted",
             message=f"{count}: restarting all {len(everyone)} members together ({where}){suffix}",
         )
     return RepairDecision(
@@ -236,8 +288,71 @@ def decide_repair(
         delete=names,
         affected=names,
         record=new_record,
-        reason="MemberReplaced",
+        reason="Hung" if only_hung else "MemberReplaced",
         message=f"{count}: replacing {len(names)} member(s) ({where}){suffix}",
+    )
+
+
+def _live(members: Sequence[MemberState], asked: frozenset[str]) -> list[MemberState]:
+    return [m for m in members if not m.deleting and not m.finished and m.uid not in asked]
+
+
+def _shrink(
+    members: Sequence[MemberState],
+    faulty: Sequence[MemberState],
+    stalled: Sequence[MemberState],
+    asked: frozenset[str],
+    min_members: int | None,
+    room: int,
+) -> tuple[list[MemberState], list[MemberState]] | None:
+    """(members to drop, members to replace) for `Shrink`; None: nothing to drop (at the
+    minimum, or room for every lost member), a plain replacement."""
+    live = _live(members, asked)
+    hit = {m.uid for m in faulty} | {m.uid for m in stalled}
+    rest = [m for m in live if m.uid not in hit]
+    may_drop = max(0, len(live) - (min_members or len(live)))
+    count = min(may_drop, max(0, len(faulty) - room))
+    if count == 0:
+        return None
+    order = farthest_first(faulty, rest)
+    return order[:count], order[count:] + list(stalled)
+
+
+def decide_grow(
+    wanted: int,
+    record: RepairRecord,
+    room: int,
+    breaker_open: bool = False,
+) -> RepairDecision:
+    """An elastic workload shrunk by earlier repairs: its dropped ranks come back,
+    lowest first, as far as its domain has room. Growing spends no retry budget."""
+    dropped = tuple(r for r in record.dropped if r < wanted)
+    if dropped != record.dropped and not dropped:  # scaled down below them: forget them
+        return RepairDecision(
+            Action.GROW,
+            record=replace(record, dropped=()),
+            reason="GrewBack",
+            message=f"back at the wanted {wanted} members",
+        )
+    if not dropped:
+        return RepairDecision(Action.NOTHING, record=record)
+    current = wanted - len(dropped)
+    if breaker_open or room < 1:
+        return RepairDecision(
+            Action.NOTHING,
+            record=record,
+            reason="Shrunk",
+            message=f"running {current} of {wanted} wanted members; ranks {list(dropped)} "
+            "come back when room returns in the gang's domain",
+        )
+    back = tuple(sorted(dropped)[:room])
+    left = tuple(r for r in dropped if r not in back)
+    return RepairDecision(
+        Action.GROW,
+        record=replace(record, dropped=left),
+        reason="GrewBack",
+        message=f"room returned in the gang's domain: growing from {current} to "
+        f"{current + len(back)} of {wanted} wanted members (ranks {list(back)})",
     )
 
 
@@ -296,7 +411,7 @@ def decide_move(
             bad = at_risk.get(m.node, frozenset())
             fence[m.node] = fence.get(m.node, frozenset()) | (bad & set(m.gpu_ids) or bad)
     resume = resume_point(members, record.resume_from)
-    new = RepairRecord(record.restarts + 1, now, resume)
+    new = RepairRecord(record.restarts + 1, now, resume, record.dropped)
     if policy == "RestartGang":
         delete = tuple(
             sorted(

@@ -1,0 +1,60 @@
+"""Node loss and hang detection: the pure judgements."""
+
+from __future__ import annotations
+
+import pytest
+
+from egpu.engines.repair.liveness import (
+    Progress,
+    Readiness,
+    hung_members,
+    lost_nodes,
+    stalled_for,
+    track_progress,
+)
+
+pytestmark = pytest.mark.unit
+NOW = 10_000.0
+
+
+def test_a_node_not_ready_past_its_grace_is_lost_whatever_says_so() -> None:
+    nodes = {
+        "ready": Readiness("True", NOW - 999),
+        "false-long": Readiness("False", NOW - 31),
+        "unknown-long": Readiness("Unknown", NOW - 30),
+        "false-short": Readiness("False", NOW - 29),
+        "registering": Readiness(None, None),
+    }
+    assert lost_nodes(nodes, {}, NOW, 30) == {"false-long", "unknown-long"}
+
+
+def test_without_a_transition_time_the_clock_starts_when_first_seen() -> None:
+    nodes = {"n0": Readiness("Unknown", None)}
+    assert lost_nodes(nodes, {}, NOW, 30) == frozenset()  # first seen now
+    assert lost_nodes(nodes, {"n0": NOW - 10}, NOW, 30) == frozenset()
+    assert lost_nodes(nodes, {"n0": NOW - 40}, NOW, 30) == {"n0"}
+
+
+def test_progress_clocks_restart_on_a_new_value_and_forget_stopped_members() -> None:
+    seen = {
+        "a": Progress("step-1", NOW - 50),
+        "b": Progress("step-7", NOW - 50),
+        "gone": Progress(None, 1),
+    }
+    after = track_progress(seen, {"a": "step-1", "b": "step-8", "new": None}, NOW)
+    assert after == {
+        "a": Progress("step-1", NOW - 50),  # unchanged: its clock runs on
+        "b": Progress("step-8", NOW),  # progress: the clock restarts
+        "new": Progress(None, NOW),  # first seen: watched from now
+    }
+
+
+def test_a_member_without_progress_for_its_timeout_is_hung() -> None:
+    clocks = {
+        "a": Progress("s1", NOW - 60),
+        "b": Progress("s9", NOW - 59),
+        "c": Progress(None, NOW - 61),
+    }
+    assert hung_members(clocks, 60, NOW) == {"a", "c"}
+    assert hung_members(clocks, 120, NOW) == frozenset()
+    assert stalled_for(clocks, ["a", "b", "x"], NOW) == 60
