@@ -21,7 +21,11 @@ hierarchy) every 20 ms and the kubelet's metrics every 250 ms through the API se
 - `from_visible_*`: from the kubelet's metrics first showing a use above the target
   share of the limit (0.8: what calls for growth, seen by any reader of the real
   metrics path) to the cgroup's new limit;
-- `visible_lag_*`: from the rise beginning to the kubelet's metrics showing that;
+- `visible_lag_*`: from the rise beginning to the kubelet's metrics showing that (the
+  kubelet's stats refresh: cAdvisor housekeeping, 10 s by default);
+- `to_spec_*`: from the rise beginning to the pod's spec asking for the new limit (the
+  operator's resize, seen by the bench's 4 Hz listing), and `kubelet_apply_*`: from
+  there to the cgroup (the kubelet applying the in-place resize);
 - `raised_ahead_of_use`: limits raised before the rise began (must be 0).
 How many pods: memory-bound here (each step holds ~1 GiB more per pod on a 24 GiB,
 2-core machine that also runs the control plane); the real node allows 32 pods.
@@ -199,6 +203,7 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     limits: dict[str, int] = {}
     applied: dict[tuple[str, int], float] = {}  # (pod, new limit GiB) -> when
     visible: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> when the kubelet showed it
+    resized: dict[tuple[str, int], float] = {}  # (pod, GiB) -> when its spec asked for it
     steps_mib = [1000 * (k + 1) - 50 for k in range(args.steps)]
     want = {(name, k + 2) for name in files for k in range(args.steps)}
     last_scrape = 0.0
@@ -211,6 +216,10 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
                 applied.setdefault((name, value // GIB), now)
         if now - last_scrape >= 0.25:
             last_scrape = now
+            for pod in members(env):
+                spec = pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                if spec.endswith("Gi"):
+                    resized.setdefault((pod["metadata"]["name"], int(spec[:-2])), now)
             for name, used in working_sets(env).items():
                 # The use that calls for growth: above the target share of the limit.
                 k = limits.get(name, GIB) // GIB - 1
@@ -219,7 +228,7 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
         if time.monotonic() > deadline:
             raise RuntimeError(f"resizes seen: {sorted(applied)}")
         time.sleep(0.02)
-    total, from_visible, lag, rise = [], [], [], []
+    total, from_visible, lag, rise, to_spec, kubelet = [], [], [], [], [], []
     ahead = 0  # limits raised before the feeder's rise began (not a response to it)
     for name in files:
         times = step_times(env, name)
@@ -233,6 +242,9 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
             total.append(done - began)
             if ("step", step) in times:
                 rise.append(times[("step", step)] - began)
+            if (name, k + 2) in resized:
+                to_spec.append(resized[(name, k + 2)] - began)
+                kubelet.append(done - resized[(name, k + 2)])
             if (name, step) in visible:
                 from_visible.append(done - visible[(name, step)])
                 lag.append(visible[(name, step)] - began)
@@ -244,6 +256,8 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     v50, v99 = quantiles(from_visible)
     l50, l99 = quantiles(lag)
     r50, r99 = quantiles(rise)
+    s50, s99 = quantiles(to_spec)
+    k50, k99 = quantiles(kubelet)
     return {
         "bench": "resize-real",
         "pods": args.pods,
@@ -256,6 +270,10 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
         "from_visible_p99_s": round(v99, 3),
         "visible_lag_p50_s": round(l50, 3),
         "visible_lag_p99_s": round(l99, 3),
+        "to_spec_p50_s": round(s50, 3),
+        "to_spec_p99_s": round(s99, 3),
+        "kubelet_apply_p50_s": round(k50, 3),
+        "kubelet_apply_p99_s": round(k99, 3),
         "rise_p50_s": round(r50, 3),
         "rise_p99_s": round(r99, 3),
         "pods_running_after_s": round(ready_s, 1),
