@@ -21,7 +21,7 @@ from typing import Any
 from egpu.domain.dra import DRA_API_VERSION
 from egpu.domain.topology import Topology
 from egpu.kube.client import JSON, ApiError, Credentials, KubeClient
-from egpu.state.informer import Informer
+from egpu.state.informer import Informer, Listener
 from egpu.state.ledger_sync import HOSTNAME_ONLY, LedgerSync
 from egpu.state.pods import is_ours
 
@@ -102,20 +102,19 @@ class Runtime:
 
     def feed_ledger(self) -> None:
         """The caches feed the ledger first, before any controller hears of a change."""
-        self.nodes.add_listener(self._node_event)
-        self.pods.add_listener(self._pod_event)
+        self.nodes.add_listener(self._feeder(LedgerSync.node_changed))
+        self.pods.add_listener(self._feeder(LedgerSync.pod_changed))
 
-    def _node_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        if event == "RESYNC":
-            self.rebuild_ledger()
-        else:
-            self.ledger.node_changed(old, new)
+    def _feeder(self, change: Callable[[LedgerSync, JSON | None, JSON | None], None]) -> Listener:
+        """A cache's listener: a relist rebuilds the ledger, any other event is one change."""
 
-    def _pod_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        if event == "RESYNC":
-            self.rebuild_ledger()
-        else:
-            self.ledger.pod_changed(old, new)
+        def feed(event: str, old: JSON | None, new: JSON | None) -> None:
+            if event == "RESYNC":
+                self.rebuild_ledger()
+            else:
+                change(self.ledger, old, new)
+
+        return feed
 
     def manages(self, pod: JSON) -> bool:
         """A pod this operator places: its schedulerName, in a watched namespace."""
@@ -138,18 +137,6 @@ class Runtime:
                 "GPUTopology %s unusable (%s); placing by node only", self.topology_name, exc
             )
             return HOSTNAME_ONLY
-
-    def _slice_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        if event == "RESYNC":
-            self.rebuild_ledger()
-        else:
-            self.ledger.slice_changed(old, new)
-
-    def _claim_event(self, event: str, old: JSON | None, new: JSON | None) -> None:
-        if event == "RESYNC":
-            self.rebuild_ledger()
-        else:
-            self.ledger.claim_changed(old, new)
 
     def _dra_objects(self) -> tuple[list[JSON] | None, list[JSON] | None]:
         return (
@@ -258,8 +245,8 @@ class Runtime:
             return False
         self.slices = Informer(self.client, f"{DRA_PATH}/resourceslices", name="resourceslices")
         self.claims = Informer(self.client, f"{DRA_PATH}/resourceclaims", name="resourceclaims")
-        self.slices.add_listener(self._slice_event)
-        self.claims.add_listener(self._claim_event)
+        self.slices.add_listener(self._feeder(LedgerSync.slice_changed))
+        self.claims.add_listener(self._feeder(LedgerSync.claim_changed))
         return True
 
     async def start(self, timeout: float = 60) -> None:
