@@ -5,6 +5,7 @@ oracle and a clairvoyant-reactive bound.
 
     .venv/bin/python hack/bench/autoscale.py [--quick] [--traces crowds,spike,...]
         [--cold-start 10] [--learn-ceiling 40] [--flash-warm-pool 18] [--keep]
+        [--scale-up-max-rate 40] [--no-tide] [--sim]
 
 Traces (`--traces`, default crowds,spike,plateau,sawtooth,tide2; `--quick` shortens
 them, same rates): `crowds` (x20 within one second, 45 s each, 90 s apart: 4, quick 2),
@@ -19,7 +20,10 @@ Per trace, GPUInferenceServices take the same offered load from one traffic simu
 - `egpu-<trace>`: sized by this operator (LatencySLO: p99 under 2 s from the arrival
   rate and the queue, read from Prometheus; panic window 6 s, stable window 30 s,
   scale-down stabilisation 60 s, one warm pod that learns from crowds up to
-  `--learn-ceiling`, warmPool.maxSize), reacting to load only;
+  `--learn-ceiling`, warmPool.maxSize; scaleUp.maxRate `--scale-up-max-rate`); the
+  services of the day traces (`tidal`, `spike`, `tide2`) declare the compressed day as
+  their tide's period (`spec.tide.period`, unless `--no-tide`) and learn it from the
+  load they see;
 - `hpa-<trace>`: sized by the stock HorizontalPodAutoscaler of kube-controller-manager
   through the service's scale subresource, fed by prometheus-adapter (built from its Go
   module) with the per-pod concurrency the simulator exports (target 3 of the 4 slots
@@ -34,6 +38,10 @@ The API server reaches the adapter through an APIService whose Service is of typ
 ExternalName `localhost` (the aggregator dials https://localhost:<port>: there is no
 kube-proxy here) and the front-proxy flags hack/localcluster.py sets.
 
+`--sim` runs no cluster: each trace drives the egpu engine alone (`egpu.sim.engine_run`:
+the fluid simulation of `decide` with the spec above, a decision every scrape), for
+iterating on the rules; its figures leave out the pipeline's delays and have no HPA.
+
 Every replica serves 4 requests at once, 1 s each; pods turn Ready `--cold-start`
 seconds after they are bound. Every figure covers its own trace's duration (the
 shorter traces keep their last rate, unscored, until the longest ends). Reported per
@@ -43,7 +51,9 @@ capacity, and per judged window (each crowd until the next; the spike and the mi
 after it; the plateau after its first cold start; day two) the SLO, GPU-hours and pod
 changes per minute. For each trace: the oracle's GPU-hours (exactly enough replicas
 every second, no cold start) and the clairvoyant-reactive bound (`egpu.sim.bounds`:
-knows the trace, reacts at once, still waits the cold start). Then the issue's targets,
+knows the trace, reacts at once, still waits the cold start); per judged window the
+clairvoyant-sized GPU-hours (`sized_*`: a perfect forecast sizing with egpu's p99
+model, one warm pod, each pod started a cold start ahead). Then the issue's targets,
 met or not, with their figures. Last line: one JSON object.
 """
 
@@ -627,9 +637,10 @@ def main() -> int:
     parser.add_argument(
         "--scale-up-max-rate",
         type=float,
-        default=None,
-        help="behavior.scaleUp.maxRate of the egpu services (unset: the CRD default, 10x "
-        "the ready replicas per decision)",
+        default=float(MAX_REPLICAS),
+        help="behavior.scaleUp.maxRate of the egpu services: one ready replica may grow to "
+        "maxReplicas in one decision, as the tuned HPA may add maxReplicas pods per period "
+        "(0: the CRD default, 10x the ready replicas per decision)",
     )
     parser.add_argument(
         "--no-tide",

@@ -15,7 +15,8 @@ crowd the profile expects is no reason for a learned warm pool. When the observa
 departs from the profile, the reactive rules above decide as if there were none.
 
 In panic the backlog a surge builds is drained within the latency target on top of
-the arrivals (backlog.py); the drain's surplus goes once the queue has.
+the arrivals (backlog.py); the drain's surplus goes once the queue has (while a
+request still waits, panic keeps every replica it has).
 """
 
 from __future__ import annotations
@@ -342,6 +343,10 @@ def _panic_step(
     history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
     drain_wanted = sizer.replicas(drain.demand) if drain is not None else 0
     sized = max(wanted, drain_wanted)
+    if drain is not None and drain.queued >= 1.0:
+        # The surplus goes once the queue has, not as it shrinks: shrunk with it, the
+        # drain would slow as it nears the end and the last requests queued miss.
+        sized = max(sized, current)
     ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
     target = min(sized, ceiling)
     noun = METRIC_NOUN[policy.metric]
