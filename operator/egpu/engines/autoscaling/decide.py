@@ -545,7 +545,7 @@ def decide(
     else:
         # The tide profile expects some: they teach no pool, but stay remembered.
         bursts = remembered(bursts, now, policy.burst_memory_s) if policy.warm_pool_max else ()
-        notes.append(f"{len(bursts) - len(unexpected)} crowds expected by the tide profile")
+        notes.append(f"crowds expected by the tide profile: {len(bursts) - len(unexpected)}")
     if pool_note:
         notes.append(pool_note)
     plan = plan_pool(current, state.warm_replicas, serving, pool_size, policy.max_replicas)
