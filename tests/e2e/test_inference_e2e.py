@@ -169,6 +169,7 @@ def service(
     warm: int = 0,
     warm_max: int | None = None,
     ready_after: str = "2s",
+    tide: dict[str, Any] | None = None,
 ) -> str:
     selector = f'namespace="{namespace}",service="{name}"'
     return json.dumps(
@@ -194,6 +195,7 @@ def service(
                 },
                 "behavior": behavior,
                 "warmPool": {"size": warm, **({} if warm_max is None else {"maxSize": warm_max})},
+                **({} if tide is None else {"tide": tide}),
                 "template": {
                     "metadata": {"annotations": {"egpu.io/sim-ready-after": ready_after}},
                     "spec": {
@@ -439,6 +441,63 @@ def test_a_second_crowd_finds_the_capacity_the_first_taught(stack: Stack, namesp
     assert first is not None and first >= COLD_START_S, result["capacity_lag_s"]
     # The second found it warm: carried before any new pod could have started.
     assert second is not None and second < COLD_START_S, result["capacity_lag_s"]
+
+
+TIDE_PERIOD_S = 40.0
+TIDE_COLD_START_S = 4.0
+
+
+def test_a_learned_tide_scales_ahead_of_its_rise_and_lets_go_with_its_ebb(
+    stack: Stack, namespace: str
+) -> None:
+    """A load that repeats every 40 s (`tide.period`): the first rise waits the cold
+    start; the second finds capacity asked for ahead of it (the profile learned the
+    first; reacting alone it would have let them go 20 s after the first fall), and
+    after it the replicas go with the learned ebb, not 20 s later."""
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "8s",
+        "panicWindow": "2s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": "20s"},
+    }
+    body = service(
+        "tide",
+        stack,
+        namespace,
+        min_replicas=1,
+        behavior=behavior,
+        ready_after=f"{TIDE_COLD_START_S:g}s",
+        tide={"period": f"{TIDE_PERIOD_S:g}s", "buckets": 40},
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    # Two cycles: 2 requests/s, a rise to 24 (8 replicas at 3 each) for 12 s, back.
+    rise, fall = 16.0, 28.0
+    second_rise, second_fall = rise + TIDE_PERIOD_S, fall + TIDE_PERIOD_S
+    levels = [[0, 0], [8, 2], [rise, 24], [fall, 2], [second_rise, 24], [second_fall, 2], [84, 2]]
+    traffic = Traffic(stack, namespace, "tide", levels)
+    try:
+        time.sleep(max(0.0, traffic.at(second_rise - 12) - time.time()))
+        ahead = record(cluster, namespace, "tide", traffic.at(second_rise))
+        time.sleep(max(0.0, traffic.at(second_fall + 10) - time.time()))
+        after = status(cluster, namespace, "tide")
+        time.sleep(max(0.0, traffic.at(82) - time.time()))
+        result = traffic.stop()
+    finally:
+        traffic.close()
+
+    # Before the second rise, at 2 requests/s: scaled up on the profile's word.
+    tidal = [st for _, st in ahead if (st.get("lastDecision") or {}).get("reason") == "Tide"]
+    assert tidal, [st.get("lastDecision") for _, st in ahead[-3:]]
+    assert max(st.get("desiredReplicas", 0) for st in tidal) >= 6, tidal[-1].get("lastDecision")
+    assert "ahead of the learned rise" in " ".join(
+        (st.get("lastDecision") or {}).get("message", "") for st in tidal
+    )
+    _, first, second = result["capacity_lag_s"]  # the base load, then the two rises
+    assert first is not None and first >= TIDE_COLD_START_S, result["capacity_lag_s"]
+    assert second is not None and second < TIDE_COLD_START_S, result["capacity_lag_s"]
+    # 10 s after the second fall: down with the ebb (the 20 s stabilisation would hold).
+    assert after.get("desiredReplicas", 99) <= 3, after.get("lastDecision")
 
 
 def manual_service(name: str) -> str:

@@ -114,6 +114,20 @@ def test_panic_falls_back_from_the_drain_size_once_the_queue_is_gone() -> None:
     assert drained.serving_replicas < 40
 
 
+def test_panic_keeps_the_drain_size_while_requests_still_wait() -> None:
+    pol = slo_policy()
+    first = decide(pol, crowd_window(60.0, 26.0), ScalerState(2, 2, 1), NOON)
+    later = NOON + 12
+    # 40 ready, 150 requests still queued: the drain is only part done. Sized for
+    # the rest of the queue (60 + 150 / 2 req/s) it would give back a dozen replicas
+    # and clear the last requests slower; it keeps them until the queue is gone.
+    draining = decide(
+        pol, crowd_window(60.0, 150.0, later), ScalerState(40, 40, 1, first.memory), later
+    )
+    assert draining.mode is Mode.PANIC
+    assert draining.serving_replicas == 40
+
+
 def test_panic_without_a_backlog_still_never_scales_down() -> None:
     pol = slo_policy()
     memory = ScalerMemory(panic_since=NOON - 20, panic_last_triggered_at=NOON - 5)

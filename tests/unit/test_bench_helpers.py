@@ -3,6 +3,7 @@ how placement quality is counted, and how bench-scale shapes its cluster."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -87,3 +88,27 @@ def test_scale_leaves_a_tenth_of_the_gpus_free_and_gives_the_rest_of_the_pods_no
     assert scale.split(1000, 800, 100) == (300, 600, 100)  # room for the 100-pod probe
     with pytest.raises(ValueError):
         scale.split(100, 80, 100)
+
+
+def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> None:
+    autoscale = load("bench_autoscale", ROOT / "hack" / "bench" / "autoscale.py")
+    args = argparse.Namespace(
+        scrape_interval="500ms",
+        learn_ceiling=40,
+        burst_memory="2m",
+        scale_up_max_rate=40.0,
+        no_tide=False,
+        quick=True,
+        cold_start=10.0,
+    )
+    assert autoscale.egpu_options(args, "tide2")["tide_period"] == "180s"
+    assert autoscale.egpu_options(args, "crowds")["tide_period"] is None
+    args.no_tide = True
+    assert autoscale.egpu_options(args, "tide2")["tide_period"] is None
+    # The engine alone on a trace, scored with the bench's windows and targets.
+    trace_set = {"tide2": autoscale.traces(True)["tide2"]}
+    args.no_tide = False
+    summary = autoscale.summarize(autoscale.simulated(trace_set, args), trace_set, 10.0)
+    row = summary["tide2"]
+    assert row["egpu_day2_slo_pct"] >= 99.0
+    assert row["oracle_day2_gpu_hours"] < row["sized_day2_gpu_hours"] <= row["egpu_day2_gpu_hours"]

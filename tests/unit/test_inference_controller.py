@@ -362,3 +362,21 @@ def test_a_remembered_crowd_sizes_the_warm_pool_and_the_status_says_why() -> Non
     scale(ctl)
     assert client.statuses()[-1]["lastDecision"].get("warmReplicas") == 0
     assert not client.statuses()[-1].get("scaler", {}).get("bursts")
+
+
+def test_a_declared_tide_is_learned_from_the_readings_and_a_new_period_starts_afresh() -> None:
+    ctl, _client = make(service(tide={"period": "1h", "buckets": 60}), Reading(value=6.0))
+    scale(ctl)
+    scaler = ctl.scalers["ns/chat"]
+    assert scaler.tide is not None and scaler.tide_policy is not None
+    seen = [b for b in scaler.tide.buckets if b is not None]
+    assert [b.peak for b in seen] == [6.0]
+    ctl.bodies["ns/chat"] = service(tide={"period": "2h", "buckets": 60})
+    ctl._reader = lambda spec, scaler: StubReader(Reading(value=3.0))  # type: ignore[method-assign]
+    scale(ctl)
+    assert scaler.tide_policy is not None and scaler.tide_policy.period_s == 7200.0
+    assert [b.peak for b in scaler.tide.buckets if b is not None] == [3.0]
+    # No tide declared: nothing is learned, nothing kept.
+    ctl.bodies["ns/chat"] = service()
+    scale(ctl)
+    assert scaler.tide is None and scaler.tide_policy is None

@@ -187,3 +187,17 @@ def test_the_learning_warm_pool_maps_to_the_policy() -> None:
     assert (plain.warm_pool_size, plain.warm_pool_max, plain.burst_memory_s) == (2, None, 600.0)
     learning = scaling_policy(spec(warmPool={"size": 1, "maxSize": 16, "burstMemory": "30m"}))
     assert (learning.warm_pool_max, learning.burst_memory_s) == (16, 1800.0)
+
+
+def test_a_declared_tide_maps_to_the_policy_and_none_learns_nothing() -> None:
+    assert scaling_policy(spec()).tide is None
+    tide = scaling_policy(spec(tide={"period": "10m", "buckets": 60, "tolerance": 0.5})).tide
+    assert tide is not None
+    assert (tide.period_s, tide.buckets, tide.tolerance, tide.learning_rate) == (
+        600.0,
+        60,
+        0.5,
+        0.5,
+    )
+    with pytest.raises(ValueError, match=r"learning_?[rR]ate"):
+        spec(tide={"period": "24h", "learningRate": 0})

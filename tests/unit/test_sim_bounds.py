@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from egpu.engines.autoscaling.simulate import ServiceModel
-from egpu.sim.bounds import clairvoyant_reactive, oracle_replica_seconds
+from egpu.sim.bounds import (
+    clairvoyant_reactive,
+    clairvoyant_sized_replica_seconds,
+    oracle_replica_seconds,
+    replicas_for,
+)
 from egpu.sim.traces import flash_crowd, recurring_crowds, steps
 
 pytestmark = pytest.mark.unit
@@ -16,6 +21,21 @@ MODEL = ServiceModel(service_time_s=1.0, slots_per_replica=4, cold_start_s=10.0,
 def test_the_oracle_holds_exactly_enough_replicas_each_second() -> None:
     trace = steps([(0, 4), (10, 40), (20, 4), (30, 4)])
     assert oracle_replica_seconds(trace, MODEL, 0, 30) == 10 * 1 + 10 * 10 + 10 * 1
+
+
+def test_a_perfect_forecast_still_holds_each_pod_a_cold_start_early() -> None:
+    trace = steps([(0, 4), (10, 40), (20, 4), (30, 4)])
+
+    def size(rate: float) -> int:
+        return replicas_for(rate, MODEL)
+
+    # Ten pods from 5 s before the rise (started in time) until it ends; one warm pod.
+    held = clairvoyant_sized_replica_seconds(trace, size, 5.0, 1, 0, 30)
+    assert held == 5 * 1 + 15 * 10 + 10 * 1 + 30 * 1
+    # With no lead and no pool it is the oracle.
+    assert clairvoyant_sized_replica_seconds(trace, size, 0.0, 0, 0, 30) == (
+        oracle_replica_seconds(trace, MODEL, 0, 30)
+    )
 
 
 def test_steady_load_within_capacity_is_all_in_time() -> None:

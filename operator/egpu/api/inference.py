@@ -324,6 +324,41 @@ class WarmPool(ApiModel):
     )
 
 
+class Tide(ApiModel):
+    """Load that recurs every period (a day): learn it, and scale ahead of it."""
+
+    period: Duration = Field(
+        "24h",
+        description="Length of the cycle the load repeats over (e.g. 24h). The autoscaler "
+        "learns the peak demand of each part of the cycle from the cycles it has seen, "
+        "scales up ahead of a learned rise by the time a replica takes to be ready and "
+        "lets go as the learned load ebbs, while the observed load agrees with what it "
+        "learned; otherwise it reacts to the load alone.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule=f"!self.matches(r'{DURATION_PATTERN}') || duration(self) > duration('0s')",
+                message="period must be longer than 0s",
+            )
+        ),
+    )
+    buckets: int = Field(
+        288, ge=1, le=1440, description="Parts of the cycle learned apart (288: 5 min of a day)."
+    )
+    learning_rate: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Weight of the newest cycle in what is learned; the older ones fade.",
+    )
+    tolerance: float = Field(
+        0.25,
+        ge=0.0,
+        le=10.0,
+        description="How far (relative, plus one replica's worth) the observed load may "
+        "depart from the learned one before the autoscaler stops trusting it.",
+    )
+
+
 class ScheduleWindow(ApiModel):
     """A recurring window with a higher floor, ahead of tidal (day/night) load."""
 
@@ -425,6 +460,9 @@ class GPUInferenceServiceSpec(ApiModel):
         ScalingBehavior, "Windows and rate limits of the autoscaler."
     )
     warm_pool: WarmPool = defaulted_object(WarmPool, "Idle pods kept ready against cold starts.")
+    tide: Tide | None = Field(
+        None, description="Learn a load that recurs each period. Unset: not learned."
+    )
     schedule: list[ScheduleWindow] | None = Field(
         None,
         max_length=MAX_SCHEDULE_WINDOWS,

@@ -63,6 +63,7 @@ from egpu.engines.autoscaling import (
     build_daily_history,
     decide,
 )
+from egpu.engines.autoscaling.tide import TidePolicy, TideProfile, empty_profile, observe
 from egpu.engines.autoscaling.warm_pool import warm_target
 from egpu.engines.inference.policy import (
     declared_service_stats,
@@ -119,6 +120,7 @@ REASONS = {
     "min_replicas": "MinReplicas",
     "schedule_floor": "ScheduleFloor",
     "forecast_floor": "ForecastFloor",
+    "tide": "Tide",
     "idle_wait": "IdleWait",
     "scale_to_zero": "ScaleToZero",
     "wake": "Wake",
@@ -206,6 +208,8 @@ class ServiceScaler:
 
     window: SampleWindow
     history: DemandHistory = field(default_factory=DemandHistory)
+    tide: TideProfile | None = None  # learned of `tide_policy`'s cycle
+    tide_policy: TidePolicy | None = None
     memory: ScalerMemory | None = None
     written_memory: ScalerMemory | None = None
     memory_written_at: float = 0.0
@@ -432,6 +436,13 @@ class InferenceController:
         scaler.metric_value = reading.value
         demand = reading.arrival_rate if policy.metric is MetricKind.LATENCY_SLO else reading.value
         scaler.history.add(now, demand or 0.0)
+        if policy.tide is None:
+            scaler.tide, scaler.tide_policy = None, None
+            return
+        if scaler.tide is None or scaler.tide_policy != policy.tide:
+            # A new or changed cycle: what was learned of another cycle does not apply.
+            scaler.tide, scaler.tide_policy = empty_profile(policy.tide), policy.tide
+        scaler.tide = observe(scaler.tide, policy.tide, now, demand or 0.0)
 
     def _decide(
         self,
@@ -476,6 +487,7 @@ class InferenceController:
             now,
             free_pod_slots=free,
             history=history,
+            tide=scaler.tide if policy.tide is not None else None,
         )
         scaler.memory = decision.memory
         scaler.decision = decision

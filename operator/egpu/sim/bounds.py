@@ -16,6 +16,7 @@ Same fluid model as the traffic simulator (`simulate.step`), same tick.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from egpu.engines.autoscaling.simulate import ServiceModel, SimState, step
@@ -102,3 +103,25 @@ def clairvoyant_reactive(
             result.met += arrived
         result.replica_seconds += (len(serving) + len(pool)) * tick_s
     return result
+
+
+def clairvoyant_sized_replica_seconds(
+    trace: Trace,
+    replicas_for_rate: Callable[[float], int],
+    lead_s: float,
+    floor_pods: int,
+    t0: float,
+    t1: float,
+) -> float:
+    """The fewest pods an autoscaler that knows the trace could hold over [t0, t1)
+    while sizing as `replicas_for_rate` does (e.g. the policy's p99 model) and
+    waiting `lead_s` for each pod: each second it holds what the next `lead_s`
+    seconds need (a pod started later would be late; one let go sooner would have to
+    start again), plus `floor_pods` (a warm pool). The GPU-hour floor of a perfect
+    forecast, against which the oracle's (no model, no cold start) can be read."""
+    total = 0
+    for t in range(math.floor(t0), math.ceil(t1)):
+        ahead = range(t, t + max(1, math.ceil(lead_s) + 1))
+        needed = max(replicas_for_rate(trace.mean_rate(s, s + 1)) for s in ahead)
+        total += max(1, needed) + floor_pods
+    return float(total)

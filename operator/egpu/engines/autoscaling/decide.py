@@ -8,13 +8,20 @@
 6. warm pool (promote first, refill after), sized up to the crowds remembered
    (burst memory), and the cluster-capacity cap.
 
+With a tide (a profile learned from earlier cycles, tide.py) that the observation
+agrees with, step 2-3 outside panic size for the peak the profile expects until a
+replica asked for now is ready, up and down, without the stabilisation window; a
+crowd the profile expects is no reason for a learned warm pool. When the observation
+departs from the profile, the reactive rules above decide as if there were none.
+
 In panic the backlog a surge builds is drained within the latency target on top of
-the arrivals (backlog.py); the drain's surplus goes once the queue has.
+the arrivals (backlog.py); the drain's surplus goes once the queue has (while a
+request still waits, panic keeps every replica it has).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from egpu.engines.autoscaling import limits, panic, zero
 from egpu.engines.autoscaling.backlog import BacklogPlan, backlog_plan
@@ -49,6 +56,7 @@ from egpu.engines.autoscaling.model import (
 from egpu.engines.autoscaling.queueing import slots_and_rate
 from egpu.engines.autoscaling.schedule import schedule_floor
 from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
+from egpu.engines.autoscaling.tide import TideProfile, TideReading, expected_between, read_tide
 from egpu.engines.autoscaling.warm_pool import plan_pool
 from egpu.engines.autoscaling.windows import (
     demand_of,
@@ -225,6 +233,77 @@ def _damp_up(
     return _Step(wanted, ReasonCode.SCALE_UP, message)
 
 
+def tide_reading(
+    policy: ScalingPolicy,
+    sizer: Sizer,
+    est: DemandEstimate,
+    profile: TideProfile | None,
+    now: float,
+) -> TideReading | None:
+    """The tide profile's reading against the panic window's demand (None: no tide,
+    or the coming span not learned yet)."""
+    if policy.tide is None or profile is None:
+        return None
+    # Buckets are discrete: one more of look-ahead so a rise inside the next is seen.
+    lead = policy.time_to_ready_s + policy.tide.bucket_s
+    slack = replica_rate(policy, sizer)
+    return read_tide(profile, policy.tide, now, lead, est.panic, policy.panic_window_s, slack)
+
+
+def _tide_step(
+    policy: ScalingPolicy,
+    sizer: Sizer,
+    est: DemandEstimate,
+    state: ScalerState,
+    reading: TideReading,
+    now: float,
+    history: tuple[Recommendation, ...],
+) -> tuple[_Step, tuple[Recommendation, ...]]:
+    """Size for the most the profile expects before a replica asked now is ready, or
+    for what is observed when that is more; down as far at once (the scale-down rate
+    still applies): the profile, not a stabilisation window, says the ebb is real."""
+    current = state.current_replicas
+    demand = max(reading.ahead, est.panic)
+    wanted = sizer.replicas(demand)
+    history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
+    seen = reading.describe()
+    if wanted == current:
+        return _Step(current, ReasonCode.HOLD, f"{seen}: needs {current} replicas"), history
+    if wanted > current:
+        up = _damp_up(policy, wanted, state, seen, now)
+        code = ReasonCode.TIDE if up.code is ReasonCode.SCALE_UP else up.code
+        return _Step(up.replicas, code, f"{up.message} ahead of the learned rise"), history
+    floor = limits.scale_down_limit(current, policy.scale_down_max_rate)
+    target = max(wanted, floor)
+    message = f"{seen}: needs {wanted} replicas, releasing with the ebb"
+    if target > wanted:
+        message += f"; limited to {target} by scale-down rate {_fmt(policy.scale_down_max_rate)}x"
+    return _Step(target, ReasonCode.TIDE, message), history
+
+
+def untidal_bursts(
+    policy: ScalingPolicy,
+    sizer: Sizer,
+    bursts: tuple[Burst, ...],
+    profile: TideProfile | None,
+    now: float,
+) -> tuple[Burst, ...]:
+    """The crowds the tide profile does not expect at that time of the cycle."""
+    tide = policy.tide
+    if tide is None or profile is None or not bursts:
+        return bursts
+    start = tide.cycle_of(now) * tide.period_s
+    kept = []
+    for burst in bursts:
+        t0 = start + burst.started_at % tide.period_s
+        t1 = t0 + max(0.0, burst.last_seen_at - burst.started_at)
+        span = expected_between(profile, tide, t0, t1)
+        expected = None if span is None else sizer.replicas(span[1] * (1.0 + tide.tolerance))
+        if expected is None or expected < burst.peak_replicas:
+            kept.append(burst)
+    return tuple(kept)
+
+
 def replica_rate(policy: ScalingPolicy, sizer: Sizer) -> float:
     """Requests per second one replica completes: slots / service time when measured,
     else the policy's per-replica target (LatencySLO's fallback rate)."""
@@ -264,6 +343,10 @@ def _panic_step(
     history = limits.remember(history, wanted, now, policy.scale_down_stabilization_s)
     drain_wanted = sizer.replicas(drain.demand) if drain is not None else 0
     sized = max(wanted, drain_wanted)
+    if drain is not None and drain.queued >= 1.0:
+        # The surplus goes once the queue has, not as it shrinks: shrunk with it, the
+        # drain would slow as it nears the end and the last requests queued miss.
+        sized = max(sized, current)
     ceiling = limits.scale_up_limit(current, state.ready_replicas, policy.scale_up_max_rate)
     target = min(sized, ceiling)
     noun = METRIC_NOUN[policy.metric]
@@ -379,11 +462,13 @@ def decide(
     *,
     free_pod_slots: int | None = None,
     history: DailyLoadHistory | None = None,
+    tide: TideProfile | None = None,
 ) -> Decision:
     """Desired serving and warm replicas for one service at `now`.
 
     `free_pod_slots`: how many more replica pods the cluster could place now (None =
-    unknown, no cap). `history`: previous days' load for the forecast floor.
+    unknown, no cap). `history`: previous days' load for the forecast floor. `tide`:
+    the profile learned of `policy.tide`'s cycle (the caller observes the demand).
     Pass `Decision.memory` back as `state.memory` next time.
     """
     sizer = Sizer(policy, window.service)
@@ -435,7 +520,13 @@ def decide(
                         bursts = record_burst(bursts, status.since, now, size)
             step, recs, panic_peak = _panic_step(policy, sizer, est, state, ratio, now, recs, drain)
         else:
-            step, recs = _stable_step(policy, sizer, est, state, now, recs)
+            reading = tide_reading(policy, sizer, est, tide, now)
+            if reading is not None and reading.agrees:
+                step, recs = _tide_step(policy, sizer, est, state, reading, now, recs)
+            else:
+                step, recs = _stable_step(policy, sizer, est, state, now, recs)
+                if reading is not None:
+                    step = replace(step, message=f"{step.message}; {reading.describe()}")
         step = _zero_step(policy, step, state, window, floors, last_demand_at, now)
         projected = est.burst if status.active else est.projected_stable
         demand = Demand(est.stable, est.panic, est.growth_per_s, projected)
@@ -447,7 +538,14 @@ def decide(
     if recommended > policy.max_replicas:
         notes.append(f"capped at maxReplicas {policy.max_replicas} (wanted {recommended})")
 
-    pool_size, bursts, pool_note = _learned_pool(policy, bursts, serving, now)
+    unexpected = untidal_bursts(policy, sizer, bursts, tide, now)
+    pool_size, kept, pool_note = _learned_pool(policy, unexpected, serving, now)
+    if unexpected == bursts:
+        bursts = kept
+    else:
+        # The tide profile expects some: they teach no pool, but stay remembered.
+        bursts = remembered(bursts, now, policy.burst_memory_s) if policy.warm_pool_max else ()
+        notes.append(f"crowds expected by the tide profile: {len(bursts) - len(unexpected)}")
     if pool_note:
         notes.append(pool_note)
     plan = plan_pool(current, state.warm_replicas, serving, pool_size, policy.max_replicas)

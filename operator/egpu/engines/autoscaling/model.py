@@ -11,6 +11,8 @@ import math
 import zoneinfo
 from dataclasses import dataclass, field
 
+from egpu.engines.autoscaling.tide import TidePolicy
+
 
 class MetricKind(enum.StrEnum):
     """The signal the service scales on; names match the CRD's enum."""
@@ -42,6 +44,7 @@ class ReasonCode(enum.StrEnum):
     MIN_REPLICAS = "min_replicas"
     SCHEDULE_FLOOR = "schedule_floor"
     FORECAST_FLOOR = "forecast_floor"
+    TIDE = "tide"
     IDLE_WAIT = "idle_wait"
     SCALE_TO_ZERO = "scale_to_zero"
     WAKE = "wake"
@@ -134,6 +137,10 @@ class ScalingPolicy:
     learns: after a crowd (a panic) it keeps serving + warm at the crowd's steady size,
     up to `warm_pool_max` warm, for `burst_memory_s` after the crowd or twice the
     longest gap between the crowds remembered, whichever is longer. None: no learning.
+
+    `tide`: the service's load recurs every `tide.period_s`; the caller learns a
+    profile of it (`tide.observe`) and passes it to `decide`, which sizes ahead of the
+    learned rise and lets go as it ebbs while the observation agrees with it.
     """
 
     metric: MetricKind
@@ -158,6 +165,7 @@ class ScalingPolicy:
     timezone: str = "UTC"
     time_to_ready_s: float = 60.0
     forecast: ForecastPolicy = field(default_factory=ForecastPolicy)
+    tide: TidePolicy | None = None  # learn a recurring cycle of demand (tide.py)
 
     def __post_init__(self) -> None:
         problems: list[str] = []

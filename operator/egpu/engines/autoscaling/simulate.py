@@ -26,6 +26,7 @@ from egpu.engines.autoscaling.model import (
     ScalingPolicy,
     ServiceStats,
 )
+from egpu.engines.autoscaling.tide import TideProfile, empty_profile, observe
 
 
 @dataclass(frozen=True)
@@ -180,14 +181,16 @@ def run(
     result = SimRun()
     next_decision = start
     keep_s = policy.stable_window_s + config.tick_s
+    tide: TideProfile | None = None if policy.tide is None else empty_profile(policy.tide)
     for load in offered_rps:
         sim, tick = step(sim, load, config.tick_s, model)
         result.ticks.append(tick)
-        samples.append(
-            MetricSample(
-                sim.time, metric_value(tick, policy.metric, model), tick.ready, load, tick.queue
-            )
-        )
+        value = metric_value(tick, policy.metric, model)
+        samples.append(MetricSample(sim.time, value, tick.ready, load, tick.queue))
+        if tide is not None and policy.tide is not None:
+            # What the controller records: the arrival rate for LatencySLO, else the metric.
+            demand = load if policy.metric is MetricKind.LATENCY_SLO else value
+            tide = observe(tide, policy.tide, sim.time, demand)
         samples = [s for s in samples if s.timestamp > sim.time - keep_s]
         if sim.time + 1e-9 < next_decision:
             continue
@@ -203,6 +206,7 @@ def run(
             sim.time,
             free_pod_slots=free,
             history=history,
+            tide=tide,
         )
         memory = decision.memory
         result.decisions.append((sim.time, decision))

@@ -24,6 +24,7 @@ from egpu.api.inference import (
     ScalerRecommendation,
     ScalerStatus,
     ScheduleWindow,
+    Tide,
 )
 from egpu.domain.duration import parse_duration
 from egpu.domain.quantity import parse_quantity
@@ -37,6 +38,7 @@ from egpu.engines.autoscaling import (
 )
 from egpu.engines.autoscaling.bursts import MAX_BURSTS
 from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
+from egpu.engines.autoscaling.tide import TidePolicy
 
 # Before any pod has been seen going from created to Ready.
 DEFAULT_TIME_TO_READY_S = 30.0
@@ -198,6 +200,16 @@ def scaling_policy(
         burst_memory_s=parse_duration(spec.warm_pool.burst_memory),
         schedule=schedule_entries(spec.schedule or ()),
         time_to_ready_s=DEFAULT_TIME_TO_READY_S if time_to_ready_s is None else time_to_ready_s,
+        tide=tide_policy(spec.tide) if spec.tide is not None else None,
+    )
+
+
+def tide_policy(tide: Tide) -> TidePolicy:
+    return TidePolicy(
+        period_s=parse_duration(tide.period),
+        buckets=tide.buckets,
+        learning_rate=tide.learning_rate,
+        tolerance=tide.tolerance,
     )
 
 
