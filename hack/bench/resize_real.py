@@ -29,7 +29,10 @@ hierarchy) every 20 ms and the kubelet's metrics every 250 ms through the API se
 - `raised_ahead_of_use`: limits raised before the rise began (must be 0).
 How many pods: memory-bound here (each step holds ~1 GiB more per pod on a 24 GiB,
 2-core machine that also runs the control plane); the real node allows 32 pods.
-`restarts` (container restarts plus pods replaced) must stay 0. Last line: JSON.
+`kubelet_gpus_differ_from_plan`: pods whose fake GPUs from the kubelet (device plugin)
+are not the ones the binder planned (`egpu.io/gpu-ids`): such nodes are node-exact and
+GPU-advisory. `restarts` (container restarts plus pods replaced) must stay 0. Last
+line: JSON.
 """
 
 from __future__ import annotations
@@ -132,6 +135,15 @@ def limit_file(run_dir: Path, pod: dict[str, Any]) -> Path:
     return found[0]
 
 
+def given_gpus(limit: Path) -> set[int]:
+    """The fake GPUs the kubelet gave the container (its NVIDIA_VISIBLE_DEVICES, read
+    from /proc of a process in its cgroup; the device plugin names them GPU-fake-N)."""
+    pid = (limit.parent / "cgroup.procs").read_text().split()[0]
+    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    value = next(e for e in env if e.startswith(b"NVIDIA_VISIBLE_DEVICES=")).split(b"=", 1)[1]
+    return {int(d.rsplit("-", 1)[1]) for d in value.decode().split(",")}
+
+
 def working_sets(env: dict[str, str]) -> dict[str, float]:
     text = kubectl(env, "get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
     return {
@@ -200,6 +212,14 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     ready_s = time.monotonic() - started
     uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
     files = {p["metadata"]["name"]: limit_file(run_dir, p) for p in pods}
+    # Device-plugin nodes are GPU-advisory: how often the kubelet gave other GPUs.
+    planned = {
+        p["metadata"]["name"]: {
+            int(i) for i in p["metadata"]["annotations"]["egpu.io/gpu-ids"].split(",")
+        }
+        for p in pods
+    }
+    differs = sum(1 for name, path in files.items() if given_gpus(path) != planned[name])
     limits: dict[str, int] = {}
     applied: dict[tuple[str, int], float] = {}  # (pod, new limit GiB) -> when
     visible: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> when the kubelet showed it
@@ -277,6 +297,7 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
         "rise_p50_s": round(r50, 3),
         "rise_p99_s": round(r99, 3),
         "pods_running_after_s": round(ready_s, 1),
+        "kubelet_gpus_differ_from_plan": differs,
         "restarts": restarts,
     }
 
