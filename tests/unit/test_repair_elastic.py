@@ -65,6 +65,14 @@ def test_room_counts_whole_members_in_the_domain_of_the_model() -> None:
     assert room_for_members(nodes, {LEAF: "l0"}, 0, None) == 0
 
 
+def test_room_matches_models_as_placement_does() -> None:
+    """A gpuModel of H200 runs on GPU Feature Discovery's NVIDIA-H200-141GB-HBM3e: the
+    room to grow back there must be counted, as the binder would place there."""
+    nodes = [FreeNode("a", "NVIDIA-H200-141GB-HBM3e", 8, {LEAF: "l0"})]
+    assert room_for_members(nodes, {LEAF: "l0"}, 8, "H200") == 1
+    assert room_for_members(nodes, {LEAF: "l0"}, 8, "H100") == 0
+
+
 def test_the_domain_comes_from_a_running_member_not_a_lost_one() -> None:
     members = [member(0, "n0", "l9"), member(1, "n1", "l0")]
     assert domain_of_running(members, LEAF, frozenset({"uid-0"})) == {LEAF: "l0"}

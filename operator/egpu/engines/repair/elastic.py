@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from egpu.domain.gpu import model_matches
+
 if TYPE_CHECKING:  # workloads imports this module
     from egpu.engines.repair.workloads import MemberState
 
@@ -59,8 +61,8 @@ def room_for_members(
         return 0
     room = 0
     for node in nodes:
-        if model is not None and node.model != model:
-            continue
+        if model is not None and not (node.model and model_matches(model, node.model)):
+            continue  # the binder's rule: GPU Feature Discovery products, whole words
         if all(node.domain.get(k) == v for k, v in within.items()):
             room += node.free_gpus // gpus_per_pod
     return room
