@@ -178,3 +178,13 @@ def test_slices_seen_one_by_one_give_the_ledger_a_relist_gives() -> None:
     sync.slice_changed(fewer, None)  # the driver went: counted by its labels again
     assert N0 not in sync.dra_nodes
     assert sync.audit(NODES, [], SLICES[1:], []) == []
+
+
+def test_holders_names_the_other_claims_on_the_devices_asked_about() -> None:
+    sync = LedgerSync.rebuild(TOPOLOGY, NODES, [], slices=SLICES)
+    sync.claim_changed(None, claim("theirs", N0, [0, 1]))
+    sync.claim_changed(None, claim("mine", N0, [2]))
+    theirs, mine = sync.claims["other/theirs"], sync.claims["other/mine"]
+    asked = [theirs.devices[1], mine.devices[0]]
+    assert sync.holders(asked, except_claim="other/mine") == {theirs.devices[1]: "other/theirs"}
+    assert sync.holders(asked, except_claim="other/theirs") == {mine.devices[0]: "other/mine"}

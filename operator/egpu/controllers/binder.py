@@ -40,7 +40,6 @@ from egpu.actuators.pods import (
 )
 from egpu.controllers.common import now_text
 from egpu.controllers.runtime import Runtime, Trigger
-from egpu.domain.dra import AllocatedDevice
 from egpu.domain.gang import GangRequest
 from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, PLAN_ANNOTATION
 from egpu.domain.placement import (
@@ -467,7 +466,7 @@ class Binder:
                 if claim is None:
                     return Outcome.FAILED, f"ResourceClaim {pod.gpu_claim} is gone"
                 key = f"{pod.namespace}/{pod.gpu_claim}"
-                verdict = judge_claim(claim, pod.uid, planned, self._held_by_others(key))
+                verdict = judge_claim(claim, pod.uid, planned, self.sync.holders(planned, key))
                 if verdict.action is ClaimAction.REFUSE:
                     log.warning("pod %s: claim not allocated: %s", pod.key, verdict.message)
                     self.runtime.spawn_once(
@@ -500,14 +499,6 @@ class Binder:
                 detail = str(exc)
             await asyncio.sleep(RETRY_BACKOFF_S[attempt])
         return Outcome.FAILED, f"allocating ResourceClaim {pod.gpu_claim} failed: {detail}"
-
-    def _held_by_others(self, claim_key: str) -> dict[AllocatedDevice, str]:
-        return {
-            device: key
-            for key, claim in self.sync.claims.items()
-            if key != claim_key
-            for device in claim.devices
-        }
 
     async def _release_claim(self, pod: PodFacts) -> None:
         """Clear the allocation an unbound pod's claim got in an attempt given up, so

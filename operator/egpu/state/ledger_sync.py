@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from egpu.domain.dra import ClaimAllocation, DraNode, parse_claim, parse_slices
+from egpu.domain.dra import AllocatedDevice, ClaimAllocation, DraNode, parse_claim, parse_slices
 from egpu.domain.node import node_from_kubernetes
 from egpu.domain.placement import PodAssignment
 from egpu.domain.pod import PodDemand, PodFacts
@@ -381,6 +381,22 @@ class LedgerSync:
             if node is not None:
                 return node
         return None
+
+    def holders(
+        self, devices: Iterable[AllocatedDevice], except_claim: str
+    ) -> dict[AllocatedDevice, str]:
+        """Which other allocated claim (by key) holds each of these devices, if any:
+        only the claims of the devices' pools are looked at."""
+        wanted = set(devices)
+        pools = {(d.driver, d.pool) for d in wanted}
+        return {
+            device: key
+            for pool in pools
+            for key in self._pool_claims.get(pool, ())
+            if key != except_claim
+            for device in self.claims[key].devices
+            if device in wanted
+        }
 
     def claimed_gpus(self, node: str) -> dict[str, tuple[int, ...]]:
         """The GPU ids each allocated claim holds on `node`, by claim key."""
