@@ -1,4 +1,5 @@
-"""Raw Kubernetes objects for unit tests: nodes and pods as the API server serves them."""
+"""Raw objects for tests: nodes and pods as the API server serves them (unit tests),
+and GPUWorkload manifests as a user writes them (e2e tests)."""
 
 from __future__ import annotations
 
@@ -108,3 +109,45 @@ def plan_annotation(uid: str, node: str, gpus: list[int], plan: str, size: int) 
     return json.dumps(
         {"uid": uid, "node": node, "gpus": gpus, "domain": {}, "plan": plan, "size": size}
     )
+
+
+def gpu_workload(
+    name: str,
+    model: str,
+    replicas: int = 1,
+    gpus: int = 8,
+    *,
+    required: str | None = "egpu.io/leaf",
+    gang: str | None = "AllOrNothing",
+    requests: dict[str, str] | None = None,
+    container: str = "trainer",
+    image: str = "registry.local/egpu/trainer:latest",
+    template_metadata: JSON | None = None,
+    pod_spec: JSON | None = None,
+    **spec: Any,
+) -> str:
+    """A GPUWorkload manifest (JSON text for `kubectl apply -f -`): a gang of
+    `replicas` pods of `gpus` GPUs of `model`, in one `required` domain of the
+    default topology. `spec` adds or overrides top-level spec fields (e.g.
+    gpuAllocation, repair); `pod_spec` adds pod spec fields beside the container."""
+    main: JSON = {"name": container, "image": image}
+    if requests is None:
+        requests = {"cpu": "1", "memory": "1Gi"}
+    if requests:
+        main["resources"] = {"requests": requests}
+    template: JSON = {"spec": {"containers": [main], **(pod_spec or {})}}
+    if template_metadata is not None:
+        template["metadata"] = template_metadata
+    body: JSON = {"replicas": replicas, "gpusPerPod": gpus, "gpuModel": model}
+    if gang is not None:
+        body["gang"] = {"policy": gang}
+    if required is not None:
+        body["topology"] = {"topologyName": "default", "required": required}
+    body["template"] = template
+    manifest = {
+        "apiVersion": WORKLOAD_API,
+        "kind": "GPUWorkload",
+        "metadata": {"name": name},
+        "spec": {**body, **spec},
+    }
+    return json.dumps(manifest)

@@ -11,6 +11,7 @@ import pytest
 
 from egpu.sim.nodes import ClusterShape
 from harness import Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -65,23 +66,18 @@ def bare_pod(
 
 
 def workload(name: str, gpus: int = 1, replicas: int = 1, **template: Any) -> str:
-    meta = template.pop("metadata", {})
-    spec = {
-        "containers": [{"name": "main", "image": "registry.local/egpu/app:1"}],
-        **template,
-    }
-    return json.dumps(
-        {
-            "apiVersion": "egpu.io/v1alpha1",
-            "kind": "GPUWorkload",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "gpusPerPod": gpus,
-                "gpuModel": MODEL,
-                "template": {"metadata": meta, "spec": spec},
-            },
-        }
+    return gpu_workload(
+        name,
+        MODEL,
+        replicas,
+        gpus,
+        required=None,
+        gang=None,
+        requests={},
+        container="main",
+        image="registry.local/egpu/app:1",
+        template_metadata=template.pop("metadata", {}),
+        pod_spec=template,
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from egpu.sim.nodes import ClusterShape, interconnect
 from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -26,30 +27,8 @@ SHAPE = ClusterShape(
 
 
 def workload(name: str, replicas: int, gpus: int = 8, required: str = "egpu.io/leaf") -> str:
-    return json.dumps(
-        {
-            "apiVersion": "egpu.io/v1alpha1",
-            "kind": "GPUWorkload",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "gpusPerPod": gpus,
-                "gpuModel": MODEL,
-                "gang": {"policy": "AllOrNothing"},
-                "topology": {"topologyName": "default", "required": required},
-                "template": {
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "trainer",
-                                "image": "registry.local/egpu/trainer:latest",
-                                "resources": {"requests": {"cpu": "4", "memory": "32Gi"}},
-                            }
-                        ]
-                    }
-                },
-            },
-        }
+    return gpu_workload(
+        name, MODEL, replicas, gpus, required=required, requests={"cpu": "4", "memory": "32Gi"}
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 from egpu.sim.dra import create_resource_slices, slice_name
 from egpu.sim.nodes import ClusterShape, node_manifests
 from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -54,32 +55,7 @@ def dra_cluster(crds: Cluster) -> Iterator[Cluster]:
 
 
 def workload(name: str, model: str, replicas: int, gpus: int) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "egpu.io/v1alpha1",
-            "kind": "GPUWorkload",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "gpusPerPod": gpus,
-                "gpuModel": model,
-                "gpuAllocation": "DRA",
-                "gang": {"policy": "AllOrNothing"},
-                "topology": {"topologyName": "default", "required": "egpu.io/leaf"},
-                "template": {
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "trainer",
-                                "image": "registry.local/egpu/trainer:latest",
-                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-                            }
-                        ]
-                    }
-                },
-            },
-        }
-    )
+    return gpu_workload(name, model, replicas, gpus, gpuAllocation="DRA")
 
 
 def get(cluster: Cluster, *args: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import pytest
 
 from egpu.sim.nodes import ClusterShape, node_manifests
 from harness import Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -43,32 +44,7 @@ def names(s: ClusterShape) -> list[str]:
 
 
 def workload(name: str, model: str, replicas: int = 1, gpus: int = 8, **pod_spec: Any) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "egpu.io/v1alpha1",
-            "kind": "GPUWorkload",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "gpusPerPod": gpus,
-                "gpuModel": model,
-                "gang": {"policy": "AllOrNothing"},
-                "topology": {"topologyName": "default", "required": "egpu.io/leaf"},
-                "template": {
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "trainer",
-                                "image": "registry.local/egpu/trainer:latest",
-                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-                            }
-                        ],
-                        **pod_spec,
-                    }
-                },
-            },
-        }
-    )
+    return gpu_workload(name, model, replicas, gpus, pod_spec=pod_spec)
 
 
 @pytest.fixture(scope="module")

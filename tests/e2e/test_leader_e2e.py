@@ -14,6 +14,7 @@ import pytest
 
 from egpu.sim.nodes import ClusterShape
 from harness import RUN_DIR, Cluster, OperatorProcess, add_gpu_nodes, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -35,20 +36,7 @@ def gpu_cluster(crds: Cluster) -> Cluster:
 
 
 def gang(name: str, replicas: int = 4) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "egpu.io/v1alpha1",
-            "kind": "GPUWorkload",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "gpusPerPod": 8,
-                "gpuModel": MODEL,
-                "topology": {"required": "egpu.io/leaf"},
-                "template": {"spec": {"containers": [{"name": "m", "image": "x/y:1"}]}},
-            },
-        }
-    )
+    return gpu_workload(name, MODEL, replicas, gang=None, requests={}, container="m", image="x/y:1")
 
 
 def ready(proc: OperatorProcess) -> bool:
