@@ -55,21 +55,11 @@ def log(msg: str) -> None:
     print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
 
 
-def read_versions() -> dict[str, str]:
-    versions = {}
-    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            versions[key] = value
-    return versions
-
-
 def binary(name: str) -> Path:
     if name == "egpu-fake-gpu-plugin":  # the project's own, versioned by its source
         digest = hashlib.sha256((REPO / "hack" / "fakegpu" / "main.go").read_bytes()).hexdigest()
         return BIN_DIR / f"{name}-{digest[:12]}"
-    v = read_versions()
+    v = images.read_versions()
     version = {
         "etcd": v["ETCD_VERSION"],
         "kubelet": v["KUBERNETES_VERSION"],
