@@ -106,6 +106,19 @@ fake_gpu_plugin() {
   (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/egpu-fake-gpu-plugin-$v" ./cmd/egpu-fake-gpu-plugin)
 }
 
+# The fake DRA kubelet plugin of real nodes (hack/fakedra), versioned by its source.
+fake_dra_plugin() {
+  local v
+  v="$(sha256sum "$HERE/fakedra/main.go" | cut -c1-12)"
+  have egpu-fake-dra-plugin "$v" && return 0
+  local w="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+  [ -f "$w/go.mod" ] || { log "fake-dra-plugin needs the Kubernetes workspace: build kubelet first"; exit 1; }
+  log "go build egpu-fake-dra-plugin ($v)"
+  mkdir -p "$w/cmd/egpu-fake-dra-plugin"
+  cp "$HERE/fakedra/main.go" "$w/cmd/egpu-fake-dra-plugin/main.go"
+  (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/egpu-fake-dra-plugin-$v" ./cmd/egpu-fake-dra-plugin)
+}
+
 etcd() {
   local v=$ETCD_VERSION
   have etcd "$v" && return 0
@@ -137,12 +150,12 @@ helm() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet fake_gpu_plugin)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet fake_gpu_plugin fake_dra_plugin)
 start=$(date +%s)
 for t in "${targets[@]}"; do
   case "$t" in
-    etcd|kwok|helm|kubernetes|kubelet|fake_gpu_plugin) ( "$t" ) ;;
-    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, fake_gpu_plugin)"; exit 2 ;;
+    etcd|kwok|helm|kubernetes|kubelet|fake_gpu_plugin|fake_dra_plugin) ( "$t" ) ;;
+    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, fake_gpu_plugin, fake_dra_plugin)"; exit 2 ;;
   esac
 done
 log "binaries ready in $BIN ($(( $(date +%s) - start ))s)"

@@ -56,8 +56,9 @@ def log(msg: str) -> None:
 
 
 def binary(name: str) -> Path:
-    if name == "egpu-fake-gpu-plugin":  # the project's own, versioned by its source
-        digest = hashlib.sha256((REPO / "hack" / "fakegpu" / "main.go").read_bytes()).hexdigest()
+    own = {"egpu-fake-gpu-plugin": "fakegpu", "egpu-fake-dra-plugin": "fakedra"}
+    if name in own:  # the project's own, versioned by its source
+        digest = hashlib.sha256((REPO / "hack" / own[name] / "main.go").read_bytes()).hexdigest()
         return BIN_DIR / f"{name}-{digest[:12]}"
     v = images.read_versions()
     version = {
@@ -417,7 +418,7 @@ def wait_scheduler(state: State) -> None:
     )
 
 
-def launch(state: State, real_nodes: int = 0, gpus: int = 0) -> None:
+def launch(state: State, real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> None:
     pki = RUN_DIR / "pki"
     make_pki(pki)
     make_front_proxy_pki(pki)
@@ -565,7 +566,7 @@ def launch(state: State, real_nodes: int = 0, gpus: int = 0) -> None:
         60,
     )
     for index in range(real_nodes):
-        start_real_node(state, realnode.Node(RUN_DIR, index), gpus)
+        start_real_node(state, realnode.Node(RUN_DIR, index), gpus, dra)
 
 
 def https_json(url: str, pki: Path) -> object:
@@ -597,9 +598,50 @@ def node_gpus(state: State, name: str) -> int:
     return int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", "0"))
 
 
-def start_real_node(state: State, node: realnode.Node, gpus: int = 0) -> None:
+def node_dra_devices(state: State, name: str) -> int:
+    """Devices in the ResourceSlices of node `name` (only the fake DRA plugin publishes any)."""
+    slices = https_json(
+        f"https://127.0.0.1:{state.ports['apiserver']}/apis/resource.k8s.io/v1/resourceslices"
+        f"?fieldSelector=spec.nodeName%3D{name}",
+        RUN_DIR / "pki",
+    )
+    if not isinstance(slices, dict):
+        return 0
+    return sum(len(s.get("spec", {}).get("devices") or []) for s in slices.get("items", []))
+
+
+def start_dra_plugin(state: State, node: realnode.Node, gpus: int) -> None:
+    """The fake DRA kubelet plugin: registered with this node's kubelet (its
+    plugins_registry) and publishing `gpus` devices in the node's ResourceSlice."""
+    plugin = f"fake-dra-{node.name}"
+    # A fresh node: the kubelet's own DRA state went with the last teardown.
+    shutil.rmtree(node.dra_state_dir, ignore_errors=True)
+    registered = node.dra_state_dir / "registered"
+    start(
+        state,
+        plugin,
+        [
+            str(binary("egpu-fake-dra-plugin")),
+            f"-node={node.name}",
+            f"-kubeconfig={RUN_DIR / 'admin.kubeconfig'}",
+            f"-registry-dir={node.dir / 'kubelet' / 'plugins_registry'}",
+            f"-state-dir={node.dra_state_dir}",
+            f"-count={gpus}",
+        ],
+    )
+    wait_for(
+        f"{gpus} DRA devices of {node.name}, registered with its kubelet",
+        lambda: registered.exists() and node_dra_devices(state, node.name) == gpus,
+        state,
+        plugin,
+        60,
+    )
+
+
+def start_real_node(state: State, node: realnode.Node, gpus: int = 0, dra: bool = False) -> None:
     """containerd, the images, then the kubelet; returns once the Node is Ready
-    (and, with `gpus`, advertises that many fake GPUs through a device plugin)."""
+    (and, with `gpus`, advertises that many fake GPUs through a device plugin, or
+    with `dra` publishes them through a DRA kubelet plugin instead)."""
     p, pki = state.ports, RUN_DIR / "pki"
     longest = node.dir / "kubelet" / "pod-resources" / "0123456789"
     if len(str(longest)) > 107:
@@ -654,7 +696,9 @@ def start_real_node(state: State, node: realnode.Node, gpus: int = 0) -> None:
         ],
     )
     wait_for(f"node {node.name} Ready", lambda: node_ready(state, node.name), state, kubelet, 90)
-    if gpus:
+    if gpus and dra:
+        start_dra_plugin(state, node, gpus)
+    elif gpus:
         plugin = f"fake-gpu-{node.name}"
         start(
             state,
@@ -699,7 +743,7 @@ def healthy(state: State, real_nodes: int = 0) -> bool:
         and all(
             ours(pid)
             for name, pid in state.pids.items()
-            if name.startswith(("kubelet-", "containerd-", "fake-gpu-"))
+            if name.startswith(("kubelet-", "containerd-", "fake-gpu-", "fake-dra-"))
         )
         and all(f"kubelet-egpu-real-{i}" in state.pids for i in range(real_nodes))
         and all(ours(state.pids[c]) for c in COMPONENTS if c in state.pids)
@@ -708,14 +752,15 @@ def healthy(state: State, real_nodes: int = 0) -> bool:
     )
 
 
-def ensure_binaries(real_nodes: int = 0, gpus: int = 0) -> None:
+def ensure_binaries(real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> None:
     if real_nodes and realnode.missing_tools():
         log(f"installing {', '.join(realnode.missing_tools())}")
         subprocess.run(["bash", str(REPO / "hack" / "install-node-deps.sh")], check=True)
     needed = [
         *COMPONENTS,
         *(["kubelet"] if real_nodes else []),
-        *(["egpu-fake-gpu-plugin"] if real_nodes and gpus else []),
+        *(["egpu-fake-gpu-plugin"] if real_nodes and gpus and not dra else []),
+        *(["egpu-fake-dra-plugin"] if real_nodes and gpus and dra else []),
     ]
     missing = [c for c in needed if not binary(c).exists()]
     if missing:
@@ -723,7 +768,7 @@ def ensure_binaries(real_nodes: int = 0, gpus: int = 0) -> None:
         subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True)
 
 
-def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0) -> int:
+def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> int:
     state = State.load()
     if not fresh and healthy(state, real_nodes):
         log(f"already running; KUBECONFIG={RUN_DIR / 'kubeconfig'}")
@@ -731,11 +776,11 @@ def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0) -> int:
         return 0
     if state.pids:
         stop_everything(state)
-    ensure_binaries(real_nodes, gpus)
+    ensure_binaries(real_nodes, gpus, dra)
     t0 = time.monotonic()
     state = State()
     try:
-        launch(state, real_nodes, gpus)
+        launch(state, real_nodes, gpus, dra)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
         log(f"start failed: {exc}")
         survivors = stop_everything(state)
@@ -777,7 +822,11 @@ def cmd_status() -> int:
         return 1
     for name in [
         *COMPONENTS,
-        *(n for n in state.pids if n.startswith(("containerd-", "kubelet-", "fake-gpu-"))),
+        *(
+            n
+            for n in state.pids
+            if n.startswith(("containerd-", "kubelet-", "fake-gpu-", "fake-dra-"))
+        ),
     ]:
         pid = state.pids.get(name)
         if pid is None:
@@ -816,6 +865,13 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("EGPU_REAL_NODE_GPUS", "0") or 0),
         help="up: fake nvidia.com/gpu devices per real node, from a device plugin (default 0)",
     )
+    parser.add_argument(
+        "--real-node-dra",
+        action="store_true",
+        default=os.environ.get("EGPU_REAL_NODE_DRA", "") == "1",
+        help="up: the real nodes' fake GPUs come from a DRA kubelet plugin (ResourceSlices of"
+        " driver gpu.egpu.io) instead of the device plugin",
+    )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
     parser.add_argument(
@@ -833,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         state.save()
         return 0
     if args.command == "up":
-        return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus)
+        return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus, args.real_node_dra)
     if args.command == "load-images":
         return load_images(args.images or ["operator"], args.if_running)
     if args.command == "down":

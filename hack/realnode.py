@@ -63,6 +63,11 @@ class Node:
         return self.run_dir / "nodes" / self.name
 
     @property
+    def dra_state_dir(self) -> Path:
+        """The fake DRA plugin's records: prepared/<claim uid>.json, events.jsonl."""
+        return self.dir / "dra"
+
+    @property
     def socket(self) -> Path:
         return self.dir / "containerd.sock"
 
