@@ -154,11 +154,16 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
     try:
         # Two members of two GPUs each: together they take every device of the node.
         cluster.kubectl("apply", "-f", "-", input=json.dumps(dra_workload(2, 2)))
-        wait_until(
-            lambda: len(pods := members(cluster)) == 2 and all(map(running, pods)),
-            90,
-            "both DRA members running on the real node",
-        )
+        try:
+            wait_until(
+                lambda: len(pods := members(cluster)) == 2 and all(map(running, pods)),
+                90,
+                "both DRA members running on the real node",
+            )
+        except AssertionError as exc:
+            # Why not: the kubelet's and the binder's Events say (e.g. a claim not prepared).
+            shown = cluster.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)
+            raise AssertionError(f"{exc}\n{shown.stdout[-3000:]}") from None
         pods = members(cluster)
         claims = {c["metadata"]["name"]: c for c in items(cluster, "resourceclaims")}
         prepared = {
@@ -200,3 +205,18 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
         operator.stop()
         cluster.kubectl("delete", "gpuworkload", "dra", "--wait=false", check=False)
     print(f"\nDRA on the real kubelet: {time.monotonic() - t0:.1f}s after the cluster was up")
+
+
+def test_down_stops_the_dra_plugin_with_the_node(dra_node_cluster: tuple[Path, Cluster]) -> None:
+    run_dir, _ = dra_node_cluster
+    sys.path.insert(0, str(REPO / "hack"))
+    import realnode
+
+    node = realnode.Node(run_dir, 0)
+    plugin = str(node.dra_state_dir)
+    assert realnode.processes_mentioning(plugin), "the plugin is not running"
+    env = {**os.environ, "EGPU_RUN_DIR": str(run_dir)}
+    down = subprocess.run([*LOCALCLUSTER, "down"], env=env, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert realnode.processes_mentioning(str(run_dir)) == []
+    assert not (node.dir / "kubelet").exists()  # its sockets went with the kubelet's root
