@@ -23,6 +23,7 @@ import pytest
 
 from egpu.domain.dra import parse_slices
 from harness import LOCALCLUSTER, REAL_NODE_TOLERATION, REPO, Cluster, OperatorProcess, wait_until
+from objects import gpu_workload
 
 pytestmark = pytest.mark.e2e
 
@@ -53,41 +54,34 @@ def dra_node_cluster() -> Iterator[tuple[Path, Cluster]]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def dra_workload(replicas: int, gpus: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "egpu.io/v1alpha1",
-        "kind": "GPUWorkload",
-        "metadata": {"name": "dra"},
-        "spec": {
-            "replicas": replicas,
-            "gpusPerPod": gpus,
-            "gpuModel": PRODUCT,
-            "gpuAllocation": "DRA",
-            "gang": {"policy": "AllOrNothing"},
-            "template": {
-                "spec": {
-                    "tolerations": [REAL_NODE_TOLERATION],
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "egpu.local/python:3.11",
-                            "imagePullPolicy": "Never",
-                            "command": [
-                                "/usr/bin/python3.11",
-                                "-c",
-                                "import signal, sys\n"
-                                "print('started', flush=True)\n"
-                                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
-                                "signal.pause()",
-                            ],
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
-                        }
-                    ],
-                }
-            },
-        },
-    }
+def dra_workload(replicas: int, gpus: int) -> str:
+    """A DRA gang for the real node: its python image, a container that waits."""
+    body = json.loads(
+        gpu_workload(
+            "dra",
+            PRODUCT,
+            replicas,
+            gpus,
+            required=None,
+            requests={"cpu": "50m", "memory": "32Mi"},
+            container="main",
+            image="egpu.local/python:3.11",
+            pod_spec={"tolerations": [REAL_NODE_TOLERATION], "terminationGracePeriodSeconds": 2},
+            gpuAllocation="DRA",
+        )
+    )
+    body["spec"]["template"]["spec"]["containers"][0].update(
+        imagePullPolicy="Never",
+        command=[
+            "/usr/bin/python3.11",
+            "-c",
+            "import signal, sys\n"
+            "print('started', flush=True)\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+            "signal.pause()",
+        ],
+    )
+    return json.dumps(body)
 
 
 def items(cluster: Cluster, *args: str) -> list[dict[str, Any]]:
@@ -153,7 +147,7 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
     operator.start()
     try:
         # Two members of two GPUs each: together they take every device of the node.
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(dra_workload(2, 2)))
+        cluster.kubectl("apply", "-f", "-", input=dra_workload(2, 2))
         try:
             wait_until(
                 lambda: len(pods := members(cluster)) == 2 and all(map(running, pods)),
