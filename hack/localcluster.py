@@ -889,6 +889,8 @@ def main(argv: list[str] | None = None) -> int:
         state.save()
         return 0
     if args.command == "up":
+        if args.real_node_dra and not (args.real_nodes and args.real_node_gpus):
+            parser.error("--real-node-dra needs --real-nodes N and --real-node-gpus N")
         return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus, args.real_node_dra)
     if args.command == "load-images":
         return load_images(args.images or ["operator"], args.if_running)
