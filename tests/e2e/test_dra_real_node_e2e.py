@@ -123,6 +123,69 @@ def events(state_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def assert_a_device_in_use_is_refused_at_the_node(cluster: Cluster, state_dir: Path) -> None:
+    """A claim allocated by hand to gpu-0, which a member holds, and a pod put on the
+    node directly (no scheduler, no binder): the controller manager reserves the
+    claim, the kubelet asks the plugin to prepare it, the plugin refuses."""
+    theirs = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "theirs"},
+        "spec": {
+            "devices": {
+                "requests": [
+                    {"name": "gpus", "exactly": {"deviceClassName": "gpu.egpu.io", "count": 1}}
+                ]
+            }
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(theirs))
+    result = {"request": "gpus", "driver": "gpu.egpu.io", "pool": NODE, "device": "gpu-0"}
+    status = {"status": {"allocation": {"devices": {"results": [result]}}}}
+    cluster.kubectl(
+        "patch", "resourceclaim", "theirs", "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "intruder"},
+        "spec": {
+            "nodeName": NODE,
+            "tolerations": [REAL_NODE_TOLERATION],
+            "terminationGracePeriodSeconds": 0,
+            "resourceClaims": [{"name": "gpu", "resourceClaimName": "theirs"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "egpu.local/python:3.11",
+                    "imagePullPolicy": "Never",
+                    "command": ["/usr/bin/python3.11", "-c", "print('ran')"],
+                    "resources": {"claims": [{"name": "gpu"}]},
+                }
+            ],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def refused() -> bool:
+        return any(
+            e["op"] == "prepare-failed" and e["claim"] == "default/theirs"
+            for e in events(state_dir)
+        )
+
+    wait_until(refused, 60, "the plugin to refuse gpu-0 a second time")
+    failed = next(e for e in events(state_dir) if e["op"] == "prepare-failed")
+    assert "gpu-0 is already prepared for claim default/dra-" in failed["error"], failed
+    intruder = json.loads(cluster.kubectl("get", "pod", "intruder", "-o", "json").stdout)
+    assert (
+        not intruder["status"].get("containerStatuses", [{}])[0].get("state", {}).get("running")
+        and intruder["status"].get("phase") == "Pending"
+    ), intruder["status"]
+    cluster.kubectl("delete", "pod", "intruder", "--wait=true", "--timeout=60s")
+    cluster.kubectl("delete", "resourceclaim", "theirs", "--wait=true", "--timeout=60s")
+
+
 def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
     dra_node_cluster: tuple[Path, Cluster],
 ) -> None:
@@ -184,6 +247,7 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
             seen |= set(devices)
         assert seen == {(NODE, f"gpu-{i}") for i in range(GPUS)}
         uids = {claims[claim_name(p)]["metadata"]["uid"] for p in pods}
+        assert_a_device_in_use_is_refused_at_the_node(cluster, state_dir)
 
         cluster.kubectl("delete", "gpuworkload", "dra", "--wait=true", "--timeout=60s")
 
@@ -194,7 +258,10 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
 
         wait_until(released, 60, "the claims unprepared by the kubelet and released")
         assert not list((state_dir / "prepared").glob("*.json"))
-        assert not [e for e in events(state_dir) if e["op"] == "prepare-failed"]
+        # The members' own claims were prepared at the first try.
+        assert not [
+            e for e in events(state_dir) if e["op"] == "prepare-failed" and e["uid"] in uids
+        ]
     finally:
         operator.stop()
         cluster.kubectl("delete", "gpuworkload", "dra", "--wait=false", check=False)
