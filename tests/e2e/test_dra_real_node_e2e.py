@@ -178,10 +178,9 @@ def assert_a_device_in_use_is_refused_at_the_node(cluster: Cluster, state_dir: P
     failed = next(e for e in events(state_dir) if e["op"] == "prepare-failed")
     assert "gpu-0 is already prepared for claim default/dra-" in failed["error"], failed
     intruder = json.loads(cluster.kubectl("get", "pod", "intruder", "-o", "json").stdout)
-    assert (
-        not intruder["status"].get("containerStatuses", [{}])[0].get("state", {}).get("running")
-        and intruder["status"].get("phase") == "Pending"
-    ), intruder["status"]
+    statuses = intruder["status"].get("containerStatuses") or []
+    assert intruder["status"].get("phase") == "Pending", intruder["status"]
+    assert not any("running" in c.get("state", {}) for c in statuses), statuses
     cluster.kubectl("delete", "pod", "intruder", "--wait=true", "--timeout=60s")
     cluster.kubectl("delete", "resourceclaim", "theirs", "--wait=true", "--timeout=60s")
 
