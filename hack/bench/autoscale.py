@@ -229,6 +229,7 @@ def egpu_service(
     burst_memory: str = "10m",
     scale_up_max_rate: float | None = None,
     tide_period: str | None = None,
+    error_budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -246,6 +247,7 @@ def egpu_service(
                     "target": f"{LATENCY_TARGET_S:g}s",
                     "serviceTime": f"{SERVICE_TIME_S:g}s",
                     "concurrencyPerReplica": SLOTS,
+                    **({"errorBudget": error_budget} if error_budget else {}),
                 },
                 "source": {
                     "prometheus": {
@@ -648,6 +650,13 @@ def main() -> int:
         help="the day traces' egpu services learn no tide (spec.tide unset)",
     )
     parser.add_argument(
+        "--budget-percentile",
+        type=float,
+        default=90.0,
+        help="latencySLO.errorBudget.loosestPercentile of the egpu services, over a window "
+        "of one compressed day (0: no error budget, every moment sized for p99)",
+    )
+    parser.add_argument(
         "--sim",
         action="store_true",
         help="no cluster: the egpu engine alone in its fluid simulation (no HPA peers)",
@@ -849,7 +858,17 @@ def egpu_options(args: argparse.Namespace, trace: str) -> dict[str, Any]:
         "burst_memory": args.burst_memory,
         "scale_up_max_rate": args.scale_up_max_rate,
         "tide_period": tide,
+        "error_budget": error_budget(args),
     }
+
+
+def error_budget(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The egpu services' error budget: counted over one compressed day, the window
+    the tide2 target is judged on."""
+    if not args.budget_percentile:
+        return None
+    window = f"{day_seconds(args.quick):g}s"
+    return {"window": window, "loosestPercentile": args.budget_percentile}
 
 
 def simulated(trace_set: dict[str, Trace], args: argparse.Namespace) -> dict[str, Any]:

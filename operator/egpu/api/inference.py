@@ -54,8 +54,46 @@ DEFAULT_POD_METRIC_NAMES: dict[str, str] = {
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
+class ErrorBudget(ApiModel):
+    """Size for the objective as a share of requests over a window, not at every moment."""
+
+    window: Duration = Field(
+        "1h",
+        description="Sliding window over which the share of requests within the target is "
+        "counted, e.g. 1h or the tide's period.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule=f"!self.matches(r'{DURATION_PATTERN}') || duration(self) >= duration('1m')",
+                message="window must be at least 1m",
+            )
+        ),
+    )
+    loosest_percentile: float = Field(
+        90.0,
+        ge=50.0,
+        le=99.999,
+        description="The loosest percentile a moment may be sized for. The autoscaler "
+        "counts the requests of the window and those its queueing model expects to have "
+        "missed the target with the replicas that were ready; while at most half of what "
+        "the objective lets miss is spent, it sizes for this percentile (never fewer "
+        "replicas than the arrival rate needs), tightening linearly back to the "
+        "objective's as the rest is spent. Panic is always sized for the objective. With "
+        "a tide that agrees, the warm pool's size is let go while the budget left covers "
+        "what its pods could save a surprise (their rate for one cold start); a pool "
+        "learned from crowds is kept.",
+    )
+
+
 class LatencySLO(ApiModel):
     """A latency objective: the chosen percentile of request latency stays under `target`."""
+
+    cel_rules = (
+        Rule(
+            rule="!has(self.errorBudget) || self.errorBudget.loosestPercentile <= self.percentile",
+            message="errorBudget.loosestPercentile must not be greater than percentile",
+            field_path=".errorBudget.loosestPercentile",
+        ),
+    )
 
     percentile: float = Field(
         99.0, ge=50.0, le=99.999, description="Percentile of request latency, e.g. 99 or 99.9."
@@ -81,6 +119,12 @@ class LatencySLO(ApiModel):
         le=4096,
         description="Requests one replica serves at once (batch slots); with serviceTime "
         "it gives the replica's throughput for the queueing model.",
+    )
+    error_budget: ErrorBudget | None = Field(
+        None,
+        description="Spend the share of requests the percentile lets miss, counted over a "
+        "window, on fewer replicas while it is not needed. Unset: every moment is sized "
+        "for the percentile.",
     )
 
 

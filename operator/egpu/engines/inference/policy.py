@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from egpu.api.inference import (
     GPUInferenceServiceSpec,
+    LatencySLO,
     ScalerBurst,
     ScalerRecommendation,
     ScalerStatus,
@@ -36,6 +37,7 @@ from egpu.engines.autoscaling import (
     ScheduleEntry,
     ServiceStats,
 )
+from egpu.engines.autoscaling.budget import BudgetPolicy
 from egpu.engines.autoscaling.bursts import MAX_BURSTS
 from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
 from egpu.engines.autoscaling.tide import TidePolicy
@@ -201,6 +203,16 @@ def scaling_policy(
         schedule=schedule_entries(spec.schedule or ()),
         time_to_ready_s=DEFAULT_TIME_TO_READY_S if time_to_ready_s is None else time_to_ready_s,
         tide=tide_policy(spec.tide) if spec.tide is not None else None,
+        error_budget=budget_policy(scaling.latency_slo),
+    )
+
+
+def budget_policy(slo: LatencySLO | None) -> BudgetPolicy | None:
+    if slo is None or slo.error_budget is None:
+        return None
+    return BudgetPolicy(
+        window_s=parse_duration(slo.error_budget.window),
+        loosest_percentile=slo.error_budget.loosest_percentile / 100.0,
     )
 
 
