@@ -550,6 +550,16 @@ class ScalerBurst(ApiModel):
     replicas: int = Field(ge=0, description="Replicas its peak arrivals needed (with headroom).")
 
 
+class ScalerBudgetSlice(ApiModel):
+    """One slice of the error budget's window."""
+
+    start_time: datetime = Field(description="When the slice begins.")
+    requests: float = Field(ge=0, description="Requests that arrived in it.")
+    missed: float = Field(
+        ge=0, description="Of those, how many the queueing model expects missed the target."
+    )
+
+
 class ScalerStatus(ApiModel):
     """What the autoscaler must remember across decisions and operator restarts."""
 
@@ -580,6 +590,30 @@ class ScalerStatus(ApiModel):
         description="Crowds remembered for the learning warm pool (warmPool.maxSize).",
         json_schema_extra=LIST_ATOMIC,
     )
+    budget_counted_time: datetime | None = Field(
+        None, description="Requests before this are counted in budgetSlices."
+    )
+    budget_slices: list[ScalerBudgetSlice] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The error budget's window (latencySLO.errorBudget), oldest first.",
+        json_schema_extra=LIST_ATOMIC,
+    )
+
+
+class TideStatus(ApiModel):
+    """The tide profile learned so far (spec.tide), compact, so a restart keeps it."""
+
+    period_seconds: float = Field(gt=0, description="The cycle it was learned of, in seconds.")
+    buckets: int = Field(ge=1, le=1440, description="Parts of the cycle learned apart.")
+    cycle: int = Field(description="The newest cycle it holds (cycles since the Unix epoch).")
+    profile: str = Field(
+        max_length=65536,
+        description="One entry per bucket, comma-separated: empty where nothing was seen, "
+        "else age:peak:learned:cycles (age: how many cycles before `cycle` the peak was "
+        "seen; learned: what the cycles before it taught, empty before a second cycle; "
+        "values rounded to 4 significant digits).",
+    )
 
 
 class GPUInferenceServiceStatus(ApiModel):
@@ -601,6 +635,9 @@ class GPUInferenceServiceStatus(ApiModel):
     )
     scaler: ScalerStatus | None = Field(
         None, description="The autoscaler's memory (stabilisation, panic, idle clock)."
+    )
+    tide: TideStatus | None = Field(
+        None, description="The tide profile learned so far (with spec.tide), written now and then."
     )
 
 
