@@ -20,10 +20,11 @@ request still waits, panic keeps every replica it has).
 
 With an error budget (budget.py), every decision first counts the requests since the
 last and those expected to have missed; outside panic it sizes for the percentile the
-budget's standing allows (panic, and the crowds burst memory records, stay sized for
-the objective's). While the tide profile agrees, it sizes ahead of the rise, so the
-warm pool's floor is let go when what is left of the budget covers what the warm pods
-could save a surprise (their rate for a cold start); a learned pool is kept.
+budget's standing allows (panic, the crowds burst memory records, and a rise no
+agreeing tide foresaw stay sized for the objective's). While the tide profile agrees,
+it sizes ahead of the rise, so the warm pool's floor is let go when what is left of
+the budget covers what the warm pods could save a surprise (their rate for a cold
+start); a learned pool is kept (spending.py).
 """
 
 from __future__ import annotations
@@ -32,14 +33,6 @@ from dataclasses import dataclass, replace
 
 from egpu.engines.autoscaling import limits, panic, zero
 from egpu.engines.autoscaling.backlog import BacklogPlan, backlog_plan
-from egpu.engines.autoscaling.budget import (
-    BudgetLedger,
-    BudgetStanding,
-    account,
-    has_budget,
-    moment_percentile,
-    standing,
-)
 from egpu.engines.autoscaling.bursts import (
     burst_demand,
     crowd_replicas,
@@ -68,9 +61,11 @@ from egpu.engines.autoscaling.model import (
     ScalerState,
     ScalingPolicy,
 )
-from egpu.engines.autoscaling.queueing import miss_share, slots_and_rate
+from egpu.engines.autoscaling.queueing import slots_and_rate
 from egpu.engines.autoscaling.schedule import schedule_floor
 from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
+from egpu.engines.autoscaling.sizing import fmt as _fmt
+from egpu.engines.autoscaling.spending import budget_view, stand_in_for_warm
 from egpu.engines.autoscaling.tide import TideProfile, TideReading, expected_between, read_tide
 from egpu.engines.autoscaling.warm_pool import plan_pool
 from egpu.engines.autoscaling.windows import (
@@ -166,10 +161,6 @@ class _Step:
     replicas: int
     code: ReasonCode
     message: str
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
 
 
 def _stable_step(
@@ -444,94 +435,10 @@ def _last_demand_at(memory: ScalerMemory, window: MetricWindow, now: float) -> f
     return max(known) if known else now
 
 
-@dataclass(frozen=True)
-class BudgetView:
-    """The error budget brought up to date, and the percentile this moment may be
-    sized for (the objective's without a budget)."""
-
-    ledger: BudgetLedger
-    standing: BudgetStanding | None  # None: no error budget, or no queueing model
-    percentile: float
-    held: bool = False  # a rise no trusted tide foresaw: sized for the objective
-
-    def describe(self, policy: ScalingPolicy) -> str:
-        view, budget = self.standing, policy.error_budget
-        if view is None or budget is None:
-            return ""
-        window = _fmt(budget.window_s)
-        if not has_budget(view):
-            return (
-                f"error budget: {_fmt(view.offered)} requests in the last {window}s, too few "
-                f"to spend; sized for p{_fmt(100 * policy.latency_percentile)}"
-            )
-        message = (
-            f"error budget: {view.spent:.0%} spent ({_fmt(view.missed)} of the "
-            f"{_fmt(view.allowed)} of {_fmt(view.offered)} requests the last {window}s may "
-            f"miss); sized for p{_fmt(100 * self.percentile)}"
-        )
-        if self.held:
-            message += ": the load is rising and no tide profile agrees"
-        return message
-
-
 def rising(policy: ScalingPolicy, est: DemandEstimate) -> bool:
     """The projected load is beyond the tolerance band of the window's: a rise the
     reactive rules follow a cold start behind, which the objective's slack absorbs."""
     return est.projected_stable > est.stable * (1.0 + policy.tolerance)
-
-
-def budget_view(
-    policy: ScalingPolicy, sizer: Sizer, window: MetricWindow, state: ScalerState, now: float
-) -> BudgetView:
-    """Count the requests since the last decision (at the newest sample's arrival
-    rate, with the replicas ready now) and read what the budget allows."""
-    ledger = state.memory.budget
-    budget = policy.error_budget
-    objective = policy.latency_percentile
-    if budget is None or not sizer.uses_queueing_model or policy.latency_target_s is None:
-        return BudgetView(ledger, None, objective)
-    assert sizer.service is not None
-    newest = newest_sample(window, now, policy.panic_window_s)
-    rate, share = 0.0, 0.0
-    if newest is not None and newest.arrival_rate is not None:
-        rate = newest.arrival_rate
-        since = now if ledger.accounted_until is None else ledger.accounted_until
-        horizon = min(max(0.0, now - since), policy.panic_window_s)
-        share = (
-            miss_share(
-                state.ready_replicas,
-                rate,
-                newest.queued or 0.0,
-                sizer.service,
-                policy.latency_target_s,
-                horizon,
-            )
-            or 0.0
-        )
-    ledger = account(ledger, budget, now, rate, share, policy.panic_window_s)
-    view = standing(ledger, budget, objective, now)
-    return BudgetView(ledger, view, moment_percentile(view, budget, objective))
-
-
-def _stand_in_for_warm(
-    policy: ScalingPolicy, strict: Sizer, spend: BudgetView, pool_size: int
-) -> str:
-    """Why the warm pool's floor may go this moment ("" when it may not): the tide is
-    trusted and sizes ahead, and the budget left covers what the warm pods could
-    save a surprise (their rate for one cold start)."""
-    view = spend.standing
-    if view is None or pool_size <= 0 or not has_budget(view):
-        return ""
-    rate = replica_rate(policy, strict)
-    worth = pool_size * rate * policy.time_to_ready_s
-    if view.left < worth:
-        return ""
-    return (
-        f"no warm pool (warmPool.size {policy.warm_pool_size}): the tide profile agrees and "
-        f"sizes ahead; the error budget left, {_fmt(view.left)} requests, covers the "
-        f"{_fmt(worth)} a surprise could miss without it ({pool_size} x {_fmt(rate)} req/s "
-        f"for a {_fmt(policy.time_to_ready_s)}s cold start)"
-    )
 
 
 def _learned_pool(
@@ -580,7 +487,8 @@ def decide(
     est = estimate_demand(policy, window, now)
     reading = tide_reading(policy, strict, est, tide, now) if est is not None else None
     tide_agrees = reading is not None and reading.agrees
-    spend = budget_view(policy, strict, window, state, now)
+    newest = newest_sample(window, now, policy.panic_window_s)
+    spend = budget_view(policy, strict, newest, state, now)
     if not tide_agrees and est is not None and rising(policy, est):
         spend = replace(spend, percentile=policy.latency_percentile, held=True)
     sizer = strict
@@ -667,7 +575,8 @@ def decide(
         notes.append(budget_note)
     surprises = remembered(unexpected, now, policy.burst_memory_s)
     if tide_agrees and not status.active and not surprises:
-        stand_in = _stand_in_for_warm(policy, strict, spend, pool_size)
+        rate = replica_rate(policy, strict)
+        stand_in = stand_in_for_warm(policy, spend, pool_size, rate)
         if stand_in:
             pool_size = 0
             notes.append(stand_in)
