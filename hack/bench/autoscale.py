@@ -5,7 +5,7 @@ oracle and a clairvoyant-reactive bound.
 
     .venv/bin/python hack/bench/autoscale.py [--quick] [--traces crowds,spike,...]
         [--cold-start 10] [--learn-ceiling 40] [--flash-warm-pool 18] [--keep]
-        [--scale-up-max-rate 40] [--no-tide] [--sim]
+        [--scale-up-max-rate 40] [--budget-percentile 90] [--no-tide] [--sim]
 
 Traces (`--traces`, default crowds,spike,plateau,sawtooth,tide2; `--quick` shortens
 them, same rates): `crowds` (x20 within one second, 45 s each, 90 s apart: 4, quick 2),
@@ -20,7 +20,8 @@ Per trace, GPUInferenceServices take the same offered load from one traffic simu
 - `egpu-<trace>`: sized by this operator (LatencySLO: p99 under 2 s from the arrival
   rate and the queue, read from Prometheus; panic window 6 s, stable window 30 s,
   scale-down stabilisation 60 s, one warm pod that learns from crowds up to
-  `--learn-ceiling`, warmPool.maxSize; scaleUp.maxRate `--scale-up-max-rate`); the
+  `--learn-ceiling`, warmPool.maxSize; scaleUp.maxRate `--scale-up-max-rate`; an error
+  budget counted over one compressed day, spent down to `--budget-percentile`); the
   services of the day traces (`tidal`, `spike`, `tide2`) declare the compressed day as
   their tide's period (`spec.tide.period`, unless `--no-tide`) and learn it from the
   load they see;
@@ -53,7 +54,8 @@ changes per minute. For each trace: the oracle's GPU-hours (exactly enough repli
 every second, no cold start) and the clairvoyant-reactive bound (`egpu.sim.bounds`:
 knows the trace, reacts at once, still waits the cold start); per judged window the
 clairvoyant-sized GPU-hours (`sized_*`: a perfect forecast sizing with egpu's p99
-model, one warm pod, each pod started a cold start ahead). Then the issue's targets,
+model, one warm pod, each pod started a cold start ahead; `sized_loosest_*`: the same
+at the error budget's loosest percentile with no warm pod). Then the issue's targets,
 met or not, with their figures. Last line: one JSON object.
 """
 
@@ -109,6 +111,7 @@ SLOTS = 4
 LATENCY_TARGET_S = 2.0
 HPA_TARGET = 3  # in-flight requests per pod: 75% of the slots
 MAX_REPLICAS = 40
+LOOSEST_PERCENTILE = 90.0  # the egpu services' errorBudget.loosestPercentile by default
 METRICS_NAMESPACE = "egpu-metrics"
 APISERVICE = "v1beta1.custom.metrics.k8s.io"
 SHAPE = ClusterShape(
@@ -229,6 +232,7 @@ def egpu_service(
     burst_memory: str = "10m",
     scale_up_max_rate: float | None = None,
     tide_period: str | None = None,
+    error_budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -246,6 +250,7 @@ def egpu_service(
                     "target": f"{LATENCY_TARGET_S:g}s",
                     "serviceTime": f"{SERVICE_TIME_S:g}s",
                     "concurrencyPerReplica": SLOTS,
+                    **({"errorBudget": error_budget} if error_budget else {}),
                 },
                 "source": {
                     "prometheus": {
@@ -512,6 +517,7 @@ def summarize(
     by_name = {s["name"]: s for s in results["services"]}
     model = dataclasses.replace(MODEL, cold_start_s=cold_start_s)
     sizer = egpu_sizer(cold_start_s).replicas
+    loosest = egpu_sizer(cold_start_s, LOOSEST_PERCENTILE).replicas
     out: dict[str, Any] = {}
     for name, trace in trace_set.items():
         parts = windows(name, trace, cold_start_s)
@@ -526,6 +532,10 @@ def summarize(
             row[f"oracle_{part}_gpu_hours"] = round(oracle_gpu_hours(trace, t0, t1), 4)
             sized = clairvoyant_sized_replica_seconds(trace, sizer, cold_start_s, 1, t0, t1)
             row[f"sized_{part}_gpu_hours"] = round(sized / 3600.0, 4)
+            # The same forecast at the error budget's loosest percentile, no warm pod:
+            # the fewest pods the budget's rules could ever hold.
+            loose = clairvoyant_sized_replica_seconds(trace, loosest, cold_start_s, 0, t0, t1)
+            row[f"sized_loosest_{part}_gpu_hours"] = round(loose / 3600.0, 4)
         for prefix, who in PEERS:
             result = by_name.get(f"{prefix}-{name}")
             if result is None:
@@ -540,10 +550,13 @@ def summarize(
     return out
 
 
-def egpu_sizer(cold_start_s: float) -> Sizer:
-    """How the egpu services size (their p99 model): the clairvoyant-sized bound's."""
+def egpu_sizer(cold_start_s: float, percentile: float | None = None) -> Sizer:
+    """How the egpu services size (their p99 model, or `percentile`, in percent): the
+    clairvoyant-sized bound's."""
     body = egpu_service("bench", "egpu", "http://sizer", cold_start_s)
     policy = scaling_policy(GPUInferenceServiceSpec.model_validate(body["spec"]), cold_start_s)
+    if percentile is not None:
+        policy = dataclasses.replace(policy, latency_percentile=percentile / 100.0)
     return Sizer(policy, MODEL.stats())
 
 
@@ -587,6 +600,10 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
             # the cold start) could hold, over the oracle's: what 1.3x is read against.
             "sized_bound_ratio": round(
                 tide["sized_day2_gpu_hours"] / tide["oracle_day2_gpu_hours"], 3
+            ),
+            # The same at the error budget's loosest percentile with no warm pod.
+            "sized_loosest_ratio": round(
+                tide["sized_loosest_day2_gpu_hours"] / tide["oracle_day2_gpu_hours"], 3
             ),
         }
     plateau = summary.get("plateau")
@@ -646,6 +663,13 @@ def main() -> int:
         "--no-tide",
         action="store_true",
         help="the day traces' egpu services learn no tide (spec.tide unset)",
+    )
+    parser.add_argument(
+        "--budget-percentile",
+        type=float,
+        default=LOOSEST_PERCENTILE,
+        help="latencySLO.errorBudget.loosestPercentile of the egpu services, over a window "
+        "of one compressed day (0: no error budget, every moment sized for p99)",
     )
     parser.add_argument(
         "--sim",
@@ -849,7 +873,17 @@ def egpu_options(args: argparse.Namespace, trace: str) -> dict[str, Any]:
         "burst_memory": args.burst_memory,
         "scale_up_max_rate": args.scale_up_max_rate,
         "tide_period": tide,
+        "error_budget": error_budget(args),
     }
+
+
+def error_budget(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The egpu services' error budget: counted over one compressed day, the window
+    the tide2 target is judged on."""
+    if not args.budget_percentile:
+        return None
+    window = f"{day_seconds(args.quick):g}s"
+    return {"window": window, "loosestPercentile": args.budget_percentile}
 
 
 def simulated(trace_set: dict[str, Trace], args: argparse.Namespace) -> dict[str, Any]:

@@ -16,6 +16,16 @@ import pytest
 import yaml
 
 from egpu.api import ApiModel, GPUInferenceService, GPUTopology, GPUWorkload
+from egpu.api.inference import GPUInferenceServiceStatus
+from egpu.engines.autoscaling import ScalerMemory
+from egpu.engines.autoscaling.budget import BudgetLedger, BudgetSlice
+from egpu.engines.autoscaling.tide import TidePolicy, empty_profile, observe
+from egpu.engines.inference.policy import (
+    memory_from_status,
+    memory_to_status,
+    tide_from_status,
+    tide_to_status,
+)
 from harness import Cluster
 
 pytestmark = pytest.mark.integration
@@ -412,6 +422,16 @@ REFUSALS = [
             scaling(metric="LatencySLO", target=DELETE,
                     latencySLO={"target": "1s", "percentile": 30}),
             "spec.scaling.latencySLO.percentile", "greater than or equal to 50"),
+    Refusal("gis-error-budget-looser-than-nothing", SERVICE,
+            scaling(metric="LatencySLO", target=DELETE,
+                    latencySLO={"target": "1s", "percentile": 95,
+                                "errorBudget": {"loosestPercentile": 99}}),
+            "spec.scaling.latencySLO.errorBudget.loosestPercentile",
+            "errorBudget.loosestPercentile must not be greater than percentile"),
+    Refusal("gis-error-budget-short-window", SERVICE,
+            scaling(metric="LatencySLO", target=DELETE,
+                    latencySLO={"target": "1s", "errorBudget": {"window": "30s"}}),
+            "spec.scaling.latencySLO.errorBudget.window", "window must be at least 1m"),
     Refusal("gis-both-sources", SERVICE,
             scaling(source={"prometheus": PROM, "podMetrics": POD_METRICS}),
             "spec.scaling.source.prometheus", "set exactly one of prometheus or podMetrics"),
@@ -531,6 +551,10 @@ ACCEPTED = [
     Acceptance("bounds-hold-at-the-edges", NOTEBOOK,
                gw(resize={"mode": "Auto", "cpu": {"min": 2, "max": 2, "step": 1},
                           "memory": {"min": "16Gi", "max": "16Gi", "step": "1Gi"}})),
+    Acceptance("error-budget-at-the-objective", SERVICE,
+               scaling(metric="LatencySLO", target=DELETE,
+                       latencySLO={"target": "1s", "errorBudget": {"window": "1m",
+                                                                   "loosestPercentile": 99}})),
     Acceptance("scheduler-name-and-empty-node-name", NOTEBOOK,
                gw(template={"spec": {"schedulerName": "default-scheduler", "nodeName": ""}})),
     Acceptance("quantities-and-resource-names", NOTEBOOK,
@@ -627,6 +651,40 @@ def test_status_is_a_subresource(crds: Cluster, ns: str) -> None:
     crds.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(obj))
     got = json.loads(crds.kubectl("get", "gw/no-fake", "-n", ns, "-o", "json").stdout)
     assert "status" not in got
+
+
+def test_the_learned_tide_and_the_error_budget_are_kept_in_the_status(
+    crds: Cluster, ns: str
+) -> None:
+    """What a restart restores (status.tide, status.scaler's budget slices) is not
+    pruned by the API server."""
+    tide = TidePolicy(period_s=600.0, buckets=60)
+    profile = empty_profile(tide)
+    for t in range(0, 1300, 5):
+        profile = observe(profile, tide, 1_800_000_000.0 + t, 2.0 + (t % 600) / 12)
+    memory = ScalerMemory(
+        budget=BudgetLedger((BudgetSlice(1_800_000_000.0, 1234.5, 2.25),), 1_800_000_049.5)
+    )
+    stored_tide = tide_to_status(profile, tide)
+    assert stored_tide is not None
+    written = {
+        "tide": stored_tide.model_dump(mode="json", by_alias=True),
+        "scaler": memory_to_status(memory, 12.0).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        ),
+    }
+    crds.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / SERVICE))
+    crds.kubectl(
+        "patch", "gis", "chat", "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": written}),
+    )  # fmt: skip
+    got = json.loads(crds.kubectl("get", "gis/chat", "-n", ns, "-o", "json").stdout)["status"]
+    assert got["tide"] == written["tide"]
+    assert got["scaler"]["budgetSlices"] == written["scaler"]["budgetSlices"]
+    status = GPUInferenceServiceStatus.model_validate(got)
+    restored = tide_from_status(status.tide, tide)
+    assert restored is not None and restored == tide_from_status(stored_tide, tide)
+    assert memory_from_status(status.scaler).budget == memory.budget
 
 
 def test_kubectl_get_egpu_lists_every_kind_with_its_columns(crds: Cluster, ns: str) -> None:

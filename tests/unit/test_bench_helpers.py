@@ -100,8 +100,12 @@ def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> 
         no_tide=False,
         quick=True,
         cold_start=10.0,
+        budget_percentile=90.0,
     )
     assert autoscale.egpu_options(args, "tide2")["tide_period"] == "180s"
+    # The error budget is counted over one compressed day, on every trace.
+    budget = {"window": "180s", "loosestPercentile": 90.0}
+    assert autoscale.egpu_options(args, "crowds")["error_budget"] == budget
     assert autoscale.egpu_options(args, "crowds")["tide_period"] is None
     args.no_tide = True
     assert autoscale.egpu_options(args, "tide2")["tide_period"] is None
@@ -112,3 +116,4 @@ def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> 
     row = summary["tide2"]
     assert row["egpu_day2_slo_pct"] >= 99.0
     assert row["oracle_day2_gpu_hours"] < row["sized_day2_gpu_hours"] <= row["egpu_day2_gpu_hours"]
+    assert row["sized_loosest_day2_gpu_hours"] < row["sized_day2_gpu_hours"]

@@ -380,3 +380,23 @@ def test_a_declared_tide_is_learned_from_the_readings_and_a_new_period_starts_af
     ctl.bodies["ns/chat"] = service()
     scale(ctl)
     assert scaler.tide is None and scaler.tide_policy is None
+
+
+def test_the_learned_tide_is_kept_in_the_status_and_restored_after_a_restart() -> None:
+    body = service(tide={"period": "1h", "buckets": 60})
+    ctl, client = make(body, Reading(value=6.0))
+    scale(ctl)
+    saved = client.statuses()[-1]
+    assert saved["tide"]["periodSeconds"] == 3600.0
+    # A new operator reads the status the API server kept; the load is lower now.
+    ctl2, client2 = make({**body, "status": saved}, Reading(value=3.0))
+    client2.pods.update(client.pods)
+    scale(ctl2)
+    scaler = ctl2.scalers["ns/chat"]
+    assert scaler.tide is not None
+    assert [b.peak for b in scaler.tide.buckets if b is not None] == [6.0]
+    # A tide taken out of the spec takes the stored profile with it.
+    ctl3, client3 = make({**service(), "status": saved}, Reading(value=3.0))
+    client3.pods.update(client.pods)
+    scale(ctl3)
+    assert client3.statuses()[-1]["tide"] is None

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from egpu.api.inference import GPUInferenceServiceSpec, ScalerStatus
+from egpu.api.inference import GPUInferenceServiceSpec, ScalerStatus, TideStatus
 from egpu.engines.autoscaling import (
     Burst,
     MetricKind,
@@ -15,7 +15,9 @@ from egpu.engines.autoscaling import (
     ScalerMemory,
     ScheduleEntry,
 )
+from egpu.engines.autoscaling.budget import BudgetLedger, BudgetSlice
 from egpu.engines.autoscaling.schedule import schedule_floor
+from egpu.engines.autoscaling.tide import TidePolicy, TideProfile, empty_profile, observe
 from egpu.engines.inference.policy import (
     DEFAULT_TIME_TO_READY_S,
     cron_entries,
@@ -24,6 +26,8 @@ from egpu.engines.inference.policy import (
     memory_to_status,
     parse_duration,
     scaling_policy,
+    tide_from_status,
+    tide_to_status,
 )
 
 pytestmark = pytest.mark.unit
@@ -154,6 +158,10 @@ def test_memory_survives_a_round_trip_through_the_status() -> None:
         recommendations=(Recommendation(1_700_000_001.0, 9), Recommendation(1_700_000_002.0, 4)),
         panic_peak_replicas=12,
         bursts=(Burst(1_700_000_010.0, 19, 1_700_000_055.5),),
+        budget=BudgetLedger(
+            (BudgetSlice(1_699_999_700.0, 1200.5, 3.25), BudgetSlice(1_700_000_000.0, 80.0, 0.0)),
+            1_700_000_012.0,
+        ),
     )
     status = memory_to_status(memory, 17.0)
     wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -201,3 +209,63 @@ def test_a_declared_tide_maps_to_the_policy_and_none_learns_nothing() -> None:
     )
     with pytest.raises(ValueError, match=r"learning_?[rR]ate"):
         spec(tide={"period": "24h", "learningRate": 0})
+
+
+def test_an_error_budget_maps_to_the_policy_and_none_spends_nothing() -> None:
+    slo = {
+        "metric": "LatencySLO",
+        "latencySLO": {"percentile": 99, "target": "2s", "serviceTime": "1s"},
+        "source": {"podMetrics": {"port": 8080}},
+    }
+    assert scaling_policy(spec(scaling=slo)).error_budget is None
+    slo["latencySLO"]["errorBudget"] = {}  # type: ignore[index]
+    budget = scaling_policy(spec(scaling=slo)).error_budget
+    assert budget is not None
+    assert (budget.window_s, budget.loosest_percentile) == (3600.0, 0.90)
+    slo["latencySLO"]["errorBudget"] = {"window": "10m", "loosestPercentile": 95}  # type: ignore[index]
+    budget = scaling_policy(spec(scaling=slo)).error_budget
+    assert budget is not None and (budget.window_s, budget.loosest_percentile) == (600.0, 0.95)
+
+
+TIDE = TidePolicy(period_s=100.0, buckets=10)
+
+
+def two_cycles() -> TideProfile:
+    """Two cycles and a bit of a third; bucket 9 seen in the first cycle only."""
+    profile = empty_profile(TIDE)
+    for t in range(250):
+        if t % 100 >= 90 and t >= 100:
+            continue
+        profile = observe(profile, TIDE, 1_000_000.0 + t, 2.5 + (t % 100) / 4)
+    return profile
+
+
+def test_the_tide_profile_survives_a_round_trip_through_the_status() -> None:
+    profile = two_cycles()
+    status = tide_to_status(profile, TIDE)
+    assert status is not None
+    wire = status.model_dump(mode="json", by_alias=True)
+    back = tide_from_status(TideStatus.model_validate(wire), TIDE)
+    assert back == profile  # the values are exact at 4 significant digits here
+    assert len(wire["profile"]) < 40 * TIDE.buckets  # compact
+
+
+def test_the_stored_tide_is_rounded_not_lost() -> None:
+    profile = observe(empty_profile(TIDE), TIDE, 5.0, 1.0 / 3.0)
+    status = tide_to_status(profile, TIDE)
+    assert status is not None
+    back = tide_from_status(status, TIDE)
+    assert back is not None and back.buckets[0] is not None
+    assert back.buckets[0].peak == pytest.approx(1.0 / 3.0, rel=1e-3)
+
+
+def test_a_stored_tide_of_another_cycle_or_unreadable_is_not_restored() -> None:
+    status = tide_to_status(two_cycles(), TIDE)
+    assert status is not None
+    assert tide_from_status(status, TidePolicy(period_s=200.0, buckets=10)) is None
+    assert tide_from_status(status, TidePolicy(period_s=100.0, buckets=20)) is None
+    assert tide_from_status(None, TIDE) is None
+    for bad in ("x:1:2:3" + ",," * 9 + "", ",".join(["0:1::1"] * 9), ",".join(["0:-1::1"] * 10)):
+        broken = status.model_copy(update={"profile": bad})
+        assert tide_from_status(broken, TIDE) is None, bad
+    assert tide_to_status(empty_profile(TIDE), TIDE) is None  # nothing learned: nothing kept

@@ -54,8 +54,46 @@ DEFAULT_POD_METRIC_NAMES: dict[str, str] = {
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
+class ErrorBudget(ApiModel):
+    """Size for the objective as a share of requests over a window, not at every moment."""
+
+    window: Duration = Field(
+        "1h",
+        description="Sliding window over which the share of requests within the target is "
+        "counted, e.g. 1h or the tide's period.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule=f"!self.matches(r'{DURATION_PATTERN}') || duration(self) >= duration('1m')",
+                message="window must be at least 1m",
+            )
+        ),
+    )
+    loosest_percentile: float = Field(
+        90.0,
+        ge=50.0,
+        le=99.999,
+        description="The loosest percentile a moment may be sized for. The autoscaler "
+        "counts the requests of the window and those its queueing model expects to have "
+        "missed the target with the replicas that were ready; while at most half of what "
+        "the objective lets miss is spent, it sizes for this percentile (never fewer "
+        "replicas than the arrival rate needs), tightening linearly back to the "
+        "objective's as the rest is spent. Panic is always sized for the objective. With "
+        "a tide that agrees, the warm pool's size is let go while the budget left covers "
+        "what its pods could save a surprise (their rate for one cold start); a pool "
+        "learned from crowds is kept.",
+    )
+
+
 class LatencySLO(ApiModel):
     """A latency objective: the chosen percentile of request latency stays under `target`."""
+
+    cel_rules = (
+        Rule(
+            rule="!has(self.errorBudget) || self.errorBudget.loosestPercentile <= self.percentile",
+            message="errorBudget.loosestPercentile must not be greater than percentile",
+            field_path=".errorBudget.loosestPercentile",
+        ),
+    )
 
     percentile: float = Field(
         99.0, ge=50.0, le=99.999, description="Percentile of request latency, e.g. 99 or 99.9."
@@ -81,6 +119,12 @@ class LatencySLO(ApiModel):
         le=4096,
         description="Requests one replica serves at once (batch slots); with serviceTime "
         "it gives the replica's throughput for the queueing model.",
+    )
+    error_budget: ErrorBudget | None = Field(
+        None,
+        description="Spend the share of requests the percentile lets miss, counted over a "
+        "window, on fewer replicas while it is not needed. Unset: every moment is sized "
+        "for the percentile.",
     )
 
 
@@ -506,6 +550,16 @@ class ScalerBurst(ApiModel):
     replicas: int = Field(ge=0, description="Replicas its peak arrivals needed (with headroom).")
 
 
+class ScalerBudgetSlice(ApiModel):
+    """One slice of the error budget's window."""
+
+    start_time: datetime = Field(description="When the slice begins.")
+    requests: float = Field(ge=0, description="Requests that arrived in it.")
+    missed: float = Field(
+        ge=0, description="Of those, how many the queueing model expects missed the target."
+    )
+
+
 class ScalerStatus(ApiModel):
     """What the autoscaler must remember across decisions and operator restarts."""
 
@@ -536,6 +590,30 @@ class ScalerStatus(ApiModel):
         description="Crowds remembered for the learning warm pool (warmPool.maxSize).",
         json_schema_extra=LIST_ATOMIC,
     )
+    budget_counted_time: datetime | None = Field(
+        None, description="Requests before this are counted in budgetSlices."
+    )
+    budget_slices: list[ScalerBudgetSlice] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The error budget's window (latencySLO.errorBudget), oldest first.",
+        json_schema_extra=LIST_ATOMIC,
+    )
+
+
+class TideStatus(ApiModel):
+    """The tide profile learned so far (spec.tide), compact, so a restart keeps it."""
+
+    period_seconds: float = Field(gt=0, description="The cycle it was learned of, in seconds.")
+    buckets: int = Field(ge=1, le=1440, description="Parts of the cycle learned apart.")
+    cycle: int = Field(description="The newest cycle it holds (cycles since the Unix epoch).")
+    profile: str = Field(
+        max_length=65536,
+        description="One entry per bucket, comma-separated: empty where nothing was seen, "
+        "else age:peak:learned:cycles (age: how many cycles before `cycle` the peak was "
+        "seen; learned: what the cycles before it taught, empty before a second cycle; "
+        "values rounded to 4 significant digits).",
+    )
 
 
 class GPUInferenceServiceStatus(ApiModel):
@@ -557,6 +635,9 @@ class GPUInferenceServiceStatus(ApiModel):
     )
     scaler: ScalerStatus | None = Field(
         None, description="The autoscaler's memory (stabilisation, panic, idle clock)."
+    )
+    tide: TideStatus | None = Field(
+        None, description="The tide profile learned so far (with spec.tide), written now and then."
     )
 
 

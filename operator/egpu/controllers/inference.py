@@ -47,6 +47,7 @@ from egpu.api.inference import (
     GPUInferenceServiceStatus,
     ScaleDecision,
     ScalerStatus,
+    TideStatus,
 )
 from egpu.controllers.binder import Binder
 from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
@@ -71,6 +72,8 @@ from egpu.engines.inference.policy import (
     memory_from_status,
     memory_to_status,
     scaling_policy,
+    tide_from_status,
+    tide_to_status,
 )
 from egpu.engines.inference.rollout import (
     SERVING,
@@ -103,6 +106,8 @@ EXPECTATION_SECONDS = 10.0
 PENDING_GRACE_SECONDS = 3.0
 # The engine's memory is written when it changes materially, or this often.
 MEMORY_WRITE_SECONDS = 15.0
+# The learned tide profile is written this often at most (a restart loses no more).
+TIDE_WRITE_SECONDS = 60.0
 # lastDecision is rewritten when its count or reason changes, or this often.
 DECISION_REFRESH_SECONDS = 30.0
 TIME_TO_READY_SAMPLES = 16
@@ -210,6 +215,7 @@ class ServiceScaler:
     history: DemandHistory = field(default_factory=DemandHistory)
     tide: TideProfile | None = None  # learned of `tide_policy`'s cycle
     tide_policy: TidePolicy | None = None
+    tide_written_at: float | None = None
     memory: ScalerMemory | None = None
     written_memory: ScalerMemory | None = None
     memory_written_at: float = 0.0
@@ -422,14 +428,21 @@ class InferenceController:
             reading = None
         if reading is not None:
             scaler.metrics_error = None
-            self._record(scaler, policy, reading, len(ready_serving), now)
+            stored = _status(body).tide
+            self._record(scaler, policy, reading, len(ready_serving), now, stored)
         async with scaler.lock:
             self._decide(spec, policy, scaler, pods, body, now)
         await self.reconcile_key(key)
         return interval
 
     def _record(
-        self, scaler: ServiceScaler, policy: ScalingPolicy, reading: Reading, ready: int, now: float
+        self,
+        scaler: ServiceScaler,
+        policy: ScalingPolicy,
+        reading: Reading,
+        ready: int,
+        now: float,
+        stored: TideStatus | None = None,
     ) -> None:
         sample = MetricSample(now, reading.value, ready, reading.arrival_rate, reading.queued)
         scaler.window.add(sample, reading.service)
@@ -439,6 +452,10 @@ class InferenceController:
         if policy.tide is None:
             scaler.tide, scaler.tide_policy = None, None
             return
+        if scaler.tide is None:
+            # After a restart: what the status kept of this cycle, if anything.
+            scaler.tide = tide_from_status(stored, policy.tide)
+            scaler.tide_policy = policy.tide if scaler.tide is not None else None
         if scaler.tide is None or scaler.tide_policy != policy.tide:
             # A new or changed cycle: what was learned of another cycle does not apply.
             scaler.tide, scaler.tide_policy = empty_profile(policy.tide), policy.tide
@@ -578,6 +595,7 @@ class InferenceController:
         memory = self._memory_to_write(scaler, now)
         if memory is not None:
             new_status["scaler"] = memory.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self._tide_to_write(policy, scaler, status, new_status, now)
         await self._write_status(body, new_status)
         return "ok"
 
@@ -803,6 +821,29 @@ class InferenceController:
             scaler.written_memory = scaler.memory
             scaler.memory_written_at = now
         return memory_to_status(scaler.written_memory or scaler.memory, scaler.time_to_ready_s)
+
+    def _tide_to_write(
+        self,
+        policy: ScalingPolicy,
+        scaler: ServiceScaler,
+        status: GPUInferenceServiceStatus,
+        new_status: JSON,
+        now: float,
+    ) -> None:
+        """The learned profile into the status now and then; gone with spec.tide."""
+        if policy.tide is None:
+            if status.tide is not None:
+                new_status["tide"] = None  # a merge patch removes it
+            return
+        if scaler.tide is None or scaler.tide_policy != policy.tide:
+            return  # not learning yet (or learning afresh): the status keeps what it has
+        due = scaler.tide_written_at is None or now - scaler.tide_written_at >= TIDE_WRITE_SECONDS
+        if not due:
+            return
+        stored = tide_to_status(scaler.tide, policy.tide)
+        if stored is not None:
+            new_status["tide"] = stored.model_dump(mode="json", by_alias=True)
+            scaler.tide_written_at = now
 
     async def _scale_events(self, body: JSON, scaler: ServiceScaler, serving: int) -> None:
         previous, scaler.last_serving = scaler.last_serving, serving

@@ -17,6 +17,14 @@ departs from the profile, the reactive rules above decide as if there were none.
 In panic the backlog a surge builds is drained within the latency target on top of
 the arrivals (backlog.py); the drain's surplus goes once the queue has (while a
 request still waits, panic keeps every replica it has).
+
+With an error budget (budget.py), every decision first counts the requests since the
+last and those expected to have missed; outside panic it sizes for the percentile the
+budget's standing allows (panic, the crowds burst memory records, and a rise no
+agreeing tide foresaw stay sized for the objective's). While the tide profile agrees,
+it sizes ahead of the rise, so the warm pool's floor is let go when what is left of
+the budget covers what the warm pods could save a surprise (their rate for a cold
+start); a learned pool is kept (spending.py).
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ from egpu.engines.autoscaling.model import (
 from egpu.engines.autoscaling.queueing import slots_and_rate
 from egpu.engines.autoscaling.schedule import schedule_floor
 from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
+from egpu.engines.autoscaling.sizing import fmt as _fmt
+from egpu.engines.autoscaling.spending import budget_view, stand_in_for_warm
 from egpu.engines.autoscaling.tide import TideProfile, TideReading, expected_between, read_tide
 from egpu.engines.autoscaling.warm_pool import plan_pool
 from egpu.engines.autoscaling.windows import (
@@ -151,10 +161,6 @@ class _Step:
     replicas: int
     code: ReasonCode
     message: str
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
 
 
 def _stable_step(
@@ -429,6 +435,12 @@ def _last_demand_at(memory: ScalerMemory, window: MetricWindow, now: float) -> f
     return max(known) if known else now
 
 
+def rising(policy: ScalingPolicy, est: DemandEstimate) -> bool:
+    """The projected load is beyond the tolerance band of the window's: a rise the
+    reactive rules follow a cold start behind, which the objective's slack absorbs."""
+    return est.projected_stable > est.stable * (1.0 + policy.tolerance)
+
+
 def _learned_pool(
     policy: ScalingPolicy, bursts: tuple[Burst, ...], serving: int, now: float
 ) -> tuple[int, tuple[Burst, ...], str]:
@@ -471,7 +483,17 @@ def decide(
     the profile learned of `policy.tide`'s cycle (the caller observes the demand).
     Pass `Decision.memory` back as `state.memory` next time.
     """
-    sizer = Sizer(policy, window.service)
+    strict = Sizer(policy, window.service)
+    est = estimate_demand(policy, window, now)
+    reading = tide_reading(policy, strict, est, tide, now) if est is not None else None
+    tide_agrees = reading is not None and reading.agrees
+    newest = newest_sample(window, now, policy.panic_window_s)
+    spend = budget_view(policy, strict, newest, state, now)
+    if not tide_agrees and est is not None and rising(policy, est):
+        spend = replace(spend, percentile=policy.latency_percentile, held=True)
+    sizer = strict
+    if spend.percentile < policy.latency_percentile:
+        sizer = Sizer(replace(policy, latency_percentile=spend.percentile), window.service)
     memory = state.memory
     current = state.current_replicas
     floors = compute_floors(policy, sizer, now, history)
@@ -479,7 +501,6 @@ def decide(
     recs = memory.recommendations
     bursts = memory.bursts
     panic_peak: int | None = None
-    est = estimate_demand(policy, window, now)
     if est is None:
         # Without data, never shrink or go to zero: the metrics pipeline may be down.
         status = panic.next_panic_status(
@@ -511,16 +532,17 @@ def decide(
                 crowd = demand_of(newest, policy.metric, 0.0)
                 if crowd is not None and status.since is not None:
                     size = crowd_replicas(
-                        sizer.exact(crowd),
-                        sizer.replicas(burst_demand(crowd)),
+                        strict.exact(crowd),
+                        strict.replicas(burst_demand(crowd)),
                         state.ready_replicas,
                         exact_signal=policy.metric is MetricKind.LATENCY_SLO,
                     )
                     if worth_remembering(size, policy.min_replicas):
                         bursts = record_burst(bursts, status.since, now, size)
-            step, recs, panic_peak = _panic_step(policy, sizer, est, state, ratio, now, recs, drain)
+            step, recs, panic_peak = _panic_step(
+                policy, strict, est, state, ratio, now, recs, drain
+            )
         else:
-            reading = tide_reading(policy, sizer, est, tide, now)
             if reading is not None and reading.agrees:
                 step, recs = _tide_step(policy, sizer, est, state, reading, now, recs)
             else:
@@ -538,7 +560,7 @@ def decide(
     if recommended > policy.max_replicas:
         notes.append(f"capped at maxReplicas {policy.max_replicas} (wanted {recommended})")
 
-    unexpected = untidal_bursts(policy, sizer, bursts, tide, now)
+    unexpected = untidal_bursts(policy, strict, bursts, tide, now)
     pool_size, kept, pool_note = _learned_pool(policy, unexpected, serving, now)
     if unexpected == bursts:
         bursts = kept
@@ -548,6 +570,16 @@ def decide(
         notes.append(f"crowds expected by the tide profile: {len(bursts) - len(unexpected)}")
     if pool_note:
         notes.append(pool_note)
+    budget_note = spend.describe(policy)
+    if budget_note:
+        notes.append(budget_note)
+    surprises = remembered(unexpected, now, policy.burst_memory_s)
+    if tide_agrees and not status.active and not surprises:
+        rate = replica_rate(policy, strict)
+        stand_in = stand_in_for_warm(policy, spend, pool_size, rate)
+        if stand_in:
+            pool_size = 0
+            notes.append(stand_in)
     plan = plan_pool(current, state.warm_replicas, serving, pool_size, policy.max_replicas)
     outcome = cap_to_capacity(plan, current, state.warm_replicas, free_pod_slots)
     plan = outcome.plan
@@ -571,6 +603,7 @@ def decide(
         recommendations=recs,
         panic_peak_replicas=panic_peak if status.active else None,
         bursts=bursts,
+        budget=spend.ledger,
     )
     return Decision(
         serving_replicas=plan.serving,

@@ -11,6 +11,7 @@ import math
 import zoneinfo
 from dataclasses import dataclass, field
 
+from egpu.engines.autoscaling.budget import BudgetLedger, BudgetPolicy
 from egpu.engines.autoscaling.tide import TidePolicy
 
 
@@ -141,6 +142,9 @@ class ScalingPolicy:
     `tide`: the service's load recurs every `tide.period_s`; the caller learns a
     profile of it (`tide.observe`) and passes it to `decide`, which sizes ahead of the
     learned rise and lets go as it ebbs while the observation agrees with it.
+
+    `error_budget` (LatencySLO only): spend the share of requests the percentile lets
+    miss, counted over a window (budget.py); None sizes every moment for the percentile.
     """
 
     metric: MetricKind
@@ -166,6 +170,7 @@ class ScalingPolicy:
     time_to_ready_s: float = 60.0
     forecast: ForecastPolicy = field(default_factory=ForecastPolicy)
     tide: TidePolicy | None = None  # learn a recurring cycle of demand (tide.py)
+    error_budget: BudgetPolicy | None = None  # spend the SLO's budget (budget.py)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -196,6 +201,8 @@ class ScalingPolicy:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
+        if self.error_budget is not None and self.metric is not MetricKind.LATENCY_SLO:
+            problems.append("error_budget needs metric LatencySLO")
         if self.warm_pool_size < 0:
             problems.append("warm_pool_size must be >= 0")
         if self.warm_pool_max is not None and self.warm_pool_max < self.warm_pool_size:
@@ -289,6 +296,7 @@ class ScalerMemory:
     recommendations: tuple[Recommendation, ...] = ()
     panic_peak_replicas: int | None = None  # the current panic's highest steady size
     bursts: tuple[Burst, ...] = ()  # crowds remembered, oldest first
+    budget: BudgetLedger = field(default_factory=BudgetLedger)  # the SLO's error budget
 
 
 @dataclass(frozen=True)

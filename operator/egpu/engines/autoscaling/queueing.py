@@ -125,3 +125,42 @@ def replicas_for_latency_slo(
         if miss <= allowed_miss:
             return SloSizing(replicas, slots, budget, reachable)
     return SloSizing(limit, slots, budget, reachable)
+
+
+def miss_share(
+    replicas: int,
+    arrival_rate: float,
+    queued: float,
+    service: ServiceStats,
+    latency_target_s: float,
+    horizon_s: float,
+) -> float | None:
+    """The share of the requests arriving over the next `horizon_s` expected to miss
+    the latency target with `replicas` ready; None without measurements.
+
+    All of them when nothing is ready, when the service time alone exceeds the
+    target, or when the backlog ahead already takes longer than the wait budget to
+    drain. Overloaded, there is no steady state: the backlog grows, and the requests
+    that arrive once it outgrows the wait budget miss. Otherwise the steady-state
+    M/M/c share that waits longer than the budget.
+    """
+    shape = slots_and_rate(service)
+    if shape is None:
+        return None
+    if arrival_rate <= 0.0:
+        return 0.0
+    slots, mu = shape
+    capacity = replicas * slots * mu
+    budget = latency_target_s - 1.0 / mu
+    if capacity <= 0.0 or budget <= 0.0:
+        return 1.0
+    backlog = max(0.0, queued)
+    room = budget * capacity - backlog  # more queued than this waits over the budget
+    if room < 0.0:
+        return 1.0
+    growth = arrival_rate - capacity
+    if growth >= 0.0:
+        if horizon_s <= 0.0:
+            return 0.0
+        return max(0.0, 1.0 - room / (growth * horizon_s)) if growth > 0.0 else 0.0
+    return min(1.0, wait_exceedance(replicas * slots, arrival_rate, mu, budget))

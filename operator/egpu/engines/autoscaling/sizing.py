@@ -20,6 +20,11 @@ METRIC_NOUN: dict[MetricKind, str] = {
 }
 
 
+def fmt(value: float) -> str:
+    """A number as the decisions' reasons write it."""
+    return f"{value:.4g}"
+
+
 def ceil_replicas(exact: float) -> int:
     return max(0, math.ceil(exact - _EPSILON))
 

@@ -20,11 +20,14 @@ from collections.abc import Iterable
 
 from egpu.api.inference import (
     GPUInferenceServiceSpec,
+    LatencySLO,
+    ScalerBudgetSlice,
     ScalerBurst,
     ScalerRecommendation,
     ScalerStatus,
     ScheduleWindow,
     Tide,
+    TideStatus,
 )
 from egpu.domain.duration import parse_duration
 from egpu.domain.quantity import parse_quantity
@@ -36,15 +39,18 @@ from egpu.engines.autoscaling import (
     ScheduleEntry,
     ServiceStats,
 )
+from egpu.engines.autoscaling.budget import BudgetLedger, BudgetPolicy, BudgetSlice
 from egpu.engines.autoscaling.bursts import MAX_BURSTS
 from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
-from egpu.engines.autoscaling.tide import TidePolicy
+from egpu.engines.autoscaling.tide import TideBucket, TidePolicy, TideProfile
 
 # Before any pod has been seen going from created to Ready.
 DEFAULT_TIME_TO_READY_S = 30.0
 # A LatencySLO service with no service time known yet sizes on this request rate per replica.
 FALLBACK_REPLICA_RPS = 1.0
 MAX_REMEMBERED_RECOMMENDATIONS = 64
+# The status's bound on the error budget's slices (the ledger keeps fewer).
+MAX_BUDGET_SLICES = 16
 
 
 def quantity_value(text: str) -> float:
@@ -201,6 +207,16 @@ def scaling_policy(
         schedule=schedule_entries(spec.schedule or ()),
         time_to_ready_s=DEFAULT_TIME_TO_READY_S if time_to_ready_s is None else time_to_ready_s,
         tide=tide_policy(spec.tide) if spec.tide is not None else None,
+        error_budget=budget_policy(scaling.latency_slo),
+    )
+
+
+def budget_policy(slo: LatencySLO | None) -> BudgetPolicy | None:
+    if slo is None or slo.error_budget is None:
+        return None
+    return BudgetPolicy(
+        window_s=parse_duration(slo.error_budget.window),
+        loosest_percentile=slo.error_budget.loosest_percentile / 100.0,
     )
 
 
@@ -256,6 +272,15 @@ def memory_to_status(memory: ScalerMemory, time_to_ready_s: float | None) -> Sca
             )
             for b in memory.bursts[-MAX_BURSTS:]
         ],
+        budget_counted_time=_to_time(memory.budget.accounted_until),
+        budget_slices=[
+            ScalerBudgetSlice(
+                start_time=dt.datetime.fromtimestamp(s.start, dt.UTC),
+                requests=round(s.offered, 3),
+                missed=round(s.missed, 3),
+            )
+            for s in memory.budget.slices[-MAX_BUDGET_SLICES:]
+        ],
     )
 
 
@@ -272,6 +297,12 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         start, seen = _from_time(b.start_time), _from_time(b.last_seen_time)
         if start is not None and seen is not None:
             bursts.append(Burst(start, b.replicas, seen))
+    slices: list[BudgetSlice] = []
+    for s in status.budget_slices:
+        start = _from_time(s.start_time)
+        if start is not None:
+            slices.append(BudgetSlice(start, s.requests, s.missed))
+    budget = BudgetLedger(tuple(slices), _from_time(status.budget_counted_time))
     return ScalerMemory(
         last_scale_up_at=_from_time(status.last_scale_up_time),
         last_scale_down_at=_from_time(status.last_scale_down_time),
@@ -281,6 +312,7 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         recommendations=tuple(recommendations),
         panic_peak_replicas=status.panic_peak_replicas,
         bursts=tuple(bursts),
+        budget=budget,
     )
 
 
@@ -306,3 +338,66 @@ def memory_changed_materially(old: ScalerMemory, new: ScalerMemory) -> bool:
     ]:
         return True
     return [r.replicas for r in old.recommendations] != [r.replicas for r in new.recommendations]
+
+
+# --- the tide profile in the status ------------------------------------------------
+
+
+def _compact(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def tide_to_status(profile: TideProfile, policy: TidePolicy) -> TideStatus | None:
+    """The profile, compact (None while nothing was learned)."""
+    seen = [b for b in profile.buckets if b is not None]
+    if not seen or len(profile.buckets) != policy.buckets:
+        return None
+    newest = max(b.cycle for b in seen)
+    entries = []
+    for b in profile.buckets:
+        if b is None:
+            entries.append("")
+            continue
+        learned = "" if b.learned is None else _compact(b.learned)
+        entries.append(f"{newest - b.cycle}:{_compact(b.peak)}:{learned}:{b.cycles}")
+    return TideStatus(
+        period_seconds=policy.period_s,
+        buckets=policy.buckets,
+        cycle=newest,
+        profile=",".join(entries),
+    )
+
+
+def tide_from_status(status: TideStatus | None, policy: TidePolicy) -> TideProfile | None:
+    """The profile the status keeps; None when there is none, when it was learned of
+    another cycle, or when it cannot be read (learning starts afresh)."""
+    if status is None or status.period_seconds != policy.period_s:
+        return None
+    entries = status.profile.split(",")
+    if status.buckets != policy.buckets or len(entries) != policy.buckets:
+        return None
+    buckets: list[TideBucket | None] = []
+    for entry in entries:
+        if not entry:
+            buckets.append(None)
+            continue
+        bucket = _tide_bucket(entry, status.cycle)
+        if bucket is None:
+            return None
+        buckets.append(bucket)
+    return TideProfile(tuple(buckets))
+
+
+def _tide_bucket(entry: str, newest: int) -> TideBucket | None:
+    parts = entry.split(":")
+    if len(parts) != 4:
+        return None
+    try:
+        age, peak, cycles = int(parts[0]), float(parts[1]), int(parts[3])
+        learned = float(parts[2]) if parts[2] else None
+    except ValueError:
+        return None
+    values = [peak] if learned is None else [peak, learned]
+    if age < 0 or cycles < 0 or not all(math.isfinite(v) and v >= 0 for v in values):
+        return None
+    return TideBucket(newest - age, peak, learned, cycles)
