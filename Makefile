@@ -72,7 +72,7 @@ lint: venv ## ruff, mypy (strict on engines/domain/api), import layers, CRD drif
 	$(MAKE) --no-print-directory crds-check
 
 unit: venv ## Unit tests (pure logic, no cluster)
-	$(PY) -m pytest -m unit -q
+	$(PY) -m pytest -m unit -q --timeout 120  # a hang is a failure with a traceback, not a stalled CI
 
 integration: venv binaries ## Integration tests against a real, throw-away local control plane
 	EGPU_RUN_DIR=$(TEST_RUN_DIR) bash hack/run-integration.sh

@@ -230,6 +230,35 @@ def test_a_clean_stop_gives_the_lease_up_even_when_a_renewal_lands_in_between() 
     asyncio.run(go())
 
 
+class CancelledAsItRenews(LeaseApi):
+    """The operator's stop (a task cancel) lands in the very step in which a renewal
+    completes, as it may when the loop is busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_on_write: asyncio.Task[None] | None = None
+
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        lease = await super().request(method, path, body, **kw)
+        if self.cancel_on_write is not None:
+            self.cancel_on_write.cancel()
+        return lease
+
+
+def test_a_stop_that_lands_as_a_renewal_completes_still_stops_the_elector() -> None:
+    async def go() -> None:
+        api, lost = CancelledAsItRenews(), []
+        a, ra = elector(api, "a", lost)
+        task = asyncio.create_task(a.run())
+        await asyncio.wait_for(ra.leading.wait(), 5)
+        api.cancel_on_write = task
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert task in done, "the elector swallowed its cancellation and renews on"
+        assert task.cancelled()
+
+    asyncio.run(go())
+
+
 class Saturated:
     """The operator's main client with every connection busy (a large backlog of binds
     queued ahead): nothing it is asked comes back for far longer than any Lease."""

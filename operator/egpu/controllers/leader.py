@@ -79,9 +79,12 @@ class LeaderElector:
                 return
             # A renewal that hangs must not outlast the renew deadline: past it, a
             # standby may take the Lease while this one still binds.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result
+            # of a renewal that completes as the task is cancelled, swallowing the stop.
             left = self._renewed_at + self.timings.renew_deadline_s - time.monotonic()
             try:
-                renewed = await asyncio.wait_for(self._try_take(), timeout=max(0.0, left))
+                async with asyncio.timeout(max(0.0, left)):
+                    renewed = await self._try_take()
             except TimeoutError:
                 renewed = False
             if renewed:

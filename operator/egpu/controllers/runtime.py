@@ -45,8 +45,11 @@ class Trigger:
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+        # lands with a kick, and the loop would run on past the operator's stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         self._event.clear()
 
 
@@ -253,7 +256,8 @@ class Runtime:
         await self.watch_dra()
         for informer in self.informers:
             self.spawn(f"informer-{informer.name}", informer.run)
-        await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout)
+        async with asyncio.timeout(timeout):  # see Trigger.wait for why not wait_for
+            await asyncio.gather(*(i.synced.wait() for i in self.informers))
 
     async def stop(self) -> None:
         for task in self.tasks:
