@@ -21,12 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def parse_schedule(text: str) -> list[tuple[float, float]]:
     """The steps of "0:1,20:5": [(0, 1), (20, 5)], (seconds after the start, value)."""
-    steps = []
-    for part in text.split(","):
-        at, _, value = part.partition(":")
-        steps.append((float(at), float(value)))
-    if not steps or steps[0][0] != 0 or [s[0] for s in steps] != sorted(s[0] for s in steps):
-        raise SystemExit(f"--schedule {text!r}: steps 'SECONDS:VALUE', in order, from 0")
+    wrong = SystemExit(f"--schedule {text!r}: steps 'SECONDS:VALUE', in order, from 0")
+    try:
+        pairs = [part.partition(":") for part in text.split(",")]
+        steps = [(float(at), float(value)) for at, _, value in pairs]
+    except ValueError:
+        raise wrong from None
+    if steps[0][0] != 0 or [s[0] for s in steps] != sorted(s[0] for s in steps):
+        raise wrong
     return steps
 
 
