@@ -154,9 +154,9 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 def holder(cluster: Cluster, namespace: str) -> str:
-    """The pod the Lease names (kopf's identity: `<pod>_<suffix>`)."""
+    """The pod the Lease names (the elector's identity: `<pod>_<pid>_<random>`)."""
     lease = get(cluster, "lease", "egpu-operator", "-n", namespace)
-    return str(lease["spec"].get("holderIdentity") or "").rsplit("_", 1)[0]
+    return str(lease["spec"].get("holderIdentity") or "").split("_", 1)[0]
 
 
 def settled(cluster: Cluster, namespace: str, gone: frozenset[str] = frozenset()) -> bool:
