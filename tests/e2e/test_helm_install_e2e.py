@@ -538,7 +538,31 @@ def test_upgrade_rolls_the_operator_without_losing_a_bind(cluster: Cluster, rele
 
 
 # Granted, but on paths this test does not reach; each with the code that needs it.
-UNUSED_HERE: dict[Access, str] = {}
+UNUSED_HERE: dict[Access, str] = {
+    Access("egpu.io", "gpuworkloads", "patch"):
+        "repair's restart record (controllers/repair.py), resize's moved member "
+        "(actuators/pods.py record_moved_member)",
+    Access("", "nodes", "patch"): "repair fences GPUs (controllers/repair.py _write_fence)",
+    Access("", "pods", "get"):
+        "the binder reads a pod back when a bind's outcome is unclear "
+        "(actuators/pods.py read_pod_object)",
+    Access("", "pods/status", "patch"):
+        "PodScheduled=False on a pod the binder cannot place "
+        "(actuators/pods.py set_pod_scheduled)",
+    Access("", "services", "patch"):
+        "an inference service's Service whose selector drifted (controllers/inference.py "
+        "_ensure_service)",
+    # The binder as DRA allocator (actuators/claims.py) and DRA workloads'
+    # templates (actuators/claim_templates.py): no DRA workload runs here.
+    Access("resource.k8s.io", "resourceclaims", "get"): "actuators/claims.py read_claim",
+    Access("resource.k8s.io", "resourceclaims", "patch"): "actuators/claims.py, the finalizer",
+    Access("resource.k8s.io", "resourceclaims/status", "patch"): "actuators/claims.py",
+    Access("resource.k8s.io", "resourceclaims/binding", "patch"):
+        "actuators/claims.py: writing status.allocation/reservedFor (granular status "
+        "authorization)",
+    Access("resource.k8s.io", "resourceclaimtemplates", "create"):
+        "actuators/claim_templates.py create_claim_template",
+}  # fmt: skip
 
 
 def test_the_chart_grants_what_the_operator_uses_and_no_more(
