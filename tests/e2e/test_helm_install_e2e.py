@@ -10,6 +10,7 @@ unused, for a stated reason); `helm uninstall` leaves only the CRDs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -40,10 +41,12 @@ PRODUCT_LABEL = "nvidia.com/gpu.product"
 REAL_MODEL = "EGPU-FAKE-GPU"  # the real node's fake GPUs (EGPU_REAL_NODE_GPUS)
 # The python test image's usage feeder (hack/image/usage_feeder.py): holds 950 MiB.
 FEEDER_COMMAND = ["/usr/local/bin/egpu-usage-feeder", "--memory-mib", "950"]
-# Its metrics gauge (hack/image/metrics_gauge.py): concurrency 1, then 5 from 15 s on.
+# Its metrics gauge (hack/image/metrics_gauge.py): concurrency 0, then 5 from 15 s on
+# (from 0: a first value that rises from nothing looks like a growing trend).
+GAUGE_RISE_S = 15
 GAUGE_PORT = 8080
 GAUGE_COMMAND = ["/usr/local/bin/egpu-metrics-gauge", "--port", str(GAUGE_PORT),
-                 "--schedule", "0:1,15:5"]  # fmt: skip
+                 "--schedule", f"0:0,{GAUGE_RISE_S}:5"]  # fmt: skip
 CHART = REPO / "charts" / "egpu-operator"
 MODEL = "NVIDIA-GH200"  # only these nodes have it
 SHAPE = ClusterShape(
@@ -406,7 +409,7 @@ def test_it_scales_from_its_serving_pods_metrics_on_the_real_node(
             "gpuModel": REAL_MODEL,
             "minReplicas": 1,
             "maxReplicas": 2,  # the real node's two fake GPUs
-            # 1 -> 5 concurrent requests, 3 per replica: two replicas.
+            # 0 -> 5 concurrent requests, 3 per replica: two replicas.
             "scaling": {
                 "metric": "Concurrency",
                 "target": 3,
@@ -450,6 +453,7 @@ def test_it_scales_from_its_serving_pods_metrics_on_the_real_node(
     try:
         wait_until(lambda: running(1), 120, "one serving pod running on the real node")
         assert status().get("desiredReplicas") == 1, status()
+        started = serving()[0]["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
         seen: list[dict[str, Any]] = []
 
         def scaled_up() -> bool:
@@ -458,9 +462,12 @@ def test_it_scales_from_its_serving_pods_metrics_on_the_real_node(
 
         wait_until(scaled_up, 90, "the operator to want two replicas from the pods' metric")
         decision = seen[-1]["lastDecision"]
-        # The first decision for two says why: the stable or panic rule on the metric.
+        # The first decision for two says why: the stable or panic rule on the metric,
+        # once the gauge rose (startedAt has whole seconds: 1 s of slack).
         assert decision["reason"] in ("ScaleUp", "Panic"), decision
         assert decision["replicas"] == 2 and float(decision["metricValue"]) > 3, decision
+        rise = dt.datetime.fromisoformat(started) + dt.timedelta(seconds=GAUGE_RISE_S - 1)
+        assert dt.datetime.fromisoformat(decision["time"]) >= rise, (started, decision)
         assert "ScaleSubresource" not in {st.get("lastDecision", {}).get("reason") for st in seen}
         wait_until(lambda: running(2), 120, "two serving pods running on the real node")
         assert {p["spec"]["nodeName"] for p in serving()} == {real_node}
