@@ -32,6 +32,7 @@ from harness import (
     add_gpu_nodes,
     wait_until,
 )
+from objects import gpu_workload
 from rbac_audit import Access, compare, requests_of
 
 pytestmark = pytest.mark.e2e
@@ -184,32 +185,6 @@ def no_refusal_logged(cluster: Cluster, namespace: str) -> None:
         assert " 403" not in logs and "Forbidden" not in logs, logs[-3000:]
 
 
-def gang(name: str, replicas: int, gpus: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "egpu.io/v1alpha1",
-        "kind": "GPUWorkload",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "gpusPerPod": gpus,
-            "gpuModel": MODEL,
-            "gang": {"policy": "AllOrNothing"},
-            "topology": {"topologyName": "default", "required": "egpu.io/leaf"},
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "trainer",
-                            "image": "registry.local/egpu/trainer:latest",
-                            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-                        }
-                    ]
-                }
-            },
-        },
-    }
-
-
 def members_of(cluster: Cluster, workload: str) -> list[dict[str, Any]]:
     selector = f"egpu.io/workload={workload}"
     return list(get(cluster, "pods", "-n", TEAM, "-l", selector)["items"])
@@ -236,7 +211,6 @@ def test_two_replicas_run_on_the_real_node_and_one_leads(
 
 
 def test_it_binds_a_gang_on_the_simulated_gpu_nodes(cluster: Cluster, release: str) -> None:
-    workload = gang("gang", replicas=2, gpus=8)
     # The same kind of pod in a namespace the operator does not watch: never bound.
     stray = {
         "apiVersion": "v1",
@@ -248,7 +222,7 @@ def test_it_binds_a_gang_on_the_simulated_gpu_nodes(cluster: Cluster, release: s
         },
     }
     cluster.kubectl("apply", "-n", OTHER_TEAM, "-f", "-", input=json.dumps(stray))
-    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(workload))
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=gpu_workload("gang", MODEL, 2, 8))
 
     def members() -> list[dict[str, Any]]:
         return list(get(cluster, "pods", "-n", TEAM)["items"])
@@ -500,7 +474,7 @@ def test_the_standby_takes_over_when_the_leader_goes(cluster: Cluster, release: 
         lambda: settled(cluster, release, frozenset({old})), 120, "two replicas again, one Ready"
     )
     assert operator_pod(cluster, release)["metadata"]["name"] == standby
-    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(gang("after", 2, 4)))
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=gpu_workload("after", MODEL, 2, 4))
     try:
         wait_until(
             lambda: (
