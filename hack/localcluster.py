@@ -447,8 +447,9 @@ def audit_flags(audit: bool) -> list[str]:
         f"--audit-policy-file={policy}",
         f"--audit-log-path={AUDIT_LOG}",
         "--audit-log-format=json",
-        "--audit-log-maxbackup=0",
-        "--audit-log-maxsize=0",  # never rotated: a reader sees one whole file
+        # Rotated only past 1 GiB (0 would mean lumberjack's 100 MB), which no test
+        # run comes near: a reader sees one whole file.
+        "--audit-log-maxsize=1024",
     ]
 
 
