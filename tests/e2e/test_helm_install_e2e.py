@@ -239,6 +239,32 @@ def test_it_binds_a_gang_on_the_simulated_gpu_nodes(cluster: Cluster, release: s
     no_refusal_logged(cluster, release)
 
 
+def test_it_tells_a_pod_it_cannot_place(cluster: Cluster, release: str) -> None:
+    """A watched pod asking more GPUs than any node has: PodScheduled=False with the
+    binder's reason, as kube-scheduler reports it (pods/status)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "too-big"},
+        "spec": {
+            "schedulerName": SCHEDULER,
+            "containers": [{"name": "c", "image": "x", "resources": {"limits": {GPU: "16"}}}],
+        },
+    }
+    cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=json.dumps(pod))
+
+    def scheduled() -> dict[str, Any]:
+        conditions = get(cluster, "pod", "too-big", "-n", TEAM)["status"].get("conditions") or []
+        return next((c for c in conditions if c["type"] == "PodScheduled"), {})
+
+    try:
+        wait_until(lambda: scheduled().get("status") == "False", 60, "PodScheduled=False")
+        assert scheduled()["reason"] == "Unschedulable", scheduled()
+        assert not get(cluster, "pod", "too-big", "-n", TEAM)["spec"].get("nodeName")
+    finally:
+        cluster.kubectl("delete", "pod", "too-big", "-n", TEAM, "--wait=false", check=False)
+
+
 def test_rbac_refuses_what_the_chart_does_not_grant(cluster: Cluster, release: str) -> None:
     pod = operator_pod(cluster, release)["metadata"]["name"]
     out = cluster.kubectl(
@@ -527,9 +553,6 @@ UNUSED_HERE: dict[Access, str] = {
     Access("", "pods", "get"):
         "the binder reads a pod back when a bind's outcome is unclear "
         "(actuators/pods.py read_pod_object)",
-    Access("", "pods/status", "patch"):
-        "PodScheduled=False on a pod the binder cannot place "
-        "(actuators/pods.py set_pod_scheduled)",
     Access("", "services", "patch"):
         "an inference service's Service whose selector drifted (controllers/inference.py "
         "_ensure_service)",
