@@ -1,12 +1,13 @@
 """The operator as users run it: its own image (hack/images.py, no registry) on a
 real kubelet node, installed by `helm install` of the chart with its default two
 replicas. They run under the chart's ServiceAccount; one wins the Lease and turns
-Ready, binds a gang on the simulated GPU nodes, scales an inference service through
-the scale subresource and from its serving pods' own metrics on the real node, and
-resizes a pod on the real node in place from the kubelet's metrics; when the leader
-goes, the other replica takes over and binds. What RBAC does not grant is refused,
-and the API server's audit log shows every rule of the chart used (or allowed to go
-unused, for a stated reason); `helm uninstall` leaves only the CRDs."""
+Ready, binds a gang on the simulated GPU nodes (and tells a pod it cannot place),
+scales an inference service through the scale subresource and from its serving
+pods' own metrics on the real node, and resizes a pod on the real node in place
+from the kubelet's metrics; when the leader goes, the other replica takes over and
+binds. What RBAC does not grant is refused, and the API server's audit log shows
+every rule of the chart used (or allowed to go unused, for a stated reason);
+`helm uninstall` leaves only the CRDs."""
 
 from __future__ import annotations
 
