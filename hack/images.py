@@ -13,7 +13,10 @@ Three images, each an OCI image layout in a tar file that `ctr images import`
             the base layer of the operator image, and the image of the
             real-node tests' plain pods. It carries the usage feeder
             (hack/image/usage_feeder.py) as /usr/local/bin/egpu-usage-feeder: a
-            container that really uses memory and CPU, for resize tests.
+            container that really uses memory and CPU, for resize tests; and
+            the metrics gauge (hack/image/metrics_gauge.py) as
+            /usr/local/bin/egpu-metrics-gauge: a serving pod's /metrics whose
+            load follows a schedule, for autoscaling tests.
 - operator: python + one layer with the project's wheel and its pinned
             dependencies (hack/image/requirements.lock), precompiled, run as
             uid 65532. Tagged with the package version, the chart's appVersion.
@@ -302,25 +305,29 @@ def python_layer(work: Path) -> Layer:
 PYTHON_ENV = ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1", "LANG=C.UTF-8"]
 
 
-FEEDER = REPO / "hack" / "image" / "usage_feeder.py"
-FEEDER_IN_IMAGE = "usr/local/bin/egpu-usage-feeder"
+# The test tools of the python image: script -> executable on PATH.
+TOOLS = {
+    REPO / "hack" / "image" / "usage_feeder.py": "usr/local/bin/egpu-usage-feeder",
+    REPO / "hack" / "image" / "metrics_gauge.py": "usr/local/bin/egpu-metrics-gauge",
+}
 
 
-def feeder_layer(work: Path) -> Layer:
-    """The usage feeder (hack/image/usage_feeder.py) as an executable on PATH."""
-    root = work / "feeder-root"
-    target = root / FEEDER_IN_IMAGE
-    target.parent.mkdir(parents=True)
-    target.write_text("#!/usr/bin/python3.11\n" + FEEDER.read_text())
-    target.chmod(0o755)
-    tar = work / "feeder.tar"
+def tools_layer(work: Path) -> Layer:
+    """The test tools (hack/image/*.py, TOOLS) as executables on PATH."""
+    root = work / "tools-root"
+    for script, in_image in TOOLS.items():
+        target = root / in_image
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("#!/usr/bin/python3.11\n" + script.read_text())
+        target.chmod(0o755)
+    tar = work / "tools.tar"
     tar_tree(root, tar)
-    return make_layer(tar, "hack/image/usage_feeder.py")
+    return make_layer(tar, " ".join(str(s.relative_to(REPO)) for s in TOOLS))
 
 
 def build_python() -> Path:
     v = read_versions()
-    key = digest_of(*python_packages(v), Path(__file__), FEEDER)
+    key = digest_of(*python_packages(v), Path(__file__), *TOOLS)
     out = cached("python", key)
     if out.exists():
         return out
@@ -329,7 +336,7 @@ def build_python() -> Path:
         write_oci_archive(
             out,
             "egpu.local/python:3.11",
-            [layer, feeder_layer(Path(work))],
+            [layer, tools_layer(Path(work))],
             {"Env": PYTHON_ENV, "Cmd": ["/usr/bin/python3.11"], "User": f"{NONROOT}:{NONROOT}"},
         )
     return out

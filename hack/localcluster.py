@@ -8,6 +8,9 @@ kwok, all bound to 127.0.0.1 on free ports, with generated certificates, RBAC
 and service-account tokens. With --real-nodes N (or EGPU_REAL_NODES=N) it also
 starts N real nodes, each a containerd and a kubelet (hack/realnode.py), which
 run real containers from images built without a registry (hack/images.py).
+With --audit (or EGPU_AUDIT=1) the API server also writes an audit log of the
+requests ServiceAccounts make (logs/audit.log), which the Helm e2e checks the
+chart's RBAC against.
 State lives in $EGPU_RUN_DIR (default .run/cluster
 in the checkout): pki/, etcd/, logs/, kubeconfig and state.json. Binaries come
 from hack/build-binaries.sh (cached under $EGPU_CACHE, outside git).
@@ -49,6 +52,21 @@ SERVICE_IP = "10.96.0.1"
 # Pod IPs handed out by kwok: room for 100,000 pods.
 POD_CIDR = "10.128.0.0/14"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# `up --audit`: the API server logs, at level Metadata, every request made by a
+# ServiceAccount outside kube-system (the controller manager's own controllers run
+# as kube-system ServiceAccounts and would flood it), one JSON event a line. The
+# Helm e2e reads it to prove the chart's RBAC rule by rule.
+AUDIT_LOG = RUN_DIR / "logs" / "audit.log"
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: ["system:serviceaccounts:kube-system"]
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+"""
 
 
 def log(msg: str) -> None:
@@ -418,7 +436,26 @@ def wait_scheduler(state: State) -> None:
     )
 
 
-def launch(state: State, real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> None:
+def audit_flags(audit: bool) -> list[str]:
+    if not audit:
+        return []
+    policy = RUN_DIR / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    AUDIT_LOG.parent.mkdir(parents=True, exist_ok=True)
+    AUDIT_LOG.unlink(missing_ok=True)  # this control plane's requests only
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={AUDIT_LOG}",
+        "--audit-log-format=json",
+        # Rotated only past 1 GiB (0 would mean lumberjack's 100 MB), which no test
+        # run comes near: a reader sees one whole file.
+        "--audit-log-maxsize=1024",
+    ]
+
+
+def launch(
+    state: State, real_nodes: int = 0, gpus: int = 0, dra: bool = False, audit: bool = False
+) -> None:
     pki = RUN_DIR / "pki"
     make_pki(pki)
     make_front_proxy_pki(pki)
@@ -493,6 +530,7 @@ def launch(state: State, real_nodes: int = 0, gpus: int = 0, dra: bool = False) 
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--profiling=false",
+            *audit_flags(audit),
             "--v=1",
         ],
     )
@@ -768,7 +806,9 @@ def ensure_binaries(real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> No
         subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True)
 
 
-def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> int:
+def cmd_up(
+    fresh: bool, real_nodes: int = 0, gpus: int = 0, dra: bool = False, audit: bool = False
+) -> int:
     state = State.load()
     if not fresh and healthy(state, real_nodes):
         log(f"already running; KUBECONFIG={RUN_DIR / 'kubeconfig'}")
@@ -780,7 +820,7 @@ def cmd_up(fresh: bool, real_nodes: int = 0, gpus: int = 0, dra: bool = False) -
     t0 = time.monotonic()
     state = State()
     try:
-        launch(state, real_nodes, gpus, dra)
+        launch(state, real_nodes, gpus, dra, audit)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
         log(f"start failed: {exc}")
         survivors = stop_everything(state)
@@ -872,6 +912,12 @@ def main(argv: list[str] | None = None) -> int:
         help="up: the real nodes' fake GPUs come from a DRA kubelet plugin (ResourceSlices of"
         " driver gpu.egpu.io) instead of the device plugin",
     )
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        default=os.environ.get("EGPU_AUDIT", "") not in ("", "0"),
+        help=f"up: log ServiceAccounts' requests (audit level Metadata) to {AUDIT_LOG}",
+    )
     parser.add_argument("--name", help="adopt: the process's name")
     parser.add_argument("--pid", type=int, help="adopt: a process that `down` must stop too")
     parser.add_argument(
@@ -891,7 +937,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         if args.real_node_dra and not (args.real_nodes and args.real_node_gpus):
             parser.error("--real-node-dra needs --real-nodes N and --real-node-gpus N")
-        return cmd_up(args.fresh, args.real_nodes, args.real_node_gpus, args.real_node_dra)
+        return cmd_up(
+            args.fresh, args.real_nodes, args.real_node_gpus, args.real_node_dra, args.audit
+        )
     if args.command == "load-images":
         return load_images(args.images or ["operator"], args.if_running)
     if args.command == "down":

@@ -8,8 +8,9 @@ PY=.venv/bin/python
 export EGPU_RUN_DIR
 trap '$PY hack/localcluster.py down' EXIT
 # One real kubelet node (hack/realnode.py) beside the simulated ones, with two fake
-# GPUs from its device plugin (the Helm test resizes a GPU pod there).
-$PY hack/localcluster.py up --fresh --real-nodes "${EGPU_REAL_NODES:-1}" \
+# GPUs from its device plugin (the Helm test resizes a GPU pod there). --audit logs
+# only ServiceAccounts' requests (the Helm test's operator pod): cheap.
+$PY hack/localcluster.py up --fresh --audit --real-nodes "${EGPU_REAL_NODES:-1}" \
   --real-node-gpus "${EGPU_REAL_NODE_GPUS:-2}" >/dev/null || exit 1
 export KUBECONFIG="$EGPU_RUN_DIR/kubeconfig"
 $PY -m pytest -m "integration or e2e" -q "$@"

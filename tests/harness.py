@@ -60,6 +60,7 @@ def cluster_fixture() -> Iterator[Cluster]:
     env = {**os.environ, "EGPU_RUN_DIR": str(RUN_DIR)}
     env.setdefault("EGPU_REAL_NODES", "1")
     env.setdefault("EGPU_REAL_NODE_GPUS", "2")  # as hack/run-integration.sh
+    env.setdefault("EGPU_AUDIT", "1")  # the Helm test reads the audit log
     started_here = not _status_ok()
     if started_here:
         subprocess.run([*LOCALCLUSTER, "up"], env=env, check=True, stdout=subprocess.DEVNULL)

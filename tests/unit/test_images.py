@@ -82,11 +82,13 @@ def test_the_same_tree_gives_the_same_layer(tmp_path: Path) -> None:
     assert digests[0] == digests[1]
 
 
-def test_feeder_layer_puts_an_executable_feeder_on_path(tmp_path: Path) -> None:
-    layer = images.feeder_layer(tmp_path)
+def test_tools_layer_puts_each_tool_on_path_as_an_executable(tmp_path: Path) -> None:
+    layer = images.tools_layer(tmp_path)
+    assert {p.name for p in images.TOOLS} == {"usage_feeder.py", "metrics_gauge.py"}
     with gzip.open(layer.blob) as raw, tarfile.open(fileobj=raw) as tar:
-        info = tar.getmember(images.FEEDER_IN_IMAGE)
-        body = tar.extractfile(info).read().decode()  # type: ignore[union-attr]
-    assert info.mode & 0o111
-    assert body.startswith("#!/usr/bin/python3.11\n")
-    assert images.FEEDER.read_text() in body
+        for script, in_image in images.TOOLS.items():
+            info = tar.getmember(in_image)
+            body = tar.extractfile(info).read().decode()  # type: ignore[union-attr]
+            assert info.mode & 0o111
+            assert body.startswith("#!/usr/bin/python3.11\n")
+            assert script.read_text() in body
