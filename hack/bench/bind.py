@@ -21,7 +21,7 @@ that the backlog of single-GPU pods fits. Phases:
 - kube-default: kube-scheduler v1.36.3 with its default profile (LeastAllocated: it
   spreads); kube-most-allocated: the bin-packing profile of hack/localcluster.py
   (NodeResourcesFit MostAllocated, nvidia.com/gpu weight 10, cpu and memory 1).
-- gangs: the operator running and ready (/readyz), then G GPUWorkloads of 8 pods x 8
+- gangs: the operator running and leading (/leaderz), then G GPUWorkloads of 8 pods x 8
   GPUs (gang AllOrNothing, topology required egpu.io/leaf) created at once; timed from
   the first create to every gang bound. The workload controller creates the pods, the
   binder records each gang's plan on every pod (the crash-safe write) and then binds.

@@ -299,12 +299,12 @@ def http_status(url: str) -> int | None:
 
 
 async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 600) -> float:
-    """Poll the operator's /readyz until 200 (leader, caches synced); returns when."""
+    """Poll the operator's /leaderz until 200 (leader, caches synced); returns when."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the operator exited ({proc.returncode}) before it was ready")
-        if await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/readyz") == 200:
+        if await asyncio.to_thread(http_status, f"http://127.0.0.1:{port}/leaderz") == 200:
             return time.monotonic()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the operator was not ready within {timeout:.0f}s")

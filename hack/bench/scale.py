@@ -18,7 +18,7 @@ to 25 leaves); M pods in all, in three kinds:
 The GPU pods take at most 90% of the GPUs, leaving room for the restart probe. Then the
 operator is stopped (SIGTERM: it gives up its Lease, so the restart measures the
 operator, not a Lease expiry; or SIGKILL with --kill) while 100 more single-GPU pods
-are created, and started again: the time to /readyz (caches listed and the ledger
+are created, and started again: the time to /leaderz (caches listed and the ledger
 rebuilt, leading), to the first bind of the probe and to its last.
 
 The operator's resident memory is sampled every 0.5 s from /proc/PID/status (VmRSS,

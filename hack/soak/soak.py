@@ -13,7 +13,7 @@ seeded: GPUWorkloads (gangs that require one leaf, single pods, elastic gangs)
 are created, scaled and deleted; nodes are added, removed (and added back),
 cordoned and faulted; foreign pods (kube-scheduler's, or bound with nodeName)
 and bare egpu-scheduler pods come and go; and the leader (of two replicas, by
-/readyz) is lost: SIGKILLed at random or frozen by the proxy mid plan write or
+/leaderz) is lost: SIGKILLed at random or frozen by the proxy mid plan write or
 mid gang bind, cut off from the API server, or only its Lease requests stalled;
 a killed one is replaced at once. Every sample, the invariants of
 hack/soak/invariants.py are checked against the API server; at the end the
@@ -298,8 +298,8 @@ class Operator:
         return answer is not None and answer[0] == 200
 
     async def ready(self) -> bool | None:
-        """Leader or not by /readyz; None when the operator serves no /readyz."""
-        answer = await self.get(self.health_port, "/readyz")
+        """Leader or not by /leaderz; None when the operator serves no /leaderz."""
+        answer = await self.get(self.health_port, "/leaderz")
         if answer is None:
             return False
         if answer[0] == 404:
@@ -536,7 +536,7 @@ class Soak:
         for _ in range(60):
             answers = [await op.ready() for op in live]
             if None in answers:
-                raise RuntimeError("several replicas but the operator serves no /readyz")
+                raise RuntimeError("several replicas but the operator serves no /leaderz")
             leaders = [op for op, ready in zip(live, answers, strict=True) if ready]
             if len(leaders) == 1:
                 return leaders[0]
@@ -1091,7 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
         "--replicas",
         type=int,
         default=int(os.environ.get("EGPU_SOAK_REPLICAS", "2")),
-        help="operator replicas (the leader, found by /readyz, is killed or cut off; "
+        help="operator replicas (the leader, found by /leaderz, is killed or cut off; "
         "1: kill, then restart); env EGPU_SOAK_REPLICAS",
     )
     p.add_argument("--churn-seconds", type=float, default=None, help="override the profile's")

@@ -1,13 +1,13 @@
 """The operator as users run it: its own image (hack/images.py, no registry) on a
 real kubelet node, installed by `helm install` of the chart with its default two
-replicas. They run under the chart's ServiceAccount; one wins the Lease and turns
-Ready, binds a gang on the simulated GPU nodes (and tells a pod it cannot place),
-scales an inference service through the scale subresource and from its serving
-pods' own metrics on the real node, and resizes a pod on the real node in place
-from the kubelet's metrics; when the leader goes, the other replica takes over and
-binds. What RBAC does not grant is refused, and the API server's audit log shows
-every rule of the chart used (or allowed to go unused, for a stated reason);
-`helm uninstall` leaves only the CRDs."""
+replicas (`--wait`: both turn Ready, the standby too). They run under the chart's
+ServiceAccount; one wins the Lease, binds a gang on the simulated GPU nodes (and
+tells a pod it cannot place), scales an inference service through the scale
+subresource and from its serving pods' own metrics on the real node, and resizes a
+pod on the real node in place from the kubelet's metrics; when the leader goes, the
+other replica takes over and binds. What RBAC does not grant is refused, and the API
+server's audit log shows every rule of the chart used (or allowed to go unused, for a
+stated reason); `helm uninstall` leaves only the CRDs."""
 
 from __future__ import annotations
 
@@ -132,11 +132,11 @@ def release(
     values = tmp_path_factory.mktemp("helm") / "values.json"
     values.write_text(json.dumps(VALUES))
     add_gpu_nodes(cluster, SHAPE)
-    # The chart installs the CRDs (or finds them installed). No --wait: it waits for
-    # every replica to be Ready, and standbys never are (only the leader).
+    # The chart installs the CRDs (or finds them installed). --wait: every replica
+    # turns Ready, the standby too (synced, ready to take over).
     helm(cluster, "install", "egpu", str(CHART), "-n", namespace, "--create-namespace",
-         "-f", str(values))  # fmt: skip
-    wait_until(lambda: settled(cluster, namespace), 180, "two replicas running, one Ready")
+         "-f", str(values), "--wait", "--timeout", "240s")  # fmt: skip
+    wait_until(lambda: settled(cluster, namespace), 60, "one of the two Ready replicas to lead")
     cluster.kubectl("apply", "-f", "-", input=DEFAULT_TOPOLOGY)
     for team in (TEAM, OTHER_TEAM):
         cluster.kubectl("create", "namespace", team)
@@ -165,18 +165,24 @@ def holder(cluster: Cluster, namespace: str) -> str:
 
 
 def settled(cluster: Cluster, namespace: str, gone: frozenset[str] = frozenset()) -> bool:
-    """Two replicas running, none of the `gone` ones, and exactly one of them Ready."""
+    """Two replicas running and Ready (leader and standby), none of the `gone` ones,
+    and the Lease names one of them."""
     pods = operator_pods(cluster, namespace)
     names = {p["metadata"]["name"] for p in pods}
     running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
-    return len(running) == len(pods) == 2 and not names & gone and sum(map(ready, pods)) == 1
+    return (
+        len(running) == len(pods) == 2
+        and not names & gone
+        and all(map(ready, pods))
+        and holder(cluster, namespace) in names
+    )
 
 
 def operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    """The leader: the one Ready replica, which the Lease names."""
-    pods = [p for p in operator_pods(cluster, namespace) if ready(p)]
-    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    assert holder(cluster, namespace) == pods[0]["metadata"]["name"]
+    """The leader: the Ready replica the Lease names."""
+    name = holder(cluster, namespace)
+    pods = [p for p in operator_pods(cluster, namespace) if p["metadata"]["name"] == name]
+    assert len(pods) == 1 and ready(pods[0]), (name, [p["metadata"]["name"] for p in pods])
     return dict(pods[0])
 
 
@@ -205,10 +211,11 @@ def test_two_replicas_run_on_the_real_node_and_one_leads(
         container = status["containerStatuses"][0]
         assert container["restartCount"] == 0 and container["state"].get("running")
         assert container["containerID"].startswith("containerd://")
-    # Exactly one is Ready, and the Lease in the release namespace names it.
+    # Both are Ready (the standby is synced, ready to take over); the Lease in the
+    # release namespace names the leader.
     leader = operator_pod(cluster, release)["metadata"]["name"]
     standby = next(p for p in pods if p["metadata"]["name"] != leader)
-    assert not ready(standby)
+    assert ready(standby)
 
 
 def test_it_binds_a_gang_on_the_simulated_gpu_nodes(cluster: Cluster, release: str) -> None:
@@ -486,7 +493,7 @@ def test_it_scales_from_its_serving_pods_metrics_on_the_real_node(
 
 
 def test_the_standby_takes_over_when_the_leader_goes(cluster: Cluster, release: str) -> None:
-    """Deleting the leading pod: the standby takes the Lease, turns Ready and binds
+    """Deleting the leading pod: the standby (Ready all along) takes the Lease and binds
     a gang created after; the Deployment brings back a second, standby replica."""
     old = operator_pod(cluster, release)["metadata"]["name"]
     standby = next(
@@ -497,9 +504,7 @@ def test_the_standby_takes_over_when_the_leader_goes(cluster: Cluster, release: 
     cluster.kubectl("delete", "pod", old, "-n", release, "--wait=false")
     wait_until(lambda: holder(cluster, release) == standby, 60, "the standby to take the Lease")
 
-    wait_until(
-        lambda: settled(cluster, release, frozenset({old})), 120, "two replicas again, one Ready"
-    )
+    wait_until(lambda: settled(cluster, release, frozenset({old})), 120, "two Ready replicas again")
     assert operator_pod(cluster, release)["metadata"]["name"] == standby
     cluster.kubectl("apply", "-n", TEAM, "-f", "-", input=gpu_workload("after", MODEL, 2, 4))
     try:
@@ -531,12 +536,9 @@ def test_upgrade_rolls_the_operator_without_losing_a_bind(cluster: Cluster, rele
     assert len(before) == 2
     leader = operator_pod(cluster, release)["metadata"]["name"]
     assert '"level": "debug"' in cluster.kubectl("logs", "-n", release, leader).stdout
-    # No --wait, as at install.
     helm(cluster, "upgrade", "egpu", str(CHART), "-n", release, "--reuse-values",
-         "--set", "logLevel=INFO")  # fmt: skip
-    wait_until(
-        lambda: settled(cluster, release, frozenset(old)), 120, "two new replicas, one Ready"
-    )
+         "--set", "logLevel=INFO", "--wait", "--timeout", "240s")  # fmt: skip
+    wait_until(lambda: settled(cluster, release, frozenset(old)), 120, "two new Ready replicas")
     new = operator_pod(cluster, release)
     for pod in operator_pods(cluster, release):
         assert "--log-level=INFO" in pod["spec"]["containers"][0]["args"]

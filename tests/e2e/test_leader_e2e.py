@@ -39,14 +39,16 @@ def gang(name: str, replicas: int = 4) -> str:
     return gpu_workload(name, MODEL, replicas, gang=None, requests={}, container="m", image="x/y:1")
 
 
-def ready(proc: OperatorProcess) -> bool:
+def answers(proc: OperatorProcess, path: str) -> bool:
     try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{proc.health_port}/readyz", timeout=1
-        ) as resp:
-            return bool(resp.status == 200)
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.health_port}{path}", timeout=1) as r:
+            return bool(r.status == 200)
     except OSError:
         return False
+
+
+def leads(proc: OperatorProcess) -> bool:
+    return answers(proc, "/leaderz")
 
 
 def pods(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -92,10 +94,11 @@ def pair(gpu_cluster: Cluster) -> Iterator[list[OperatorProcess]]:
 def test_one_replica_leads_and_the_other_stands_by(
     gpu_cluster: Cluster, pair: list[OperatorProcess]
 ) -> None:
-    wait_until(lambda: sum(ready(p) for p in pair) == 1, 30, "exactly one ready replica")
+    wait_until(lambda: sum(leads(p) for p in pair) == 1, 30, "exactly one leader")
     time.sleep(2)  # several renewals later, still one
-    assert sum(ready(p) for p in pair) == 1
-    assert all(p.healthy() for p in pair), "the standby is alive, only not ready"
+    assert sum(leads(p) for p in pair) == 1
+    assert all(p.healthy() for p in pair), "the standby is alive, only not leading"
+    assert all(answers(p, "/readyz") for p in pair), "the standby is ready to take over"
     assert lease_holder(gpu_cluster)
 
 
@@ -103,8 +106,8 @@ def test_one_replica_leads_and_the_other_stands_by(
 def test_the_leader_killed_mid_gang_leaves_no_half_bound_gang(
     gpu_cluster: Cluster, pair: list[OperatorProcess], namespace: str, stage: str
 ) -> None:
-    wait_until(lambda: sum(ready(p) for p in pair) == 1, 30, "a leader")
-    leader = next(p for p in pair if ready(p))
+    wait_until(lambda: sum(leads(p) for p in pair) == 1, 30, "a leader")
+    leader = next(p for p in pair if leads(p))
     standby = next(p for p in pair if p is not leader)
     gpu_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=gang("g"))
 
@@ -122,7 +125,7 @@ def test_the_leader_killed_mid_gang_leaves_no_half_bound_gang(
     killed_at = time.monotonic()
     planned, bound = progress()
     assert (planned < 4) if stage == "plan" else (1 <= bound < 4), "the kill came too late"
-    wait_until(lambda: ready(standby), 30, "the standby to take over")
+    wait_until(lambda: leads(standby), 30, "the standby to take over")
     wait_until(lambda: progress()[1] == 4, 60, "the new leader to finish the gang")
     took = time.monotonic() - killed_at
     assert_whole_in_one_leaf(pods(gpu_cluster, namespace), 4)
@@ -131,11 +134,11 @@ def test_the_leader_killed_mid_gang_leaves_no_half_bound_gang(
 
 
 def test_a_clean_stop_hands_over_at_once(gpu_cluster: Cluster, pair: list[OperatorProcess]) -> None:
-    wait_until(lambda: sum(ready(p) for p in pair) == 1, 30, "a leader")
-    leader = next(p for p in pair if ready(p))
+    wait_until(lambda: sum(leads(p) for p in pair) == 1, 30, "a leader")
+    leader = next(p for p in pair if leads(p))
     standby = next(p for p in pair if p is not leader)
     stopped = time.monotonic()
     leader.stop()  # SIGTERM: it gives the Lease up
-    wait_until(lambda: ready(standby), 10, "the standby to lead")
+    wait_until(lambda: leads(standby), 10, "the standby to lead")
     # Well inside the 4 s Lease of the tests: it did not wait for the Lease to expire.
     assert time.monotonic() - stopped < 4 + 2

@@ -1,5 +1,5 @@
-"""/healthz and /readyz: alive unless a loop crash-loops; ready only when synced and
-leading."""
+"""/healthz, /readyz and /leaderz: alive unless a loop crash-loops; ready when alive and
+synced, leader or standby; /leaderz only on the leader."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def test_a_crash_looping_loop_makes_the_operator_unhealthy(
         health = Health(runtime)
         runtime.lead()
         assert health.alive() == (True, "ok") and health.ready() == (True, "leading")
+        assert health.leader() == (True, "leading")
 
         async def broken() -> None:
             raise RuntimeError("boom")
@@ -33,7 +34,7 @@ def test_a_crash_looping_loop_makes_the_operator_unhealthy(
         await asyncio.sleep(0.2)
         alive, why = health.alive()
         assert not alive and "broken (RuntimeError: boom)" in why
-        assert not health.ready()[0]
+        assert not health.ready()[0] and not health.leader()[0]
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
@@ -41,9 +42,11 @@ def test_a_crash_looping_loop_makes_the_operator_unhealthy(
     asyncio.run(go())
 
 
-def test_a_standby_is_alive_but_not_ready() -> None:
+def test_a_synced_standby_is_ready_but_not_the_leader() -> None:
     runtime = Runtime(client=None, nodes=FakeInformer(), pods=FakeInformer())  # type: ignore[arg-type]
     health = Health(runtime)
     assert health.alive()[0]
-    assert health.ready() == (False, "standby: another replica leads")
+    assert health.ready() == (True, "standby")
+    assert health.leader() == (False, "standby")
     assert Health().ready() == (False, "caches not synced yet")
+    assert Health().leader() == (False, "caches not synced yet")
