@@ -12,6 +12,7 @@ the use rises at once, not page fault by page fault in the interpreter, which on
 loaded machine took seconds. Meanwhile it burns about `--cpu-millicores` of one core
 in 100 ms duty cycles. The start of each rise and its end (the memory held) are
 printed with the wall-clock time ("rising to N MiB at T", "step N MiB at T").
+`--hold-off-s`: seconds before the first rise (a bench watching it gets ready).
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-mib", required=True, help="comma-separated steps, MiB")
     parser.add_argument("--cpu-millicores", type=int, default=0)
+    parser.add_argument("--hold-off-s", type=float, default=0, help="before the first rise")
     args = parser.parse_args()
     steps = [int(s) for s in args.memory_mib.split(",")]
     busy_s = PERIOD_S * min(1000, max(0, args.cpu_millicores)) / 1000
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
+    end = time.monotonic() + args.hold_off_s
+    while time.monotonic() < end:
+        burn(busy_s)
     held: list[mmap.mmap] = []
     held_mib = 0
     for step in steps:
