@@ -13,27 +13,29 @@ machine has 2 cores); each runs the usage feeder of the python test image, which
 really holds 950 MiB, then 1950 MiB once its limit has room, and so on for `--steps`
 steps, each rise one populated mapping (allocated in one call), printing the
 wall-clock time of each rise's start and end. Each step is 0.93 of the limit it waits
-for, so the operator grows the pod by one 1 GiB step.
+for, so the operator grows the pod by one 1 GiB step. The feeders hold off their first
+rise HOLD_OFF_S, so that the bench watches every cgroup before any grows.
 
-The bench polls every pod's cgroup (`memory.limit_in_bytes`, this machine's cgroup v1
-hierarchy) every 20 ms, watches the member pods and reads the kubelet's metrics every
+The bench polls every pod's cgroup (its limit and working set, this machine's cgroup
+v1 hierarchy) every 20 ms, watches the member pods and reads the kubelet's metrics every
 250 ms through the API server, the last two from a thread of their own:
-- `p50_s` / `p99_s`: from the use having risen (the feeder's log: its memory is
-  allocated; wall clock, the same clock as the bench's, all on this machine) to the
-  cgroup's new limit, per pod and step;
-- `from_rise_start_*`: the same from the rise's start, and `rise_*`: the rise itself;
-- `visible_lag_*`: from the use having risen to the kubelet's metrics first showing a
-  use above the target share of the limit (0.8: what calls for growth, seen by any
-  reader of the real metrics path);
-- `operator_*`: from there to the pod's spec asking for the new limit (the watch):
-  the operator's scrape cadence, decision and patch;
+- `p50_s` / `p99_s`: from the container's use rising above the target share of its
+  limit (0.8: what calls for growth), read from its cgroup (`memory.usage_in_bytes`
+  less `total_inactive_file`, the working set the kubelet reports) in the same 20 ms
+  polls, to the cgroup's new limit, per pod and step; the rise itself (`rise_*`, the
+  feeder's log: allocating a step takes seconds on a loaded machine) is not counted;
+- `visible_lag_*`: from there to the kubelet's metrics first showing it (through the
+  API server, as any reader of the real metrics path sees it);
+- `operator_*`: from the kubelet's metrics showing it to the pod's spec asking for the
+  new limit (the watch): the operator's scrape cadence, decision and patch;
+  `to_spec_*`: from the use crossing to the spec; `operator_internal_*`: the
+  operator's own histogram (a usage change read -> the patch answered), interpolated
+  in its buckets;
 - `kubelet_apply_*`: from the spec to the cgroup (the kubelet's in-place resize);
-- `previous_unsettled`: steps whose rise came before the pod's status showed the
+- `previous_unsettled`: steps whose use crossed before the pod's status showed the
   previous resize done (the operator leaves a pod alone while a resize is under way),
   and `previous_settled_after_*`: by how much;
-- `raised_ahead_of_use`: limits raised before the rise began (must be 0);
-  `rises_before_watching`: rises that ended before the bench watched the cgroups (not
-  timed; the feeders hold off their first rise HOLD_OFF_S for the pods to start).
+- `raised_ahead_of_use`: limits raised before the use crossed (must be 0).
 How many pods: memory-bound here (each step holds ~1 GiB more per pod on a 24 GiB,
 2-core machine that also runs the control plane); the real node allows 32 pods.
 `kubelet_gpus_differ_from_plan`: pods whose fake GPUs from the kubelet (device plugin)
@@ -62,7 +64,7 @@ sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "hack" / "bench"))
 
-from resize import free_port, quantiles  # noqa: E402
+from resize import free_port, operator_quantiles, quantiles  # noqa: E402
 
 import realnode  # noqa: E402
 from egpu.domain.kubelet_metrics import parse_resource_metrics  # noqa: E402
@@ -153,6 +155,16 @@ def limit_file(run_dir: Path, pod: dict[str, Any]) -> Path:
     if len(found) != 1:
         raise RuntimeError(f"cgroup of {pod['metadata']['name']}: {found}")
     return found[0]
+
+
+def working_set(limit: Path) -> int:
+    """The container's working set as the kernel counts it now (cgroup v1: usage less
+    inactive file pages, what the kubelet reports as container_memory_working_set_bytes)."""
+    usage = int((limit.parent / "memory.usage_in_bytes").read_text())
+    for line in (limit.parent / "memory.stat").read_text().splitlines():
+        if line.startswith("total_inactive_file "):
+            return max(0, usage - int(line.split()[1]))
+    return usage
 
 
 def given_gpus(limit: Path) -> set[int]:
@@ -276,19 +288,27 @@ def run(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dict[st
     kubectl(env, "apply", "--server-side", "-f", str(REPO / "crds"))
     kubectl(env, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     log = (run_dir / "operator.log").open("ab")
+    metrics_port = free_port()
     operator = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "egpu-operator"),
             "--kubeconfig", str(run_dir / "kubeconfig"),
             "--bind-address", "127.0.0.1",
             "--health-port", str(free_port()),
-            "--metrics-port", str(free_port()),
-            "--log-level", "WARNING",
+            "--metrics-port", str(metrics_port),
+            "--log-level", args.operator_log_level,
         ],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
-        return measure(args, run_dir, env)
+        result = measure(args, run_dir, env)
+        # The operator's own clock: a usage change read -> the resize patched.
+        o50, o99 = operator_quantiles(metrics_port, "egpu_resize_latency_seconds")
+        result["operator_internal_p50_s"], result["operator_internal_p99_s"] = (
+            round(o50, 3),
+            round(o99, 3),
+        )
+        return result
     finally:
         operator.terminate()
         operator.wait(timeout=30)
@@ -317,7 +337,7 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     }
     differs = sum(1 for name, path in files.items() if given_gpus(path) != planned[name])
     limits: dict[str, int] = {}
-    watching_since = time.time()  # a rise that ended before this is not timed
+    crossed: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> use above the target
     applied: dict[tuple[str, int], float] = {}  # (pod, new limit GiB) -> when
     steps_mib = [1000 * (k + 1) - 50 for k in range(args.steps)]
     want = {(name, k + 2) for name in files for k in range(args.steps)}
@@ -329,8 +349,13 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
             for name, path in files.items():
                 value = int(path.read_text())
                 if value != limits.get(name):
+                    if name not in limits and value > GIB:
+                        raise RuntimeError(f"{name} grew before the bench watched it")
                     limits[name] = value
                     applied.setdefault((name, value // GIB), now)
+                k = value // GIB - 1  # the step that this limit waits for
+                if k < len(steps_mib) and working_set(path) > TARGET * value:
+                    crossed.setdefault((name, steps_mib[k]), now)
             if observer.failure is not None:
                 raise RuntimeError(f"observing the pods failed: {observer.failure!r}")
             if time.monotonic() > deadline:
@@ -339,37 +364,33 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     finally:
         observer.close()
     figures: dict[str, list[float]] = {
-        k: [] for k in ("total", "from_start", "rise", "lag", "operator", "kubelet", "unsettled")
+        k: [] for k in ("total", "rise", "lag", "to_spec", "operator", "kubelet", "unsettled")
     }
-    ahead = 0  # limits raised before the feeder's rise began (not a response to it)
-    early = 0  # rises before the bench watched the cgroups (the feeder's hold-off was short)
+    ahead = 0  # limits raised before the use crossed the target (not a response to it)
     for name in files:
         times = step_times(env, name)
         for k, step in enumerate(steps_mib):
             gib = k + 2
-            done, began = applied[(name, gib)], times.get(("rising", step))
-            rose = times.get(("step", step))
-            if rose is not None and rose < watching_since:
-                early += 1
-                continue
-            if began is None or rose is None or began > done:
+            done, began = applied[(name, gib)], crossed.get((name, step))
+            if began is None or began > done:
                 ahead += 1
-                print(f"{name}: {gib} GiB at {done:.3f}, rise to {step} MiB at {began}",
+                print(f"{name}: {gib} GiB at {done:.3f}, use above the target at {began}",
                       file=sys.stderr)  # fmt: skip
                 continue
-            figures["total"].append(done - rose)
-            figures["from_start"].append(done - began)
-            figures["rise"].append(rose - began)
+            figures["total"].append(done - began)
+            if ("step", step) in times and ("rising", step) in times:
+                figures["rise"].append(times[("step", step)] - times[("rising", step)])
             seen, spec = observer.visible.get((name, step)), observer.resized.get((name, gib))
             if seen is not None:
-                figures["lag"].append(seen - rose)
+                figures["lag"].append(seen - began)
                 if spec is not None:
                     figures["operator"].append(spec - seen)
             if spec is not None:
+                figures["to_spec"].append(spec - began)
                 figures["kubelet"].append(done - spec)
             previous = observer.settled.get((name, gib - 1))
-            if k > 0 and previous is not None and previous > rose:
-                figures["unsettled"].append(previous - rose)
+            if k > 0 and previous is not None and previous > began:
+                figures["unsettled"].append(previous - began)
     after = members(env)
     restarts = sum(
         s.get("restartCount", 0) for p in after for s in p["status"].get("containerStatuses", [])
@@ -380,15 +401,14 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
         "steps": args.steps,
         "resizes": len(figures["total"]),
         "raised_ahead_of_use": ahead,
-        "rises_before_watching": early,
     }
     for key, label in (
         ("total", ""),
-        ("from_start", "from_rise_start_"),
-        ("rise", "rise_"),
         ("lag", "visible_lag_"),
         ("operator", "operator_"),
+        ("to_spec", "to_spec_"),
         ("kubelet", "kubelet_apply_"),
+        ("rise", "rise_"),
     ):
         p50, p99 = quantiles(figures[key])
         result[f"{label}p50_s"], result[f"{label}p99_s"] = round(p50, 3), round(p99, 3)
@@ -408,6 +428,8 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--operator-log-level", default="WARNING")
+    parser.add_argument("--keep-logs", help="copy the run's logs here before removing it")
     args = parser.parse_args()
     # Short: the kubelet's sockets live under it (a unix socket path has 107 bytes).
     run_dir = Path(tempfile.mkdtemp(prefix="egpu-br-"))
@@ -418,6 +440,9 @@ def main() -> int:
         result = run(args, run_dir, env)
     finally:
         subprocess.run([*LOCALCLUSTER, "down"], env=env, check=False, capture_output=True)
+        if args.keep_logs:
+            shutil.copytree(run_dir / "logs", args.keep_logs, dirs_exist_ok=True)
+            shutil.copy(run_dir / "operator.log", args.keep_logs)
         shutil.rmtree(run_dir, ignore_errors=True)
     print(json.dumps(result))
     return 0
