@@ -242,6 +242,9 @@ volumePluginDir: "{d / "kubelet/volume-plugins"}"
 registerWithTaints:
 - {{key: {NODE_LABEL}, value: "true", effect: NoSchedule}}
 serializeImagePulls: false
+# Container CPU and memory in /metrics/resource read by containerd from the cgroups
+# when asked, instead of cAdvisor's copy refreshed every 10-15 s (docs/resize.md).
+featureGates: {{PodAndContainerStatsFromCRI: true}}
 """
     )
 
