@@ -19,8 +19,9 @@ rise HOLD_OFF_S, so that the bench watches every cgroup before any grows.
 The bench polls every pod's cgroup (its limit and working set, this machine's cgroup
 v1 hierarchy) every 20 ms, watches the member pods and reads the kubelet's metrics every
 250 ms through the API server, the last two from a thread of their own:
-- `p50_s` / `p99_s`: from the container's use rising above the target share of its
-  limit (0.8: what calls for growth), read from its cgroup (`memory.usage_in_bytes`
+- `p50_s` / `p99_s`: from the container's use rising above the share of its limit
+  that calls for growth (GROWTH_SHARE: 0.8 target utilisation beyond the 10 %
+  hysteresis band, 0.88), read from its cgroup (`memory.usage_in_bytes`
   less `total_inactive_file`, the working set the kubelet reports) in the same 20 ms
   polls, to the cgroup's new limit, per pod and step; the rise itself (`rise_*`, the
   feeder's log: allocating a step takes seconds on a loaded machine) is not counted;
@@ -68,7 +69,7 @@ from resize import free_port, operator_quantiles, quantiles  # noqa: E402
 
 import realnode  # noqa: E402
 from egpu.domain.kubelet_metrics import parse_resource_metrics  # noqa: E402
-from egpu.engines.resize.model import DEFAULT_MEMORY_POLICY  # noqa: E402
+from egpu.engines.resize.model import ResizePolicy  # noqa: E402
 from egpu.kube.client import Credentials, KubeClient  # noqa: E402
 
 LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
@@ -78,7 +79,10 @@ NODE = "egpu-real-0"
 MODEL = "EGPU-FAKE-GPU"
 NAME = "bench-grow"
 GIB, MIB = 1 << 30, 1 << 20
-TARGET = DEFAULT_MEMORY_POLICY.target_utilization
+# The share of the memory request (here also the limit) above which the engine grows a
+# pod: the wanted request (use / target utilisation) beyond the hysteresis band.
+_POLICY = ResizePolicy()
+GROWTH_SHARE = _POLICY.memory.target_utilization * (1 + _POLICY.hysteresis)
 TOLERATION = {"key": "egpu.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
 SCRAPE_S = 0.25
 HOLD_OFF_S = 30  # the feeders' first rise waits for the bench to watch every cgroup
@@ -193,8 +197,8 @@ class Observer:
     """From a thread and event loop of its own (so the cgroup polling keeps its pace):
     watches the member pods, recording when each spec first asks for a memory limit
     and when the status shows it settled, and reads the kubelet's metrics every
-    SCRAPE_S, recording when each step's use is first shown above the target share of
-    the current limit (the bench's cgroup readings)."""
+    SCRAPE_S, recording when each step's use is first shown above GROWTH_SHARE of the
+    current limit (the bench's cgroup readings)."""
 
     def __init__(self, kubeconfig: str, steps_mib: list[int], limits: dict[str, int]) -> None:
         self.kubeconfig = kubeconfig
@@ -238,7 +242,7 @@ class Observer:
             if container != "main" or reading.memory_bytes is None or limit is None:
                 continue
             k = limit // GIB - 1  # the step that the current limit waits for
-            if k < len(self.steps_mib) and reading.memory_bytes > TARGET * limit:
+            if k < len(self.steps_mib) and reading.memory_bytes > GROWTH_SHARE * limit:
                 self.visible.setdefault((pod, self.steps_mib[k]), now)
 
     async def _watch(self, client: KubeClient) -> None:
@@ -354,7 +358,7 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
                     limits[name] = value
                     applied.setdefault((name, value // GIB), now)
                 k = value // GIB - 1  # the step that this limit waits for
-                if k < len(steps_mib) and working_set(path) > TARGET * value:
+                if k < len(steps_mib) and working_set(path) > GROWTH_SHARE * value:
                     crossed.setdefault((name, steps_mib[k]), now)
             if observer.failure is not None:
                 raise RuntimeError(f"observing the pods failed: {observer.failure!r}")
