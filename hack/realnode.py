@@ -214,6 +214,8 @@ contexts:
 current-context: egpu-local
 """
     )
+    # EGPU_REAL_NODE_CRI_STATS=0: the kubelet's default stats, to compare (benchmarks).
+    cri_stats = "false" if os.environ.get("EGPU_REAL_NODE_CRI_STATS") == "0" else "true"
     (d / "kubelet.yaml").write_text(
         f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -243,8 +245,8 @@ registerWithTaints:
 - {{key: {NODE_LABEL}, value: "true", effect: NoSchedule}}
 serializeImagePulls: false
 # Container CPU and memory in /metrics/resource read by containerd from the cgroups
-# when asked, instead of cAdvisor's copy refreshed every 10-15 s (docs/resize.md).
-featureGates: {{PodAndContainerStatsFromCRI: true}}
+# when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md).
+featureGates: {{PodAndContainerStatsFromCRI: {cri_stats}}}
 """
     )
 
