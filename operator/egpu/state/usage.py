@@ -329,11 +329,7 @@ class AutoUsageReader:
         return out
 
     def next_read_at(self) -> float | None:
-        due = [
-            r.next_read_at()
-            for r in (self.simulated, self.real)
-            if isinstance(r, PacedReader) and r.next_read_at() is not None
-        ]
+        due = [r.next_read_at() for r in (self.simulated, self.real) if isinstance(r, PacedReader)]
         return min((d for d in due if d is not None), default=None)
 
 
