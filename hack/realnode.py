@@ -245,7 +245,8 @@ registerWithTaints:
 - {{key: {NODE_LABEL}, value: "true", effect: NoSchedule}}
 serializeImagePulls: false
 # Container CPU and memory in /metrics/resource read by containerd from the cgroups
-# when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md).
+# when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md;
+# containerd before 1.6.22, Debian's 1.6.20 too, can crash on concurrent stats calls).
 featureGates: {{PodAndContainerStatsFromCRI: {cri_stats}}}
 """
     )
