@@ -730,6 +730,9 @@ def start_real_node(state: State, node: realnode.Node, gpus: int = 0, dra: bool 
             f"--hostname-override={node.name}",
             f"--node-ip={node.gateway}",
             f"--node-labels={realnode.NODE_LABEL}=true",
+            # cAdvisor finds containerd where a cluster's kubelet does (its own socket
+            # is elsewhere here): container stats as a real node has them by default.
+            f"--containerd={node.socket}",
             "--v=1",
         ],
     )

@@ -219,6 +219,8 @@ contexts:
 current-context: egpu-local
 """
     )
+    # EGPU_REAL_NODE_CRI_STATS=0: the kubelet's default stats, to compare (benchmarks).
+    cri_stats = "false" if os.environ.get("EGPU_REAL_NODE_CRI_STATS") == "0" else "true"
     (d / "kubelet.yaml").write_text(
         f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -247,6 +249,10 @@ volumePluginDir: "{d / "kubelet/volume-plugins"}"
 registerWithTaints:
 - {{key: {NODE_LABEL}, value: "true", effect: NoSchedule}}
 serializeImagePulls: false
+# Container CPU and memory in /metrics/resource read by containerd from the cgroups
+# when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md;
+# containerd before 1.6.22, Debian's 1.6.20 too, can crash on concurrent stats calls).
+featureGates: {{PodAndContainerStatsFromCRI: {cri_stats}}}
 """
     )
 

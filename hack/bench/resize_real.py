@@ -5,28 +5,38 @@ to the new limit written into its cgroup.
     .venv/bin/python hack/bench/resize_real.py [--pods 6] [--steps 2]
 
 A control plane of its own with one real kubelet node (containerd, runc, a fake-GPU
-device plugin with one GPU per pod) runs the operator as a host process, reading usage
-from the kubelet's /metrics/resource (the default source). One GPUWorkload with
+device plugin with one GPU per pod; the kubelet's container stats from the CRI,
+hack/realnode.py) runs the operator as a host process, reading usage from the
+kubelet's /metrics/resource (the default source). One GPUWorkload with
 `resize.mode: Auto` (memory only) has `--pods` members of 1 GiB and 100m CPU (the
-machine has 2 cores); each runs the usage feeder of the
-python test image, which really holds 950 MiB, then 1950 MiB once its limit has room,
-and so on for `--steps` steps, printing the wall-clock time of each step. Each step is
-0.93 of the limit it waits for, so the operator grows the pod by one 1 GiB step.
+machine has 2 cores); each runs the usage feeder of the python test image, which
+really holds 950 MiB, then 1950 MiB once its limit has room, and so on for `--steps`
+steps, each rise one populated mapping (allocated in one call), printing the
+wall-clock time of each rise's start and end. Each step is 0.93 of the limit it waits
+for, so the operator grows the pod by one 1 GiB step. The feeders hold off their first
+rise HOLD_OFF_S, so that the bench watches every cgroup before any grows.
 
-The bench polls every pod's cgroup (`memory.limit_in_bytes`, this machine's cgroup v1
-hierarchy) every 20 ms and the kubelet's metrics every 250 ms through the API server:
-- `p50_s` / `p99_s`: from the feeder beginning a rise (its log, wall clock; the same
-  clock as the bench's, all on this machine) to the cgroup's new limit, per pod and
-  step; this includes the rise itself (`rise_*`: writing about 1 GiB of pages);
-- `from_visible_*`: from the kubelet's metrics first showing a use above the target
-  share of the limit (0.8: what calls for growth, seen by any reader of the real
-  metrics path) to the cgroup's new limit;
-- `visible_lag_*`: from the rise beginning to the kubelet's metrics showing that (the
-  kubelet's stats refresh: cAdvisor housekeeping, 10 s by default);
-- `to_spec_*`: from the rise beginning to the pod's spec asking for the new limit (the
-  operator's resize, seen by the bench's 4 Hz listing), and `kubelet_apply_*`: from
-  there to the cgroup (the kubelet applying the in-place resize);
-- `raised_ahead_of_use`: limits raised before the rise began (must be 0).
+The bench polls every pod's cgroup (its limit and working set, this machine's cgroup
+v1 hierarchy) every 20 ms, watches the member pods and reads the kubelet's metrics every
+250 ms through the API server, the last two from a thread of their own:
+- `p50_s` / `p99_s`: from the container's use rising above the share of its limit
+  that calls for growth (GROWTH_SHARE: 0.8 target utilisation beyond the 10 %
+  hysteresis band, 0.88), read from its cgroup (`memory.usage_in_bytes`
+  less `total_inactive_file`, the working set the kubelet reports) in the same 20 ms
+  polls, to the cgroup's new limit, per pod and step; the rise itself (`rise_*`, the
+  feeder's log: allocating a step takes seconds on a loaded machine) is not counted;
+- `visible_lag_*`: from there to the kubelet's metrics first showing it (through the
+  API server, as any reader of the real metrics path sees it);
+- `operator_*`: from the kubelet's metrics showing it to the pod's spec asking for the
+  new limit (the watch): the operator's scrape cadence, decision and patch;
+  `to_spec_*`: from the use crossing to the spec; `operator_internal_*`: the
+  operator's own histogram (a usage change read -> the patch answered), interpolated
+  in its buckets;
+- `kubelet_apply_*`: from the spec to the cgroup (the kubelet's in-place resize);
+- `previous_unsettled`: steps whose use crossed before the pod's status showed the
+  previous resize done (the operator leaves a pod alone while a resize is under way),
+  and `previous_settled_after_*`: by how much;
+- `raised_ahead_of_use`: limits raised before the use crossed (must be 0).
 How many pods: memory-bound here (each step holds ~1 GiB more per pod on a 24 GiB,
 2-core machine that also runs the control plane); the real node allows 32 pods.
 `kubelet_gpus_differ_from_plan`: pods whose fake GPUs from the kubelet (device plugin)
@@ -38,12 +48,14 @@ line: JSON.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,11 +65,12 @@ sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "hack" / "bench"))
 
-from resize import free_port, quantiles  # noqa: E402
+from resize import free_port, operator_quantiles, quantiles  # noqa: E402
 
 import realnode  # noqa: E402
 from egpu.domain.kubelet_metrics import parse_resource_metrics  # noqa: E402
-from egpu.engines.resize.model import DEFAULT_MEMORY_POLICY  # noqa: E402
+from egpu.engines.resize.model import ResizePolicy  # noqa: E402
+from egpu.kube.client import Credentials, KubeClient  # noqa: E402
 
 LOCALCLUSTER = [sys.executable, str(REPO / "hack" / "localcluster.py")]
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
@@ -66,8 +79,13 @@ NODE = "egpu-real-0"
 MODEL = "EGPU-FAKE-GPU"
 NAME = "bench-grow"
 GIB, MIB = 1 << 30, 1 << 20
-TARGET = DEFAULT_MEMORY_POLICY.target_utilization
+# The share of the memory request (here also the limit) above which the engine grows a
+# pod: the wanted request (use / target utilisation) beyond the hysteresis band.
+_POLICY = ResizePolicy()
+GROWTH_SHARE = _POLICY.memory.target_utilization * (1 + _POLICY.hysteresis)
 TOLERATION = {"key": "egpu.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
+SCRAPE_S = 0.25
+HOLD_OFF_S = 30  # the feeders' first rise waits for the bench to watch every cgroup
 
 
 def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -79,7 +97,15 @@ def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 def workload(pods: int, steps: int) -> dict[str, Any]:
     memory_steps = ",".join(str(1000 * (k + 1) - 50) for k in range(steps))
-    command = [FEEDER, "--memory-mib", memory_steps, "--cpu-millicores", "20"]
+    command = [
+        FEEDER,
+        "--memory-mib",
+        memory_steps,
+        "--cpu-millicores",
+        "20",
+        "--hold-off-s",
+        str(HOLD_OFF_S),
+    ]
     return {
         "apiVersion": "egpu.io/v1alpha1",
         "kind": "GPUWorkload",
@@ -135,6 +161,16 @@ def limit_file(run_dir: Path, pod: dict[str, Any]) -> Path:
     return found[0]
 
 
+def working_set(limit: Path) -> int:
+    """The container's working set as the kernel counts it now (cgroup v1: usage less
+    inactive file pages, what the kubelet reports as container_memory_working_set_bytes)."""
+    usage = int((limit.parent / "memory.usage_in_bytes").read_text())
+    for line in (limit.parent / "memory.stat").read_text().splitlines():
+        if line.startswith("total_inactive_file "):
+            return max(0, usage - int(line.split()[1]))
+    return usage
+
+
 def given_gpus(limit: Path) -> set[int]:
     """The fake GPUs the kubelet gave the container (its NVIDIA_VISIBLE_DEVICES, read
     from /proc of a process in its cgroup; the device plugin names them GPU-fake-N)."""
@@ -144,13 +180,89 @@ def given_gpus(limit: Path) -> set[int]:
     return {int(d.rsplit("-", 1)[1]) for d in value.decode().split(",")}
 
 
-def working_sets(env: dict[str, str]) -> dict[str, float]:
-    text = kubectl(env, "get", "--raw", f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
-    return {
-        pod: reading.memory_bytes
-        for (_, pod, container), reading in parse_resource_metrics(text).items()
-        if container == "main" and reading.memory_bytes is not None
-    }
+def settled(pod: dict[str, Any]) -> str | None:
+    """The memory limit (e.g. `2Gi`) the pod's status shows applied, when no resize is
+    under way (the spec's limit reported, no resize condition); else None."""
+    spec = pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+    shown = ((statuses[0].get("resources") or {}).get("limits") or {}).get("memory")
+    busy = any(
+        c.get("type") in ("PodResizePending", "PodResizeInProgress")
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+    return str(spec) if shown == spec and not busy else None
+
+
+class Observer:
+    """From a thread and event loop of its own (so the cgroup polling keeps its pace):
+    watches the member pods, recording when each spec first asks for a memory limit
+    and when the status shows it settled, and reads the kubelet's metrics every
+    SCRAPE_S, recording when each step's use is first shown above GROWTH_SHARE of the
+    current limit (the bench's cgroup readings)."""
+
+    def __init__(self, kubeconfig: str, steps_mib: list[int], limits: dict[str, int]) -> None:
+        self.kubeconfig = kubeconfig
+        self.steps_mib = steps_mib
+        self.limits = limits  # pod -> limit in its cgroup, kept by the main thread
+        self.resized: dict[tuple[str, int], float] = {}  # (pod, GiB) -> spec asks for it
+        self.settled: dict[tuple[str, int], float] = {}  # (pod, GiB) -> status shows it
+        self.visible: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> kubelet shows it
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(timeout=10)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._observe())
+        except BaseException as exc:  # reported by the main thread
+            if not self.stop.is_set():
+                self.failure = exc
+
+    async def _observe(self) -> None:
+        async with KubeClient(Credentials.load(self.kubeconfig)) as client:
+            watch = asyncio.create_task(self._watch(client))
+            try:
+                while not self.stop.is_set():
+                    text = await client.get_text(f"/api/v1/nodes/{NODE}/proxy/metrics/resource")
+                    self._see_metrics(text, time.time())
+                    await asyncio.sleep(SCRAPE_S)
+            finally:
+                watch.cancel()
+
+    def _see_metrics(self, text: str, now: float) -> None:
+        for (_, pod, container), reading in parse_resource_metrics(text).items():
+            limit = self.limits.get(pod)
+            if container != "main" or reading.memory_bytes is None or limit is None:
+                continue
+            k = limit // GIB - 1  # the step that the current limit waits for
+            if k < len(self.steps_mib) and reading.memory_bytes > GROWTH_SHARE * limit:
+                self.visible.setdefault((pod, self.steps_mib[k]), now)
+
+    async def _watch(self, client: KubeClient) -> None:
+        path = "/api/v1/namespaces/default/pods"
+        selector = f"egpu.io/workload={NAME}"
+        items, rv = await client.list_all(path, labelSelector=selector)
+        for pod in items:
+            self._see_pod(pod, time.time())
+        async for event in client.watch(path, rv, labelSelector=selector):
+            if event.get("type") in ("ADDED", "MODIFIED"):
+                self._see_pod(event["object"], time.time())
+
+    def _see_pod(self, pod: dict[str, Any], now: float) -> None:
+        name = pod["metadata"]["name"]
+        spec = str(pod["spec"]["containers"][0]["resources"]["limits"]["memory"])
+        if spec.endswith("Gi"):
+            self.resized.setdefault((name, int(spec[:-2])), now)
+        shown = settled(pod)
+        if shown is not None and shown.endswith("Gi"):
+            self.settled.setdefault((name, int(shown[:-2])), now)
 
 
 def step_times(env: dict[str, str], name: str) -> dict[tuple[str, int], float]:
@@ -180,19 +292,27 @@ def run(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dict[st
     kubectl(env, "apply", "--server-side", "-f", str(REPO / "crds"))
     kubectl(env, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     log = (run_dir / "operator.log").open("ab")
+    metrics_port = free_port()
     operator = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "egpu-operator"),
             "--kubeconfig", str(run_dir / "kubeconfig"),
             "--bind-address", "127.0.0.1",
             "--health-port", str(free_port()),
-            "--metrics-port", str(free_port()),
-            "--log-level", "WARNING",
+            "--metrics-port", str(metrics_port),
+            "--log-level", args.operator_log_level,
         ],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
-        return measure(args, run_dir, env)
+        result = measure(args, run_dir, env)
+        # The operator's own clock: a usage change read -> the resize patched.
+        o50, o99 = operator_quantiles(metrics_port, "egpu_resize_latency_seconds")
+        result["operator_internal_p50_s"], result["operator_internal_p99_s"] = (
+            round(o50, 3),
+            round(o99, 3),
+        )
+        return result
     finally:
         operator.terminate()
         operator.wait(timeout=30)
@@ -221,85 +341,90 @@ def measure(args: argparse.Namespace, run_dir: Path, env: dict[str, str]) -> dic
     }
     differs = sum(1 for name, path in files.items() if given_gpus(path) != planned[name])
     limits: dict[str, int] = {}
+    crossed: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> use above the target
     applied: dict[tuple[str, int], float] = {}  # (pod, new limit GiB) -> when
-    visible: dict[tuple[str, int], float] = {}  # (pod, step MiB) -> when the kubelet showed it
-    resized: dict[tuple[str, int], float] = {}  # (pod, GiB) -> when its spec asked for it
     steps_mib = [1000 * (k + 1) - 50 for k in range(args.steps)]
     want = {(name, k + 2) for name in files for k in range(args.steps)}
-    last_scrape = 0.0
-    while not want <= applied.keys():
-        now = time.time()
-        for name, path in files.items():
-            value = int(path.read_text())
-            if value != limits.get(name):
-                limits[name] = value
-                applied.setdefault((name, value // GIB), now)
-        if now - last_scrape >= 0.25:
-            last_scrape = now
-            for pod in members(env):
-                spec = pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
-                if spec.endswith("Gi"):
-                    resized.setdefault((pod["metadata"]["name"], int(spec[:-2])), now)
-            for name, used in working_sets(env).items():
-                # The use that calls for growth: above the target share of the limit.
-                k = limits.get(name, GIB) // GIB - 1
-                if name in limits and k < len(steps_mib) and used > TARGET * limits[name]:
-                    visible.setdefault((name, steps_mib[k]), now)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"resizes seen: {sorted(applied)}")
-        time.sleep(0.02)
-    total, from_visible, lag, rise, to_spec, kubelet = [], [], [], [], [], []
-    ahead = 0  # limits raised before the feeder's rise began (not a response to it)
+    observer = Observer(env["KUBECONFIG"], steps_mib, limits)
+    observer.start()
+    try:
+        while not want <= applied.keys():
+            now = time.time()
+            for name, path in files.items():
+                value = int(path.read_text())
+                if value != limits.get(name):
+                    if name not in limits and value > GIB:
+                        raise RuntimeError(f"{name} grew before the bench watched it")
+                    limits[name] = value
+                    applied.setdefault((name, value // GIB), now)
+                k = value // GIB - 1  # the step that this limit waits for
+                if k < len(steps_mib) and working_set(path) > GROWTH_SHARE * value:
+                    crossed.setdefault((name, steps_mib[k]), now)
+            if observer.failure is not None:
+                raise RuntimeError(f"observing the pods failed: {observer.failure!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"resizes seen: {sorted(applied)}")
+            time.sleep(0.02)
+    finally:
+        observer.close()
+    figures: dict[str, list[float]] = {
+        k: [] for k in ("total", "rise", "lag", "to_spec", "operator", "kubelet", "unsettled")
+    }
+    ahead = 0  # limits raised before the use crossed the target (not a response to it)
     for name in files:
         times = step_times(env, name)
         for k, step in enumerate(steps_mib):
-            done, began = applied[(name, k + 2)], times.get(("rising", step))
+            gib = k + 2
+            done, began = applied[(name, gib)], crossed.get((name, step))
             if began is None or began > done:
                 ahead += 1
-                print(f"{name}: {k + 2} GiB at {done:.3f}, rise to {step} MiB at {began}",
+                print(f"{name}: {gib} GiB at {done:.3f}, use above the target at {began}",
                       file=sys.stderr)  # fmt: skip
                 continue
-            total.append(done - began)
-            if ("step", step) in times:
-                rise.append(times[("step", step)] - began)
-            if (name, k + 2) in resized:
-                to_spec.append(resized[(name, k + 2)] - began)
-                kubelet.append(done - resized[(name, k + 2)])
-            if (name, step) in visible:
-                from_visible.append(done - visible[(name, step)])
-                lag.append(visible[(name, step)] - began)
+            figures["total"].append(done - began)
+            if ("step", step) in times and ("rising", step) in times:
+                figures["rise"].append(times[("step", step)] - times[("rising", step)])
+            seen, spec = observer.visible.get((name, step)), observer.resized.get((name, gib))
+            if seen is not None:
+                figures["lag"].append(seen - began)
+                if spec is not None:
+                    figures["operator"].append(spec - seen)
+            if spec is not None:
+                figures["to_spec"].append(spec - began)
+                figures["kubelet"].append(done - spec)
+            previous = observer.settled.get((name, gib - 1))
+            if k > 0 and previous is not None and previous > began:
+                figures["unsettled"].append(previous - began)
     after = members(env)
     restarts = sum(
         s.get("restartCount", 0) for p in after for s in p["status"].get("containerStatuses", [])
     ) + sum(1 for p in after if uids.get(p["metadata"]["name"]) != p["metadata"]["uid"])
-    p50, p99 = quantiles(total)
-    v50, v99 = quantiles(from_visible)
-    l50, l99 = quantiles(lag)
-    r50, r99 = quantiles(rise)
-    s50, s99 = quantiles(to_spec)
-    k50, k99 = quantiles(kubelet)
-    return {
+    result: dict[str, Any] = {
         "bench": "resize-real",
         "pods": args.pods,
         "steps": args.steps,
-        "resizes": len(total),
+        "resizes": len(figures["total"]),
         "raised_ahead_of_use": ahead,
-        "p50_s": round(p50, 3),
-        "p99_s": round(p99, 3),
-        "from_visible_p50_s": round(v50, 3),
-        "from_visible_p99_s": round(v99, 3),
-        "visible_lag_p50_s": round(l50, 3),
-        "visible_lag_p99_s": round(l99, 3),
-        "to_spec_p50_s": round(s50, 3),
-        "to_spec_p99_s": round(s99, 3),
-        "kubelet_apply_p50_s": round(k50, 3),
-        "kubelet_apply_p99_s": round(k99, 3),
-        "rise_p50_s": round(r50, 3),
-        "rise_p99_s": round(r99, 3),
-        "pods_running_after_s": round(ready_s, 1),
-        "kubelet_gpus_differ_from_plan": differs,
-        "restarts": restarts,
     }
+    for key, label in (
+        ("total", ""),
+        ("lag", "visible_lag_"),
+        ("operator", "operator_"),
+        ("to_spec", "to_spec_"),
+        ("kubelet", "kubelet_apply_"),
+        ("rise", "rise_"),
+    ):
+        p50, p99 = quantiles(figures[key])
+        result[f"{label}p50_s"], result[f"{label}p99_s"] = round(p50, 3), round(p99, 3)
+    result["max_s"] = round(max(figures["total"], default=float("nan")), 3)
+    result["previous_unsettled"] = len(figures["unsettled"])
+    u50, u99 = quantiles(figures["unsettled"])
+    result["previous_settled_after_p50_s"] = round(u50, 3)
+    result["previous_settled_after_p99_s"] = round(u99, 3)
+    result["pods_running_after_s"] = round(ready_s, 1)
+    result["kubelet_gpus_differ_from_plan"] = differs
+    result["restarts"] = restarts
+    return result
 
 
 def main() -> int:
@@ -307,6 +432,8 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--operator-log-level", default="WARNING")
+    parser.add_argument("--keep-logs", help="copy the run's logs here before removing it")
     args = parser.parse_args()
     # Short: the kubelet's sockets live under it (a unix socket path has 107 bytes).
     run_dir = Path(tempfile.mkdtemp(prefix="egpu-br-"))
@@ -317,6 +444,9 @@ def main() -> int:
         result = run(args, run_dir, env)
     finally:
         subprocess.run([*LOCALCLUSTER, "down"], env=env, check=False, capture_output=True)
+        if args.keep_logs:
+            shutil.copytree(run_dir / "logs", args.keep_logs, dirs_exist_ok=True)
+            shutil.copy(run_dir / "operator.log", args.keep_logs)
         shutil.rmtree(run_dir, ignore_errors=True)
     print(json.dumps(result))
     return 0

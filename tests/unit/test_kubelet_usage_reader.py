@@ -185,3 +185,57 @@ def test_an_unknown_source_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("EGPU_USAGE_SOURCE", "cadvisor")
     with pytest.raises(ValueError, match=r"cadvisor.*auto, annotations, kubelet"):
         default_reader(None)  # type: ignore[arg-type]
+
+
+def test_the_next_read_is_due_one_interval_after_the_last_scrape_of_an_asked_node() -> None:
+    client = FakeClient()
+    for node in ("a", "b"):
+        client.answers[kubelet_metrics_path(node)] = [metrics(1.0, 5.0, 1_000, pod=node)] * 3
+    pods = {"ns/a": pod("a", "a"), "ns/b": pod("b", "b")}
+    reader = KubeletUsageReader(client, pods, min_interval_s=1)  # type: ignore[arg-type]
+    assert reader.next_read_at() is None  # nothing asked yet: no schedule of its own
+    run(reader.read([("ns", "a")], 10.0))
+    run(reader.read([("ns", "a"), ("ns", "b")], 10.4))
+    assert reader.next_read_at() == 11.0  # node a, scraped at 10.0
+    run(reader.read([("ns", "b")], 11.0))  # a no longer asked: b alone sets the pace
+    assert reader.next_read_at() == 11.4
+
+
+def test_nodes_are_scraped_concurrently() -> None:
+    """One slow kubelet must not hold back the reading of the others."""
+
+    class SlowClient(FakeClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight = self.most_in_flight = 0
+
+        async def get_text(self, path: str, timeout: float = 10) -> str:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await asyncio.sleep(0.01)
+            self.in_flight -= 1
+            return await super().get_text(path, timeout)
+
+    client = SlowClient()
+    names = [f"n{i}" for i in range(3)]
+    for name in names:
+        client.answers[kubelet_metrics_path(name)] = [metrics(1.0, 5.0, 1_000, pod=name)]
+    pods = {f"ns/{n}": pod(n, n) for n in names}
+    reader = KubeletUsageReader(client, pods, min_interval_s=1)  # type: ignore[arg-type]
+    run(reader.read([("ns", n) for n in names], 1.0))
+    assert client.most_in_flight == 3 and len(client.asked) == 3
+
+
+def test_auto_follows_the_pace_of_its_kubelet_reader() -> None:
+    client = FakeClient()
+    client.answers[kubelet_metrics_path("real-0")] = [metrics(1.0, 1e9, 1_000)]
+    pods = {"ns/p": pod("p", "real-0")}
+    reader = AutoUsageReader(
+        {"real-0": {"metadata": {"name": "real-0"}}},
+        pods,
+        simulated=AnnotationUsageReader(pods),
+        real=KubeletUsageReader(client, pods, min_interval_s=1),  # type: ignore[arg-type]
+    )
+    assert reader.next_read_at() is None
+    run(reader.read([("ns", "p")], 5.0))
+    assert reader.next_read_at() == 6.0

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from egpu.controllers.resize import REVISIT_S, ResizeController, direction
+from egpu.controllers.resize import POLL_S, REVISIT_S, ResizeController, direction
 from egpu.controllers.runtime import Runtime
 from egpu.domain.placement import Placement, PodAssignment, Unschedulable, UnschedulableReason
 from egpu.engines.resize import GIB, PodResizeDecision, QoSClass, Reason, Verdict
@@ -252,6 +252,38 @@ def test_a_failing_usage_source_does_not_stop_the_loop() -> None:
     ctl.reader = Broken()
     run_pass(ctl, NOW)
     assert client.patches == []
+
+
+class PacedReader(AnnotationUsageReader):
+    """The annotation source with a schedule of its own, as the kubelet reader has."""
+
+    def __init__(self, pods: Any, due: float) -> None:
+        super().__init__(pods)
+        self.due = due
+        self.asked: list[list[Any]] = []
+
+    async def read(self, pods: Any, now: float) -> Any:
+        self.asked.append(sorted(pods))
+        return await super().read(pods, now)
+
+    def next_read_at(self) -> float | None:
+        return self.due
+
+
+def test_the_loop_reads_again_as_soon_as_the_source_has_news() -> None:
+    """A source due sooner than the next poll (a kubelet's next scrape) is read when due,
+    not up to a poll later."""
+    ctl, _ = controller([member(usage="1.5Gi")])
+    reader = PacedReader(ctl.runtime.pods.store, due=NOW + 0.3)
+    ctl.reader = reader
+    run_pass(ctl, NOW)
+    assert ctl.wait_s(NOW + 0.1) == pytest.approx(0.2)
+    run_pass(ctl, NOW + 0.3)
+    assert reader.asked == [[("ns", "w-0")], [("ns", "w-0")]]
+    reader.due = NOW + 5
+    assert ctl.wait_s(NOW + 0.3) == POLL_S
+    reader.due = NOW  # overdue: wake at once, but never spin
+    assert 0 < ctl.wait_s(NOW + 0.3) <= 0.05
 
 
 def test_pod_events_wake_the_loop_for_members_only() -> None:

@@ -31,3 +31,16 @@ def test_memory_limit_reads_cgroup_v2_and_max(
     assert usage_feeder.memory_limit() == 2 * 1024 * MIB
     v2.write_text("max\n")
     assert usage_feeder.memory_limit() is None
+
+
+def resident_bytes() -> int:
+    fields = Path("/proc/self/status").read_text().split("VmRSS:", 1)[1].split()
+    return int(fields[0]) * 1024  # kB
+
+
+def test_a_rise_is_resident_when_hold_returns() -> None:
+    """One call allocates the whole step: the use has risen when the feeder says so."""
+    before = resident_bytes()
+    region = usage_feeder.hold(64)
+    assert resident_bytes() - before >= 60 * MIB
+    region.close()

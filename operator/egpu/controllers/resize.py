@@ -4,8 +4,9 @@ One level-based loop. A pass runs on every member pod event (a usage annotation 
 the simulation, a resize completed) and at least every POLL_S (0.5 s):
 
 1. the member pods of workloads whose `spec.resize.mode` is not Off, running;
-2. their usage from the `UsageReader` (all of them every POLL_S, else the pods whose
-   events woke the loop) into a bounded history;
+2. their usage from the `UsageReader` (all of them every POLL_S, and as soon as a
+   source with a schedule of its own, the kubelet reader, has a node due; else the
+   pods whose events woke the loop) into a bounded history;
 3. the engine's decision for the pods whose usage or objects changed, and for a few of
    the others (the oldest-decided, REVISIT_BATCH a pass), so each is looked at again
    about every REVISIT_S as windows expire and room frees up;
@@ -82,6 +83,7 @@ from egpu.state.usage import (
     ContainerRef,
     KubeletUsageReader,
     MetricsApiUsageReader,
+    PacedReader,
     PrometheusUsageReader,
     UsageHistory,
     UsageReader,
@@ -90,6 +92,7 @@ from egpu.state.usage import (
 log = logging.getLogger("egpu.controllers.resize")
 
 POLL_S = 0.5
+MIN_WAIT_S = 0.01  # an overdue source wakes the loop at once, but never makes it spin
 FULL_PASS_S = 10.0  # housekeeping: forget pods that are gone, count the waiting ones
 REVISIT_S = 15.0  # every pod is decided again at least this often
 REVISIT_BATCH = 64
@@ -282,11 +285,23 @@ class ResizeController:
 
     async def run(self) -> None:
         while True:
-            await self.trigger.wait(timeout=POLL_S)
+            await self.trigger.wait(timeout=self.wait_s(time.time()))
             try:
                 await self.step(time.time())
             except ApiError as exc:
                 log.warning("resize pass failed: %s", exc)
+
+    def _source_due_at(self) -> float | None:
+        return self.reader.next_read_at() if isinstance(self.reader, PacedReader) else None
+
+    def wait_s(self, now: float) -> float:
+        """Until the next pass without a pod event: a poll later, or sooner when the
+        usage source can have news sooner (a kubelet's next scrape is due), so a change
+        of use waits for no poll."""
+        due = self._source_due_at()
+        if due is None:
+            return POLL_S
+        return min(POLL_S, max(MIN_WAIT_S, due - now))
 
     # -- reading --------------------------------------------------------------------
 
@@ -325,7 +340,8 @@ class ResizeController:
     async def step(self, now: float) -> None:
         members = self.members()
         dirty, self.dirty = self.dirty, set()
-        poll = now - self._last_poll >= POLL_S
+        source_due = self._source_due_at()
+        poll = now - self._last_poll >= POLL_S or (source_due is not None and now >= source_due)
         full = now - self._last_full >= FULL_PASS_S
         if poll:
             self._last_poll = now

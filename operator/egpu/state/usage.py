@@ -23,6 +23,7 @@ metrics-server or Prometheus.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import json
@@ -30,7 +31,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -55,6 +56,17 @@ class UsageReader(Protocol):
         """The latest sample of every container of `pods` the source knows about.
         Containers without data are left out; `now` stamps samples whose source has no
         time of its own."""
+        ...
+
+
+@runtime_checkable
+class PacedReader(Protocol):
+    """A source with a schedule of its own (the kubelet reader's per-node scrapes): the
+    loop reads it again as soon as something new can be there, not a poll later."""
+
+    def next_read_at(self) -> float | None:
+        """When the next read can bring something new (the clock of `read`'s `now`);
+        None when the source has nothing scheduled."""
         ...
 
 
@@ -197,11 +209,17 @@ def _node_of(pods: Mapping[str, JSON], ref: PodRef) -> str | None:
     return (pod.get("spec") or {}).get("nodeName") or None
 
 
+SCRAPE_CONCURRENCY = 16
+"""Kubelets read at once: one slow node must not hold the others' news back."""
+
+
 class KubeletUsageReader:
     """Scrapes the kubelet of every node that runs an asked-for pod, each node at most
-    once per `min_interval_s`. CPU use is the counter's mean rate between two kubelet
-    readings, so a container has no sample until its second reading; a scrape that
-    brings the kubelet's same (cached) reading again gives the same sample again."""
+    once per `min_interval_s`, the due nodes at once. CPU use is the counter's mean rate
+    between two kubelet readings, so a container has no sample until its second
+    reading; a scrape that brings the kubelet's same (cached) reading again gives the
+    same sample again. `next_read_at`: when the first of the nodes asked about is due
+    again."""
 
     def __init__(
         self, client: KubeClient, pods: Mapping[str, JSON], min_interval_s: float = 1.0
@@ -210,8 +228,16 @@ class KubeletUsageReader:
         self.pods = pods
         self.min_interval_s = min_interval_s
         self._scraped_at: dict[str, float] = {}
+        self._asked_nodes: set[str] = set()
         self._counters: dict[ContainerRef, CpuCounter] = {}
         self._latest: dict[ContainerRef, UsageSample] = {}
+        self._gate = asyncio.Semaphore(SCRAPE_CONCURRENCY)
+
+    def next_read_at(self) -> float | None:
+        return min(map(self._due, self._asked_nodes), default=None)
+
+    def _due(self, node: str) -> float:
+        return self._scraped_at[node] + self.min_interval_s
 
     async def read(self, pods: Collection[PodRef], now: float) -> dict[ContainerRef, UsageSample]:
         by_node: dict[str, set[PodRef]] = {}
@@ -219,21 +245,35 @@ class KubeletUsageReader:
             node = _node_of(self.pods, ref)
             if node is not None:
                 by_node.setdefault(node, set()).add(ref)
-        scraped = False
-        for node in by_node:
-            if now - self._scraped_at.get(node, float("-inf")) >= self.min_interval_s:
-                self._scraped_at[node] = now
-                try:
-                    text = await self.client.get_text(kubelet_metrics_path(node))
-                except Exception as exc:  # one unreachable kubelet must not hide the others
-                    log.warning("node %s: reading the kubelet's metrics failed: %r", node, exc)
-                    continue
+        due = [
+            node
+            for node in by_node
+            if now - self._scraped_at.get(node, float("-inf")) >= self.min_interval_s
+        ]
+        for node in due:
+            self._scraped_at[node] = now
+        # A node stops setting the pace when a read at or after its due time leaves it
+        # out (its pods are gone); the loop reads every member when a node is due.
+        for node in [n for n in self._asked_nodes - by_node.keys() if self._due(n) <= now]:
+            self._asked_nodes.discard(node)
+            del self._scraped_at[node]
+        self._asked_nodes |= by_node.keys()
+        texts = await asyncio.gather(*(self._scrape(node) for node in due))
+        for text in texts:
+            if text is not None:
                 self._take(text, now)
-                scraped = True
-        if scraped:  # once per read, not once per node: it walks both tables
+        if any(t is not None for t in texts):  # once per read, not once per node
             self._drop_gone()
         wanted = set(pods)
         return {ref: s for ref, s in self._latest.items() if (ref[0], ref[1]) in wanted}
+
+    async def _scrape(self, node: str) -> str | None:
+        async with self._gate:
+            try:
+                return await self.client.get_text(kubelet_metrics_path(node))
+            except Exception as exc:  # one unreachable kubelet must not hide the others
+                log.warning("node %s: reading the kubelet's metrics failed: %r", node, exc)
+                return None
 
     def _drop_gone(self) -> None:
         """Forget the containers of pods that left the cache, so the tables stay bounded."""
@@ -287,6 +327,10 @@ class AutoUsageReader:
         if real:
             out.update(await self.real.read(real, now))
         return out
+
+    def next_read_at(self) -> float | None:
+        due = [r.next_read_at() for r in (self.simulated, self.real) if isinstance(r, PacedReader)]
+        return min((d for d in due if d is not None), default=None)
 
 
 # --- Prometheus (cAdvisor series) -----------------------------------------------------
