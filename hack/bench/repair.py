@@ -3,12 +3,15 @@
 running gangs; detection and recovery times; effective training time.
 
     .venv/bin/python hack/bench/repair.py [--blocks 4 --leaves 10 --nodes 25]
-        [--gangs 200] [--faults 40] [--trace 180]
+        [--gangs 200] [--faults 40] [--trace 180] [--agents 10]
 
 A fresh control plane (its own run directory) gets blocks x leaves x nodes simulated
 nodes of 8 GPUs, the operator, and `--gangs` GPUWorkloads of 4 pods x 8 GPUs (each gang
-required under one leaf; half ReplaceMember, half RestartGang). One simulated agent
-process (`egpu agent --simulate`, 2 s polls) serves every node. Once every gang runs,
+required under one leaf; half ReplaceMember, half RestartGang). `--agents` simulated
+agent processes (`egpu agent --simulate`, 2 s polls) each serve an equal share of the
+nodes, every node on its own clock as the DaemonSet's agent on it would be (a real
+cluster runs one agent per node; fewer processes, because every one of them shares
+this machine's cores with the control plane). Once every gang runs,
 `--faults` faults are played within `--trace` seconds, each on a GPU (or the node) of a
 different running gang, of these kinds: XID 79 (fallen off the bus), a GPU lost, a new
 uncorrectable ECC error, a row-remap failure, a GSP error (XID 119), NVLink recovery
@@ -22,7 +25,9 @@ once the repair is seen, so the restarted job is not hung again). Shares: Llama 
 is spread evenly over the other kinds.
 
 Per fault, from its injection (wall clock): `detect` when the bench's watch sees the
-node's gpu-health report name the GPU (for a deleted node: the deletion; for a lost node
+node's gpu-health report name the GPU (split into: until the agent's reading that found
+it, its `checkedAt`; and from that reading until the bench saw it written) (for a
+deleted node: the deletion; for a lost node
 or a hang, which no agent reports: the repair controller deleting a member of the gang,
 so it includes the grace or the timeout), `fence` when its unhealthy-gpus annotation
 does (lost nodes and hangs: at detection, nothing is fenced), `recover` when the gang
@@ -157,6 +162,7 @@ class Fault:
         self.gang, self.node, self.gpu, self.kind, self.at = gang, node, gpu, kind, at
         self.uids = uids  # the gang's member UIDs before
         self.detect: float | None = None
+        self.reading: float | None = None  # checkedAt of the agent's report naming it
         self.fence: float | None = None
         self.recover: float | None = None
 
@@ -199,8 +205,11 @@ class Watch:
                         f.detect = f.fence = at
                 elif node is not None:
                     text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
-                    if text and str(f.gpu) in json.loads(text).get("unhealthy", {}):
+                    report = json.loads(text) if text else {}
+                    if str(f.gpu) in report.get("unhealthy", {}):
                         f.detect = at
+                        checked = report.get("checkedAt")
+                        f.reading = checked if isinstance(checked, int | float) else None
             if f.fence is None and node is not None:
                 text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
                 if str(f.gpu) in (text or "").split(","):
@@ -398,9 +407,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agent = [str(Path(sys.executable).parent / "egpu"), "--kubeconfig", kubeconfig, "agent"]
         agent += ["--simulate", "--interval", "2s", "--heartbeat", "300s", "--stall-after", "10s"]
         agent += ["--quiet-period", "1h", "--metrics-port", "0", "--epoch", str(epoch)]
-        agent += [a for n in names for a in ("--node", n)]
-        agent += [a for i in injects for a in ("--inject", i)]
-        procs.append(start(agent, logs / "agent.log", ENV))
+        shards = max(1, min(args.agents, len(names)))
+        for k in range(shards):
+            mine = names[k::shards]  # each process a share of the nodes, as a DaemonSet
+            argv = agent + [a for n in mine for a in ("--node", n)]
+            argv += [a for i in injects if i.split(":")[1] in mine for a in ("--inject", i)]
+            procs.append(start(argv, logs / f"agent-{k}.log", ENV))
 
         def reported() -> int:
             with watch.lock:
@@ -445,6 +457,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # -- figures ---------------------------------------------------------------------
     detect = [f.detect - f.at for f in faults if f.detect is not None]
+    by_agent = [f for f in faults if f.kind not in NOT_REPORTED and f.detect is not None]
+    to_reading = [f.reading - f.at for f in by_agent if f.reading is not None]
+    reading_to_seen = [f.detect - f.reading for f in by_agent if f.reading is not None]
+    fence_after = [f.fence - f.detect for f in by_agent if f.fence is not None]
     recover = [f.recover - f.at for f in faults if f.recover is not None]
     kinds_all = {kinds_of(f) for f in faults}
     kinds_found = {kinds_of(f) for f in faults if f.detect is not None}
@@ -490,6 +506,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "recovered": len(recover),
         "detect_p50_s": quantiles(detect)[0],
         "detect_p99_s": quantiles(detect)[1],
+        "detect_by_agent_p50_s": quantiles([f.detect - f.at for f in by_agent])[0],
+        "detect_by_agent_p99_s": quantiles([f.detect - f.at for f in by_agent])[1],
+        "detect_split_p50_p99_s": {
+            "fault_to_agent_reading": quantiles(to_reading),
+            "agent_reading_to_seen_written": quantiles(reading_to_seen),
+            "seen_to_fenced": quantiles(fence_after),
+        },
         "recover_p50_s": quantiles(recover)[0],
         "recover_p99_s": quantiles(recover)[1],
         "sim_start_delay_s": int(ENV.get("EGPU_SIM_READY_DELAY_MS", "1000")) / 1000,
@@ -511,6 +534,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "pods_lost": lost,
         "pods_duplicated": duplicated,
+        "agent_processes": shards,
         "agent_ready_before_trace_s": round(epoch - agent_ready, 1),
         "faults_before_agent_ready": sum(1 for f in faults if f.at < agent_ready),
         "unrecovered": sorted(f"{f.gang}:{f.kind}" for f in faults if f.recover is None),
@@ -534,6 +558,7 @@ def main() -> int:
     p.add_argument("--node-lost-after", default="10s", help="the operator's EGPU_NODE_LOST_AFTER")
     p.add_argument("--hang-timeout", default="10s", help="hangTimeout of a hung job")
     p.add_argument("--kinds", default="", help="only these fault kinds (comma-separated)")
+    p.add_argument("--agents", type=int, default=10, help="simulated agent processes")
     args = p.parse_args()
     subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=ENV, check=True, stdout=subprocess.DEVNULL)
     try:
