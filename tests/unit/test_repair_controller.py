@@ -468,3 +468,78 @@ def test_ranks_dropped_earlier_grow_back_after_the_policy_changed() -> None:
         assert "GrewBack" in {e["reason"] for e in api.events}
 
     asyncio.run(go())
+
+
+def test_a_new_leader_carries_on_the_breakers_count_of_lost_nodes() -> None:
+    """A partition: the breaker let one lost node through (1 of 4 allowed). A new
+    leader restores that count from the Node, so the next lost node is refused, not
+    repaired as if the count started over."""
+
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api, "None", max_fraction=0.25)
+        await set_ready(api, "n0", "Unknown", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert repair.lost == {"n0"}
+        assert json.loads(node_annotations(api, "n0")["egpu.io/lost-node"]) == {"at": NOW}
+        new = RepairController(runtime, workloads, repair.settings)
+        new.restore()
+        assert new.breaker.fenced_at == (("n0", NOW),)
+        await set_ready(api, "n1", "Unknown", NOW - 60)
+        await new.cycle(NOW + 5)
+        await settle(api)
+        assert new.lost == {"n0"}
+        paused = [e["involvedObject"]["name"] for e in api.events if e["reason"] == "FencingPaused"]
+        assert paused == ["n1"]
+        # back and out of the window: the record goes
+        await set_ready(api, "n0", "True", NOW + 10)
+        await new.cycle(NOW + 20)
+        await settle(api)
+        assert "egpu.io/lost-node" in node_annotations(api, "n0")
+        await new.cycle(NOW + 301)
+        await settle(api)
+        assert "egpu.io/lost-node" not in node_annotations(api, "n0")
+
+    asyncio.run(go())
+
+
+def test_a_new_leader_carries_on_the_hang_clock_recorded_on_the_members() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = elastic_scene(api)
+        body = api.objects[WORKLOAD_PATH]
+        body["spec"]["repair"].update(
+            {"policy": "RestartGang", "progressAnnotation": "example.com/step", "hangTimeout": "1m"}
+        )
+        for rank in (0, 1):
+            await api.patch(
+                f"/api/v1/namespaces/ns/pods/train-{rank}",
+                {"metadata": {"annotations": {"example.com/step": "100"}}},
+            )
+        await api.settle()
+        await repair.cycle(NOW)  # the clocks start
+        await repair.cycle(NOW + 20)
+        await settle(api)
+        ann = api.pod("ns", "train-1")["metadata"]["annotations"]  # type: ignore[index]
+        assert "egpu.io/progress-seen" not in ann  # still for less than half the timeout
+        await api.patch(  # rank 0 makes progress; rank 1 does not
+            "/api/v1/namespaces/ns/pods/train-0",
+            {"metadata": {"annotations": {"example.com/step": "101"}}},
+        )
+        await api.settle()
+        await repair.cycle(NOW + 31)
+        await settle(api)
+        ann = api.pod("ns", "train-1")["metadata"]["annotations"]  # type: ignore[index]
+        assert json.loads(ann["egpu.io/progress-seen"]) == {"value": "100", "since": NOW}
+        ann = api.pod("ns", "train-0")["metadata"]["annotations"]  # type: ignore[index]
+        assert "egpu.io/progress-seen" not in ann  # progress: nothing written
+        # the leader changes: the new one carries rank 1's clock on
+        new = RepairController(runtime, workloads, repair.settings)
+        new.restore()
+        await new.cycle(NOW + 61)
+        await settle(api)
+        assert api.pod("ns", "train-0") is None and api.pod("ns", "train-1") is None
+        assert workloads.health["ns/train"].reason == "Hung"
+
+    asyncio.run(go())

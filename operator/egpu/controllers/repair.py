@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
@@ -42,6 +43,8 @@ from egpu.domain.labels import (
     GPU_COUNT_LABEL,
     GPU_HEALTH_ANNOTATION,
     GPU_RESOURCE,
+    LOST_NODE_ANNOTATION,
+    PROGRESS_SEEN_ANNOTATION,
     REPAIR_ANNOTATION,
     UNHEALTHY_GPUS_ANNOTATION,
 )
@@ -51,6 +54,7 @@ from egpu.engines.repair.fencing import BreakerPolicy, BreakerState, NodeHealth,
 from egpu.engines.repair.liveness import (
     Progress,
     Readiness,
+    clocks_to_record,
     hung_members,
     lost_nodes,
     track_progress,
@@ -114,6 +118,31 @@ def fenced_record(node: JSON) -> tuple[frozenset[int], float | None]:
         return gpus, float(at) if isinstance(at, int | float) else None
     except (ValueError, TypeError, AttributeError):
         return frozenset(), None
+
+
+def lost_record(node: JSON) -> float | None:
+    """When the breaker counted this lost node (egpu.io/lost-node), if it did."""
+    raw = _ann(node).get(LOST_NODE_ANNOTATION)
+    try:
+        at = json.loads(raw).get("at") if raw else None
+    except (ValueError, AttributeError):
+        return None
+    return float(at) if isinstance(at, int | float) else None
+
+
+def progress_seen(annotations: dict[str, str]) -> Progress | None:
+    """The hang clock a leader recorded on a member (egpu.io/progress-seen)."""
+    raw = annotations.get(PROGRESS_SEEN_ANNOTATION)
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    value, since = data.get("value"), data.get("since")
+    if (value is None or isinstance(value, str)) and isinstance(since, int | float):
+        return Progress(value, float(since))
+    return None
 
 
 def gpu_count_of(node: JSON) -> int:
@@ -213,15 +242,19 @@ class RepairController:
             self.trigger.kick()
 
     def restore(self) -> None:
-        """A new leader: the fences and their times, from the Nodes."""
-        recent = []
+        """A new leader: the fences and their times, and the lost nodes the breaker
+        counted, from the Nodes (the breaker's window; past its limit, the next pass
+        opens it again)."""
+        counted: dict[str, float] = {}
         for node in self.runtime.nodes.store.values():
+            name = node["metadata"]["name"]
             gpus, at = fenced_record(node)
             if gpus:
                 self.runtime.ledger.set_fence(node, gpus)
-                if at is not None:
-                    recent.append((node["metadata"]["name"], at))
-        self.breaker = BreakerState(tuple(sorted(recent)))
+            for when in (at if gpus else None, lost_record(node)):
+                if when is not None:
+                    counted[name] = min(when, counted.get(name, when))
+        self.breaker = BreakerState(tuple(sorted(counted.items())))
         self._restored = True
 
     async def run(self) -> None:
@@ -331,6 +364,7 @@ class RepairController:
                     domain=tuple(sorted(member.domain.items())),
                     running=member.phase == "Running" and member.node is not None,
                     progress=annotations.get(progress_key) if progress_key else None,
+                    progress_seen=progress_seen(annotations) if progress_key else None,
                 )
             )
         return spec, members
@@ -378,7 +412,7 @@ class RepairController:
             )
         self.lost = plan.lost
         by_name = {h.name: h for h in healths}
-        writes = []
+        writes = self._lost_records(plan.lost, plan.breaker, now)
         for change in plan.changes:
             node = nodes.get(change.node)
             if node is None:
@@ -426,6 +460,33 @@ class RepairController:
             if bad:
                 unhealthy[h.name] = bad
         return unhealthy
+
+    def _lost_records(
+        self, lost: frozenset[str], breaker: BreakerState, now: float
+    ) -> list[Awaitable[object]]:
+        """egpu.io/lost-node on each lost node the breaker counted (when it counted it),
+        taken off a node that is back once the breaker's window has passed it."""
+        counted = dict(breaker.fenced_at)
+        writes: list[Awaitable[object]] = []
+        for name, node in self.runtime.nodes.store.items():
+            at = lost_record(node)
+            if name in lost and name in counted and at is None:
+                text: str | None = json.dumps({"at": counted[name]})
+            elif (
+                name not in lost
+                and _ann(node).get(LOST_NODE_ANNOTATION) is not None
+                and (at is None or now - at >= self.settings.breaker.window_s)
+            ):
+                text = None
+            else:
+                continue
+            writes.append(
+                self.runtime.client.patch(
+                    path_for("v1", "nodes", None, name),
+                    {"metadata": {"annotations": {LOST_NODE_ANNOTATION: text}}},
+                )
+            )
+        return writes
 
     async def _write_fence(
         self, node: JSON, health: NodeHealth, fenced: frozenset[int], now: float
@@ -494,14 +555,33 @@ class RepairController:
         within = domain_of_running(members, level, frozenset(skip))
         return room_for_members(self.free_nodes(), within, spec.gpus_per_pod, spec.gpu_model)
 
-    def hung(self, spec: GPUWorkloadSpec, members: list[MemberState], now: float) -> frozenset[str]:
-        """Members with no new progress for the workload's hang timeout."""
+    def hung(
+        self, spec: GPUWorkloadSpec, members: list[MemberState], now: float, namespace: str = ""
+    ) -> frozenset[str]:
+        """Members with no new progress for the workload's hang timeout. A clock still
+        for half the timeout is recorded on its member, for a new leader."""
         if spec.repair.hang_timeout is None:
             return frozenset()
-        running = {m.uid: m.progress for m in members if m.running and not m.deleting}
-        clocks = track_progress(self.progress, running, now)
+        timeout = parse_duration(spec.repair.hang_timeout)
+        live = [m for m in members if m.running and not m.deleting]
+        recorded = {m.uid: m.progress_seen for m in live if m.progress_seen is not None}
+        clocks = track_progress(self.progress, {m.uid: m.progress for m in live}, now, recorded)
         self._watched_progress.update(clocks)
-        return hung_members(clocks, parse_duration(spec.repair.hang_timeout), now)
+        by_uid = {m.uid: m for m in live}
+        for uid, clock in clocks_to_record(clocks, recorded, timeout, now).items():
+            self.runtime.spawn_once(self._record_clock(namespace, by_uid[uid], clock))
+        return hung_members(clocks, timeout, now)
+
+    async def _record_clock(self, namespace: str, member: MemberState, clock: Progress) -> None:
+        text = json.dumps({"value": clock.value, "since": clock.since})
+        try:
+            await self.runtime.client.patch(
+                path_for("v1", "pods", namespace, member.name),
+                # the UID: never written onto a replacement of the same name
+                {"metadata": {"uid": member.uid, "annotations": {PROGRESS_SEEN_ANNOTATION: text}}},
+            )
+        except (ApiError, TransportError) as exc:
+            log.info("pod %s: hang clock not recorded: %s", member.name, exc)
 
     async def repair_one(
         self,
@@ -519,7 +599,7 @@ class RepairController:
         gone = frozenset(m.node for m in members if m.node is not None and m.node not in nodes)
         lost = gone | self.lost
         record = record_of(body)
-        hung = self.hung(spec, members, now)
+        hung = self.hung(spec, members, now, body["metadata"]["namespace"])
         room = 0
         hit = {m.uid for m in affected_members(members, unhealthy, lost)}
         if (spec.repair.policy == "Shrink" and hit) or record.dropped:

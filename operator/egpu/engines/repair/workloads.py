@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from egpu.engines.repair.elastic import farthest_first
+from egpu.engines.repair.liveness import Progress
 
 
 class Action(StrEnum):
@@ -55,6 +56,7 @@ class MemberState:
     domain: tuple[tuple[str, str], ...] = ()  # (topology level, value) where it is bound
     running: bool = False  # phase Running: its progress is watched
     progress: str | None = None  # its progress annotation (hang detection)
+    progress_seen: Progress | None = None  # a hang clock recorded on it by a leader
 
 
 @dataclass(frozen=True, slots=True)
