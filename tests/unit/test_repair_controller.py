@@ -543,3 +543,37 @@ def test_a_new_leader_carries_on_the_hang_clock_recorded_on_the_members() -> Non
         assert workloads.health["ns/train"].reason == "Hung"
 
     asyncio.run(go())
+
+
+def test_a_grown_back_rank_that_is_never_placed_is_dropped_again_and_reported() -> None:
+    async def go() -> None:
+        t = 1_767_225_600.0  # when the fake API says every object was created
+        api = FakeApi()
+        runtime, workloads, repair = elastic_scene(api)
+        await set_ready(api, "n1", "False", t - 60)
+        await repair.cycle(t - 5)
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        await set_ready(api, "n1", "True", t - 4)
+        await repair.cycle(t - 3)  # room again: rank 1 comes back
+        await settle(api)
+        assert record_on(api)["grown"] == [1]
+        await workloads.reconcile(runtime.workloads["ns/train"])
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None  # created, never bound
+        await repair.cycle(t + 10)
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None
+        await repair.cycle(t + 31)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+        assert record_on(api)["dropped"] == [1] and record_on(api)["growFailedAt"] == t + 31
+        failed = [e for e in api.events if e["reason"] == "GrowBackFailed"]
+        assert failed and failed[0]["type"] == "Warning"
+        assert workloads.health["ns/train"].reason == "GrowBackFailed"
+        await repair.cycle(t + 32)  # room by GPU count, but held back
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        assert "tried again in" in workloads.health["ns/train"].message
+
+    asyncio.run(go())

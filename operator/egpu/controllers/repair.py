@@ -69,6 +69,7 @@ from egpu.engines.repair.workloads import (
     affected_members,
     decide_grow,
     decide_move,
+    decide_regrow_stuck,
     decide_repair,
 )
 from egpu.kube.client import JSON, ApiError, TransportError, gather_limited, path_for
@@ -619,8 +620,13 @@ class RepairController:
             room=room,
             hung=hung,
         )
+        retry_after = self.settings.backoff.max_s
+        if decision.action is Action.NOTHING and record.grown:
+            decision = (
+                decide_regrow_stuck(members, record, now, retry_after_s=retry_after) or decision
+            )
         if decision.action is Action.NOTHING and record.dropped:
-            decision = decide_grow(spec.replicas, record, room, breaker_open)
+            decision = decide_grow(spec.replicas, record, room, breaker_open, now, retry_after)
             if decision.action is Action.NOTHING and decision.reason:  # still shrunk
                 self.workloads.set_health(
                     key, HealthVerdict(False, decision.reason, decision.message)
@@ -684,6 +690,8 @@ class RepairController:
                 "lastRepair": new.last_repair,
                 "resumeFrom": new.resume_from,
                 **({"dropped": list(new.dropped)} if new.dropped else {}),
+                **({"grown": list(new.grown), "grownAt": new.grown_at} if new.grown else {}),
+                **({"growFailedAt": new.grow_failed_at} if new.grow_failed_at else {}),
             },
             sort_keys=True,
         )
@@ -730,19 +738,26 @@ def _ann(obj: JSON) -> dict[str, str]:
 def record_of(body: JSON) -> RepairRecord:
     raw = repair_record(body)
     restarts = raw.get("restarts")
-    last = raw.get("lastRepair")
     resume = raw.get("resumeFrom")
-    dropped = raw.get("dropped")
     return RepairRecord(
         restarts=restarts if isinstance(restarts, int) and restarts >= 0 else 0,
-        last_repair=float(last) if isinstance(last, int | float) else None,
+        last_repair=_seconds(raw.get("lastRepair")),
         resume_from=resume if isinstance(resume, str) and resume else None,
-        dropped=tuple(
-            sorted({r for r in dropped if isinstance(r, int) and r >= 0})
-            if isinstance(dropped, list)
-            else ()
-        ),
+        dropped=_ranks(raw.get("dropped")),
+        grown=_ranks(raw.get("grown")),
+        grown_at=_seconds(raw.get("grownAt")),
+        grow_failed_at=_seconds(raw.get("growFailedAt")),
     )
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _ranks(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(sorted({r for r in value if isinstance(r, int) and r >= 0}))
 
 
 def start(runtime: Runtime, workloads: WorkloadController) -> RepairController:
