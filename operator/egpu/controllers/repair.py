@@ -224,6 +224,7 @@ class RepairController:
         self.not_ready_seen: dict[str, float] = {}  # node -> when first seen not Ready
         self.lost: frozenset[str] = frozenset()  # lost nodes the breaker let through
         self.progress: dict[str, Progress] = {}  # member UID -> its last progress
+        self.clocks_written: dict[str, Progress] = {}  # member UID -> clock recorded on it
         self._free: list[FreeNode] | None = None  # the ledger's free GPUs, this pass
         self._watched_progress: dict[str, Progress] = {}  # the clocks this pass keeps
         self._restored = False
@@ -542,6 +543,9 @@ class RepairController:
             except Exception:  # one strange workload must not stop the others
                 log.exception("repair of %s failed", key)
         self.progress = self._watched_progress  # members no longer watched are forgotten
+        self.clocks_written = {
+            u: p for u, p in self.clocks_written.items() if u in self._watched_progress
+        }
 
     def free_nodes(self) -> list[FreeNode]:
         """The ledger's free GPUs per node, read once a pass (only when asked)."""
@@ -557,7 +561,7 @@ class RepairController:
         return room_for_members(self.free_nodes(), within, spec.gpus_per_pod, spec.gpu_model)
 
     def hung(
-        self, spec: GPUWorkloadSpec, members: list[MemberState], now: float, namespace: str = ""
+        self, spec: GPUWorkloadSpec, members: list[MemberState], now: float, namespace: str
     ) -> frozenset[str]:
         """Members with no new progress for the workload's hang timeout. A clock still
         for half the timeout is recorded on its member, for a new leader."""
@@ -569,7 +573,9 @@ class RepairController:
         clocks = track_progress(self.progress, {m.uid: m.progress for m in live}, now, recorded)
         self._watched_progress.update(clocks)
         by_uid = {m.uid: m for m in live}
-        for uid, clock in clocks_to_record(clocks, recorded, timeout, now).items():
+        written = {u: p for u, p in self.clocks_written.items() if u in by_uid}
+        for uid, clock in clocks_to_record(clocks, recorded | written, timeout, now).items():
+            self.clocks_written[uid] = clock  # not again while the pod cache catches up
             self.runtime.spawn_once(self._record_clock(namespace, by_uid[uid], clock))
         return hung_members(clocks, timeout, now)
 
