@@ -26,7 +26,9 @@ is spread evenly over the other kinds.
 
 Per fault, from its injection (wall clock): `detect` when the bench's watch sees the
 node's gpu-health report name the GPU (split into: until the agent's reading that found
-it, its `checkedAt`; and from that reading until the bench saw it written) (for a
+it, its `checkedAt`; and from that reading until the bench saw it written;
+`detect_in_a_reading` leaves out the kinds found only after a set time, 10 s each:
+stalled telemetry, a lost node, a hang) (for a
 deleted node: the deletion; for a lost node
 or a hang, which no agent reports: the repair controller deleting a member of the gang,
 so it includes the grace or the timeout), `fence` when its unhealthy-gpus annotation
@@ -82,6 +84,9 @@ KINDS = [  # (kind, share)
 OTHER = ["xid=119", "nvlink-recovery=5", "nvlink-down", "temp=97", "nvml-down", "stall", "node"]
 OTHER += ["notready", "hang"]
 NOT_REPORTED = ("node", "notready", "hang")  # no agent injection: the bench acts itself
+# found only once a set time has passed: stalled telemetry (the agent's --stall-after),
+# a lost node (EGPU_NODE_LOST_AFTER), a hang (hangTimeout); all 10 s here
+AFTER_A_TIMEOUT = ("stall", "notready", "hang")
 FAULT_LABEL = "egpu.io/sim-fault"
 PROGRESS = "bench.egpu.io/step"
 KINDS += [(k, (1 - 0.301 - 0.172) / len(OTHER)) for k in OTHER]
@@ -458,6 +463,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # -- figures ---------------------------------------------------------------------
     detect = [f.detect - f.at for f in faults if f.detect is not None]
     by_agent = [f for f in faults if f.kind not in NOT_REPORTED and f.detect is not None]
+    at_once = [f.detect - f.at for f in by_agent if kinds_of(f) not in AFTER_A_TIMEOUT]
     to_reading = [f.reading - f.at for f in by_agent if f.reading is not None]
     reading_to_seen = [f.detect - f.reading for f in by_agent if f.reading is not None]
     fence_after = [f.fence - f.detect for f in by_agent if f.fence is not None]
@@ -508,6 +514,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "detect_p99_s": quantiles(detect)[1],
         "detect_by_agent_p50_s": quantiles([f.detect - f.at for f in by_agent])[0],
         "detect_by_agent_p99_s": quantiles([f.detect - f.at for f in by_agent])[1],
+        "detect_in_a_reading_p50_s": quantiles(at_once)[0],
+        "detect_in_a_reading_p99_s": quantiles(at_once)[1],
         "detect_split_p50_p99_s": {
             "fault_to_agent_reading": quantiles(to_reading),
             "agent_reading_to_seen_written": quantiles(reading_to_seen),
@@ -526,6 +534,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "faults_by_kind": {
             k: sum(1 for f in faults if kinds_of(f) == k) for k in sorted(kinds_all)
         },
+        "detect_s": sorted((kinds_of(f), _round(f.detect - f.at)) for f in by_agent),
         "detect_by_kind_p50_s": {
             kind: _round(
                 quantiles([f.detect - f.at for f in faults if f.detect and kinds_of(f) == kind])[0]
