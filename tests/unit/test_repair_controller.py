@@ -577,3 +577,50 @@ def test_a_grown_back_rank_that_is_never_placed_is_dropped_again_and_reported() 
         assert "tried again in" in workloads.health["ns/train"].message
 
     asyncio.run(go())
+
+
+def test_a_slow_repair_of_one_workload_does_not_hold_back_another() -> None:
+    """Repairs of different workloads in one pass go on side by side: a fault under one
+    is not left waiting behind the API calls of another's repair."""
+
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = scene(api)
+        other = workload()
+        other["metadata"].update({"name": "other", "uid": "uid-other"})
+        other_path = WORKLOAD_PATH.replace("/train", "/other")
+        runtime.workloads["ns/other"] = other
+        api.objects[other_path] = other
+        for rank, gpus in ((0, "0,1,2,3"), (1, "4,5,6,7")):
+            api.add_pod(
+                member_pod(
+                    "other", rank, 2, gpus=4, node="n1", annotations={"egpu.io/gpu-ids": gpus}
+                )
+            )
+        await api.settle()
+        await agent_says(api, "n0", report({6: "Xid: XID 79"}))
+        await agent_says(api, "n1", report({6: "Xid: XID 79"}))
+        release = asyncio.Event()
+        patch = api.patch
+
+        async def slow(path: str, body: Any, content_type: str = "") -> Any:
+            if path == WORKLOAD_PATH:  # train's record: the API server is slow for it
+                await release.wait()
+            return await patch(path, body, content_type)
+
+        api.patch = slow  # type: ignore[method-assign]
+        passing = asyncio.create_task(repair.cycle(NOW))
+        try:
+
+            async def other_repaired() -> None:
+                while api.pod("ns", "other-1") is not None:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(other_repaired(), 3)
+        finally:
+            release.set()
+            await passing
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+
+    asyncio.run(go())

@@ -77,6 +77,7 @@ from egpu.observability.metrics import FENCE_BREAKER_OPEN, FENCED_GPUS, FENCES_R
 
 log = logging.getLogger("egpu.controllers.repair")
 ASKED_TTL_S = 600.0
+REPAIRS_IN_FLIGHT = 16  # workloads repaired at once in a pass
 
 
 Move = tuple[JSON, MoveDecision, list[MemberState], float]  # body, decision, members, grace
@@ -535,13 +536,20 @@ class RepairController:
         breaker_open = self.breaker.open(self.settings.breaker, now)
         self._free = None
         self._watched_progress = {}
-        for key, body in list(self.runtime.workloads.items()):
+
+        async def one(key: str, body: JSON) -> None:
             try:
                 await self.repair_one(key, body, now, unhealthy, nodes, breaker_open)
             except (ApiError, TransportError) as exc:
                 log.warning("repair of %s failed: %s", key, exc)
             except Exception:  # one strange workload must not stop the others
                 log.exception("repair of %s failed", key)
+
+        # side by side: one workload's API calls never hold back another's repair (nor
+        # the next pass's fences) under a burst of faults
+        await gather_limited(
+            REPAIRS_IN_FLIGHT, *(one(k, b) for k, b in list(self.runtime.workloads.items()))
+        )
         self.progress = self._watched_progress  # members no longer watched are forgotten
         self.clocks_written = {
             u: p for u, p in self.clocks_written.items() if u in self._watched_progress
