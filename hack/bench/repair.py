@@ -28,7 +28,9 @@ Per fault, from its injection (wall clock): `detect` when the bench's watch sees
 node's gpu-health report name the GPU (split into: until the agent's reading that found
 it, its `checkedAt`; and from that reading until the bench saw it written;
 `detect_in_a_reading` leaves out the kinds found only after a set time, 10 s each:
-stalled telemetry, a lost node, a hang) (for a
+stalled telemetry, a lost node, a hang; `detect_written` ends when the API server took
+the report, from the node's managedFields, to the second: what the bench's own watch
+adds under load is left out) (for a
 deleted node: the deletion; for a lost node
 or a hang, which no agent reports: the repair controller deleting a member of the gang,
 so it includes the grace or the timeout), `fence` when its unhealthy-gpus annotation
@@ -65,6 +67,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
 
+from egpu.controllers.common import parse_time  # noqa: E402
 from egpu.kube.client import ApiError, Credentials, KubeClient  # noqa: E402
 from egpu.sim.nodes import ClusterShape, create_nodes, node_manifests  # noqa: E402
 
@@ -168,12 +171,29 @@ class Fault:
         self.uids = uids  # the gang's member UIDs before
         self.detect: float | None = None
         self.reading: float | None = None  # checkedAt of the agent's report naming it
+        self.written: float | None = None  # when the API server took that report
         self.fence: float | None = None
         self.recover: float | None = None
 
 
+def written_at(node: dict[str, Any], annotation: str, seen: float) -> float | None:
+    """When the API server took the last write of `annotation` on the node: the time of
+    the managedFields entry owning it, whole seconds rounded down, so one second is
+    added (an upper bound, never later than the bench saw it)."""
+    times = [
+        e.get("time")
+        for e in node["metadata"].get("managedFields") or []
+        if f'"f:{annotation}"' in json.dumps(e.get("fieldsV1") or {})
+    ]
+    stamps = [parse_time(t) for t in times if isinstance(t, str)]
+    known = [t for t in stamps if t is not None]
+    return min(max(known) + 1, seen) if known else None
+
+
 class Watch:
-    """Nodes and the bench's pods, watched from their own thread; checks each fault."""
+    """Nodes and the bench's pods, watched from their own thread; checks each fault.
+    An event checks only the faults of its node or its pod's gang (a full check on
+    every event of 1,000 nodes made the bench's own watch lag under load)."""
 
     def __init__(self, kubeconfig: str) -> None:
         self.kubeconfig = kubeconfig
@@ -182,60 +202,79 @@ class Watch:
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self.gone: set[str] = set()
+        self.fenced: dict[str, set[int]] = {}  # node -> its egpu.io/unhealthy-gpus
+        self.gangs: dict[str, dict[str, dict[str, Any]]] = {}  # gang -> pod name -> pod
 
-    def fenced(self) -> set[tuple[str, int]]:
-        out = set()
-        for name, node in self.nodes.items():
+    def node_event(self, name: str, node: dict[str, Any] | None, at: float) -> None:
+        if node is None:
+            self.fenced.pop(name, None)
+        else:
             text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
-            out |= {(name, int(i)) for i in (text or "").split(",") if i.strip().isdigit()}
-        return out
+            self.fenced[name] = {int(i) for i in (text or "").split(",") if i.strip().isdigit()}
+        for f in self.faults:
+            if f.node == name:
+                self.check_fault(f, at)
+
+    def pod_event(self, pod: dict[str, Any], deleted: bool, at: float) -> None:
+        gang = str((pod["metadata"].get("labels") or {}).get("egpu.io/workload"))
+        pods = self.gangs.setdefault(gang, {})
+        if deleted or not live(pod):
+            pods.pop(pod["metadata"]["name"], None)
+        else:
+            pods[pod["metadata"]["name"]] = pod
+        for f in self.faults:
+            if f.gang == gang:
+                self.check_fault(f, at)
 
     def check(self, at: float) -> None:
-        fenced = None
-        gangs: dict[str, list[dict[str, Any]]] | None = None
-        live_uids: set[str] | None = None
-        lost = {f.node for f in self.faults if f.kind == "notready" and f.at <= at}
+        """Everything afresh (after a list)."""
+        self.fenced = {}
+        for name, node in self.nodes.items():
+            text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
+            self.fenced[name] = {int(i) for i in (text or "").split(",") if i.strip().isdigit()}
+        self.gangs = {}
+        for p in self.pods.values():
+            if live(p):
+                label = str((p["metadata"].get("labels") or {}).get("egpu.io/workload"))
+                self.gangs.setdefault(label, {})[p["metadata"]["name"]] = p
         for f in self.faults:
-            if at < f.at:
-                continue
-            node = self.nodes.get(f.node)
-            if f.detect is None:
-                if f.kind == "node":
-                    if f.node in self.gone:
-                        f.detect = f.fence = at
-                elif f.kind in ("notready", "hang"):
-                    if live_uids is None:
-                        live_uids = {p["metadata"]["uid"] for p in self.pods.values() if live(p)}
-                    if f.uids - live_uids:  # the repair controller took a member away
-                        f.detect = f.fence = at
-                elif node is not None:
-                    text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
-                    report = json.loads(text) if text else {}
-                    if str(f.gpu) in report.get("unhealthy", {}):
-                        f.detect = at
-                        checked = report.get("checkedAt")
-                        f.reading = checked if isinstance(checked, int | float) else None
-            if f.fence is None and node is not None:
-                text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
-                if str(f.gpu) in (text or "").split(","):
-                    f.fence = at
-            if f.fence is not None and f.recover is None:
-                fenced = self.fenced() if fenced is None else fenced
-                if gangs is None:
-                    gangs = {}
-                    for p in self.pods.values():
-                        if live(p):
-                            label = (p["metadata"].get("labels") or {}).get("egpu.io/workload")
-                            gangs.setdefault(str(label), []).append(p)
-                gang = gangs.get(f.gang, [])
-                if (
-                    len(gang) == GANG_PODS
-                    and all(ready(p) for p in gang)
-                    and any(p["metadata"]["uid"] not in f.uids for p in gang)
-                    and not any(gpus_of(p) & fenced for p in gang)
-                    and not any(p["spec"].get("nodeName") in self.gone | lost for p in gang)
-                ):
-                    f.recover = at
+            self.check_fault(f, at)
+
+    def check_fault(self, f: Fault, at: float) -> None:
+        if at < f.at:
+            return
+        node = self.nodes.get(f.node)
+        gang = list(self.gangs.get(f.gang, {}).values())
+        if f.detect is None:
+            if f.kind == "node":
+                if f.node in self.gone:
+                    f.detect = f.fence = at
+            elif f.kind in ("notready", "hang"):
+                if f.uids - {p["metadata"]["uid"] for p in gang}:  # a member taken away
+                    f.detect = f.fence = at
+            elif node is not None:
+                text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
+                report = json.loads(text) if text else {}
+                if str(f.gpu) in report.get("unhealthy", {}):
+                    f.detect = at
+                    checked = report.get("checkedAt")
+                    f.reading = checked if isinstance(checked, int | float) else None
+                    f.written = written_at(node, "egpu.io/gpu-health", at)
+        if f.fence is None and f.gpu in self.fenced.get(f.node, set()):
+            f.fence = at
+        if f.fence is not None and f.recover is None:
+            lost = {g.node for g in self.faults if g.kind == "notready" and g.at <= at}
+            if (
+                len(gang) == GANG_PODS
+                and all(ready(p) for p in gang)
+                and any(p["metadata"]["uid"] not in f.uids for p in gang)
+                and not any(
+                    {i for _, i in gpus_of(p)} & self.fenced.get(p["spec"].get("nodeName"), set())
+                    for p in gang
+                )
+                and not any(p["spec"].get("nodeName") in self.gone | lost for p in gang)
+            ):
+                f.recover = at
 
     def start(self) -> None:
         self.stopped = False
@@ -267,14 +306,21 @@ class Watch:
                 async for event in client.watch(path, rv):
                     obj = event.get("object") or {}
                     name = obj.get("metadata", {}).get("name")
+                    kind = event.get("type")
+                    if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
                     with self.lock:
-                        if event.get("type") == "DELETED":
+                        at = time.time()
+                        if kind == "DELETED":
                             store.pop(name, None)
                             if store is self.nodes:
                                 self.gone.add(name)
-                        elif event.get("type") in ("ADDED", "MODIFIED"):
+                        else:
                             store[name] = obj
-                        self.check(time.time())
+                        if store is self.nodes:
+                            self.node_event(name, None if kind == "DELETED" else obj, at)
+                        else:
+                            self.pod_event(obj, kind == "DELETED", at)
             except ApiError as exc:
                 if exc.status != 410:
                     raise
@@ -466,6 +512,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     at_once = [f.detect - f.at for f in by_agent if kinds_of(f) not in AFTER_A_TIMEOUT]
     to_reading = [f.reading - f.at for f in by_agent if f.reading is not None]
     reading_to_seen = [f.detect - f.reading for f in by_agent if f.reading is not None]
+    reading_to_written = [
+        f.written - f.reading for f in by_agent if f.reading is not None and f.written is not None
+    ]
+    written_to_seen = [f.detect - f.written for f in by_agent if f.written is not None]
+    detect_written = [f.written - f.at for f in by_agent if f.written is not None]
     fence_after = [f.fence - f.detect for f in by_agent if f.fence is not None]
     recover = [f.recover - f.at for f in faults if f.recover is not None]
     kinds_all = {kinds_of(f) for f in faults}
@@ -514,11 +565,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "detect_p99_s": quantiles(detect)[1],
         "detect_by_agent_p50_s": quantiles([f.detect - f.at for f in by_agent])[0],
         "detect_by_agent_p99_s": quantiles([f.detect - f.at for f in by_agent])[1],
+        "detect_written_by_agent_p50_s": quantiles(detect_written)[0],
+        "detect_written_by_agent_p99_s": quantiles(detect_written)[1],
         "detect_in_a_reading_p50_s": quantiles(at_once)[0],
         "detect_in_a_reading_p99_s": quantiles(at_once)[1],
         "detect_split_p50_p99_s": {
             "fault_to_agent_reading": quantiles(to_reading),
             "agent_reading_to_seen_written": quantiles(reading_to_seen),
+            "agent_reading_to_written": quantiles(reading_to_written),
+            "written_to_seen_by_the_bench": quantiles(written_to_seen),
             "seen_to_fenced": quantiles(fence_after),
         },
         "recover_p50_s": quantiles(recover)[0],
