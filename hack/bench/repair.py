@@ -364,7 +364,26 @@ def start_operator(kubeconfig: str, env: dict[str, str], logs: Path) -> subproce
     return start(argv, logs / "operator.log", env)
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        return await measure(args, procs)
+    finally:  # also when the gangs never start: no operator left behind
+        stop(procs)
+
+
+async def measure(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
     kubeconfig = str(RUN_DIR / "kubeconfig")
     shape = ClusterShape(
         blocks=args.blocks, leaves_per_block=args.leaves, nodes_per_leaf=args.nodes,
@@ -388,7 +407,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     logs = RUN_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
     async with KubeClient(Credentials.load(kubeconfig)) as client:
         await client.create("/apis/egpu.io/v1alpha1/gputopologies", topology)
         await client.create(
@@ -498,13 +516,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             items, _ = await client.list_all(path)
             watch.stopped = True
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
 
     # -- figures ---------------------------------------------------------------------
     detect = [f.detect - f.at for f in faults if f.detect is not None]
