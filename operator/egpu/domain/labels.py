@@ -63,7 +63,8 @@ WITHIN_ANNOTATION = "egpu.io/within"
 # On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
 RESUME_FROM_ANNOTATION = "egpu.io/resume-from"
 # On a GPUWorkload: the repair controller's record {"restarts", "lastRepair",
-# "resumeFrom"}, so a new leader knows the retry budget spent.
+# "resumeFrom"; elastic: "dropped", "grown", "grownAt", "growFailedAt"}, so a new
+# leader knows the retry budget spent and the ranks shrunk away.
 REPAIR_ANNOTATION = "egpu.io/repair"
 # On a member whose progress (its workload's progressAnnotation) stood still for half
 # its hang timeout: {"value", "since"}, the repair controller's hang clock, so a new
