@@ -3,12 +3,15 @@
 running gangs; detection and recovery times; effective training time.
 
     .venv/bin/python hack/bench/repair.py [--blocks 4 --leaves 10 --nodes 25]
-        [--gangs 200] [--faults 40] [--trace 180]
+        [--gangs 200] [--faults 40] [--trace 180] [--agents 10]
 
 A fresh control plane (its own run directory) gets blocks x leaves x nodes simulated
 nodes of 8 GPUs, the operator, and `--gangs` GPUWorkloads of 4 pods x 8 GPUs (each gang
-required under one leaf; half ReplaceMember, half RestartGang). One simulated agent
-process (`egpu agent --simulate`, 2 s polls) serves every node. Once every gang runs,
+required under one leaf; half ReplaceMember, half RestartGang). `--agents` simulated
+agent processes (`egpu agent --simulate`, 2 s polls) each serve an equal share of the
+nodes, every node on its own clock as the DaemonSet's agent on it would be (a real
+cluster runs one agent per node; fewer processes, because every one of them shares
+this machine's cores with the control plane). Once every gang runs,
 `--faults` faults are played within `--trace` seconds, each on a GPU (or the node) of a
 different running gang, of these kinds: XID 79 (fallen off the bus), a GPU lost, a new
 uncorrectable ECC error, a row-remap failure, a GSP error (XID 119), NVLink recovery
@@ -22,7 +25,13 @@ once the repair is seen, so the restarted job is not hung again). Shares: Llama 
 is spread evenly over the other kinds.
 
 Per fault, from its injection (wall clock): `detect` when the bench's watch sees the
-node's gpu-health report name the GPU (for a deleted node: the deletion; for a lost node
+node's gpu-health report name the GPU (split into: until the agent's reading that found
+it, its `checkedAt`; and from that reading until the bench saw it written;
+`detect_in_a_reading` leaves out the kinds found only after a set time, 10 s each:
+stalled telemetry, a lost node, a hang; `detect_written` ends when the API server took
+the report, from the node's managedFields, to the second: what the bench's own watch
+adds under load is left out) (for a
+deleted node: the deletion; for a lost node
 or a hang, which no agent reports: the repair controller deleting a member of the gang,
 so it includes the grace or the timeout), `fence` when its unhealthy-gpus annotation
 does (lost nodes and hangs: at detection, nothing is fenced), `recover` when the gang
@@ -58,6 +67,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
 
+from egpu.controllers.common import parse_time  # noqa: E402
 from egpu.kube.client import ApiError, Credentials, KubeClient  # noqa: E402
 from egpu.sim.nodes import ClusterShape, create_nodes, node_manifests  # noqa: E402
 
@@ -77,6 +87,9 @@ KINDS = [  # (kind, share)
 OTHER = ["xid=119", "nvlink-recovery=5", "nvlink-down", "temp=97", "nvml-down", "stall", "node"]
 OTHER += ["notready", "hang"]
 NOT_REPORTED = ("node", "notready", "hang")  # no agent injection: the bench acts itself
+# found only once a set time has passed: stalled telemetry (the agent's --stall-after),
+# a lost node (EGPU_NODE_LOST_AFTER), a hang (hangTimeout); all 10 s here
+AFTER_A_TIMEOUT = ("stall", "notready", "hang")
 FAULT_LABEL = "egpu.io/sim-fault"
 PROGRESS = "bench.egpu.io/step"
 KINDS += [(k, (1 - 0.301 - 0.172) / len(OTHER)) for k in OTHER]
@@ -157,12 +170,30 @@ class Fault:
         self.gang, self.node, self.gpu, self.kind, self.at = gang, node, gpu, kind, at
         self.uids = uids  # the gang's member UIDs before
         self.detect: float | None = None
+        self.reading: float | None = None  # checkedAt of the agent's report naming it
+        self.written: float | None = None  # when the API server took that report
         self.fence: float | None = None
         self.recover: float | None = None
 
 
+def written_at(node: dict[str, Any], annotation: str, seen: float) -> float | None:
+    """When the API server took the last write of `annotation` on the node: the time of
+    the managedFields entry owning it, whole seconds rounded down, so one second is
+    added (an upper bound, never later than the bench saw it)."""
+    times = [
+        e.get("time")
+        for e in node["metadata"].get("managedFields") or []
+        if f'"f:{annotation}"' in json.dumps(e.get("fieldsV1") or {})
+    ]
+    stamps = [parse_time(t) for t in times if isinstance(t, str)]
+    known = [t for t in stamps if t is not None]
+    return min(max(known) + 1, seen) if known else None
+
+
 class Watch:
-    """Nodes and the bench's pods, watched from their own thread; checks each fault."""
+    """Nodes and the bench's pods, watched from their own thread; checks each fault.
+    An event checks only the faults of its node or its pod's gang (a full check on
+    every event of 1,000 nodes made the bench's own watch lag under load)."""
 
     def __init__(self, kubeconfig: str) -> None:
         self.kubeconfig = kubeconfig
@@ -171,57 +202,79 @@ class Watch:
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self.gone: set[str] = set()
+        self.fenced: dict[str, set[int]] = {}  # node -> its egpu.io/unhealthy-gpus
+        self.gangs: dict[str, dict[str, dict[str, Any]]] = {}  # gang -> pod name -> pod
 
-    def fenced(self) -> set[tuple[str, int]]:
-        out = set()
-        for name, node in self.nodes.items():
+    def node_event(self, name: str, node: dict[str, Any] | None, at: float) -> None:
+        if node is None:
+            self.fenced.pop(name, None)
+        else:
             text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
-            out |= {(name, int(i)) for i in (text or "").split(",") if i.strip().isdigit()}
-        return out
+            self.fenced[name] = {int(i) for i in (text or "").split(",") if i.strip().isdigit()}
+        for f in self.faults:
+            if f.node == name:
+                self.check_fault(f, at)
+
+    def pod_event(self, pod: dict[str, Any], deleted: bool, at: float) -> None:
+        gang = str((pod["metadata"].get("labels") or {}).get("egpu.io/workload"))
+        pods = self.gangs.setdefault(gang, {})
+        if deleted or not live(pod):
+            pods.pop(pod["metadata"]["name"], None)
+        else:
+            pods[pod["metadata"]["name"]] = pod
+        for f in self.faults:
+            if f.gang == gang:
+                self.check_fault(f, at)
 
     def check(self, at: float) -> None:
-        fenced = None
-        gangs: dict[str, list[dict[str, Any]]] | None = None
-        live_uids: set[str] | None = None
-        lost = {f.node for f in self.faults if f.kind == "notready" and f.at <= at}
+        """Everything afresh (after a list)."""
+        self.fenced = {}
+        for name, node in self.nodes.items():
+            text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
+            self.fenced[name] = {int(i) for i in (text or "").split(",") if i.strip().isdigit()}
+        self.gangs = {}
+        for p in self.pods.values():
+            if live(p):
+                label = str((p["metadata"].get("labels") or {}).get("egpu.io/workload"))
+                self.gangs.setdefault(label, {})[p["metadata"]["name"]] = p
         for f in self.faults:
-            if at < f.at:
-                continue
-            node = self.nodes.get(f.node)
-            if f.detect is None:
-                if f.kind == "node":
-                    if f.node in self.gone:
-                        f.detect = f.fence = at
-                elif f.kind in ("notready", "hang"):
-                    if live_uids is None:
-                        live_uids = {p["metadata"]["uid"] for p in self.pods.values() if live(p)}
-                    if f.uids - live_uids:  # the repair controller took a member away
-                        f.detect = f.fence = at
-                elif node is not None:
-                    text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
-                    if text and str(f.gpu) in json.loads(text).get("unhealthy", {}):
-                        f.detect = at
-            if f.fence is None and node is not None:
-                text = (node["metadata"].get("annotations") or {}).get("egpu.io/unhealthy-gpus")
-                if str(f.gpu) in (text or "").split(","):
-                    f.fence = at
-            if f.fence is not None and f.recover is None:
-                fenced = self.fenced() if fenced is None else fenced
-                if gangs is None:
-                    gangs = {}
-                    for p in self.pods.values():
-                        if live(p):
-                            label = (p["metadata"].get("labels") or {}).get("egpu.io/workload")
-                            gangs.setdefault(str(label), []).append(p)
-                gang = gangs.get(f.gang, [])
-                if (
-                    len(gang) == GANG_PODS
-                    and all(ready(p) for p in gang)
-                    and any(p["metadata"]["uid"] not in f.uids for p in gang)
-                    and not any(gpus_of(p) & fenced for p in gang)
-                    and not any(p["spec"].get("nodeName") in self.gone | lost for p in gang)
-                ):
-                    f.recover = at
+            self.check_fault(f, at)
+
+    def check_fault(self, f: Fault, at: float) -> None:
+        if at < f.at:
+            return
+        node = self.nodes.get(f.node)
+        gang = list(self.gangs.get(f.gang, {}).values())
+        if f.detect is None:
+            if f.kind == "node":
+                if f.node in self.gone:
+                    f.detect = f.fence = at
+            elif f.kind in ("notready", "hang"):
+                if f.uids - {p["metadata"]["uid"] for p in gang}:  # a member taken away
+                    f.detect = f.fence = at
+            elif node is not None:
+                text = (node["metadata"].get("annotations") or {}).get("egpu.io/gpu-health")
+                report = json.loads(text) if text else {}
+                if str(f.gpu) in report.get("unhealthy", {}):
+                    f.detect = at
+                    checked = report.get("checkedAt")
+                    f.reading = checked if isinstance(checked, int | float) else None
+                    f.written = written_at(node, "egpu.io/gpu-health", at)
+        if f.fence is None and f.gpu in self.fenced.get(f.node, set()):
+            f.fence = at
+        if f.fence is not None and f.recover is None:
+            lost = {g.node for g in self.faults if g.kind == "notready" and g.at <= at}
+            if (
+                len(gang) == GANG_PODS
+                and all(ready(p) for p in gang)
+                and any(p["metadata"]["uid"] not in f.uids for p in gang)
+                and not any(
+                    {i for _, i in gpus_of(p)} & self.fenced.get(p["spec"].get("nodeName"), set())
+                    for p in gang
+                )
+                and not any(p["spec"].get("nodeName") in self.gone | lost for p in gang)
+            ):
+                f.recover = at
 
     def start(self) -> None:
         self.stopped = False
@@ -253,14 +306,21 @@ class Watch:
                 async for event in client.watch(path, rv):
                     obj = event.get("object") or {}
                     name = obj.get("metadata", {}).get("name")
+                    kind = event.get("type")
+                    if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                        continue
                     with self.lock:
-                        if event.get("type") == "DELETED":
+                        at = time.time()
+                        if kind == "DELETED":
                             store.pop(name, None)
                             if store is self.nodes:
                                 self.gone.add(name)
-                        elif event.get("type") in ("ADDED", "MODIFIED"):
+                        else:
                             store[name] = obj
-                        self.check(time.time())
+                        if store is self.nodes:
+                            self.node_event(name, None if kind == "DELETED" else obj, at)
+                        else:
+                            self.pod_event(obj, kind == "DELETED", at)
             except ApiError as exc:
                 if exc.status != 410:
                     raise
@@ -304,7 +364,26 @@ def start_operator(kubeconfig: str, env: dict[str, str], logs: Path) -> subproce
     return start(argv, logs / "operator.log", env)
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        return await measure(args, procs)
+    finally:  # also when the gangs never start: no operator left behind
+        stop(procs)
+
+
+async def measure(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
     kubeconfig = str(RUN_DIR / "kubeconfig")
     shape = ClusterShape(
         blocks=args.blocks, leaves_per_block=args.leaves, nodes_per_leaf=args.nodes,
@@ -328,7 +407,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     logs = RUN_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs: list[subprocess.Popen[bytes]] = []
     async with KubeClient(Credentials.load(kubeconfig)) as client:
         await client.create("/apis/egpu.io/v1alpha1/gputopologies", topology)
         await client.create(
@@ -398,9 +476,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         agent = [str(Path(sys.executable).parent / "egpu"), "--kubeconfig", kubeconfig, "agent"]
         agent += ["--simulate", "--interval", "2s", "--heartbeat", "300s", "--stall-after", "10s"]
         agent += ["--quiet-period", "1h", "--metrics-port", "0", "--epoch", str(epoch)]
-        agent += [a for n in names for a in ("--node", n)]
-        agent += [a for i in injects for a in ("--inject", i)]
-        procs.append(start(agent, logs / "agent.log", ENV))
+        shards = max(1, min(args.agents, len(names)))
+        for k in range(shards):
+            mine = names[k::shards]  # each process a share of the nodes, as a DaemonSet
+            argv = agent + [a for n in mine for a in ("--node", n)]
+            argv += [a for i in injects if i.split(":")[1] in mine for a in ("--inject", i)]
+            procs.append(start(argv, logs / f"agent-{k}.log", ENV))
 
         def reported() -> int:
             with watch.lock:
@@ -435,16 +516,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             items, _ = await client.list_all(path)
             watch.stopped = True
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
 
     # -- figures ---------------------------------------------------------------------
     detect = [f.detect - f.at for f in faults if f.detect is not None]
+    by_agent = [f for f in faults if f.kind not in NOT_REPORTED and f.detect is not None]
+    at_once = [f.detect - f.at for f in by_agent if kinds_of(f) not in AFTER_A_TIMEOUT]
+    to_reading = [f.reading - f.at for f in by_agent if f.reading is not None]
+    reading_to_seen = [f.detect - f.reading for f in by_agent if f.reading is not None]
+    reading_to_written = [
+        f.written - f.reading for f in by_agent if f.reading is not None and f.written is not None
+    ]
+    written_to_seen = [f.detect - f.written for f in by_agent if f.written is not None]
+    detect_written = [f.written - f.at for f in by_agent if f.written is not None]
+    fence_after = [f.fence - f.detect for f in by_agent if f.fence is not None]
     recover = [f.recover - f.at for f in faults if f.recover is not None]
     kinds_all = {kinds_of(f) for f in faults}
     kinds_found = {kinds_of(f) for f in faults if f.detect is not None}
@@ -490,6 +575,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "recovered": len(recover),
         "detect_p50_s": quantiles(detect)[0],
         "detect_p99_s": quantiles(detect)[1],
+        "detect_by_agent_p50_s": quantiles([f.detect - f.at for f in by_agent])[0],
+        "detect_by_agent_p99_s": quantiles([f.detect - f.at for f in by_agent])[1],
+        "detect_written_by_agent_p50_s": quantiles(detect_written)[0],
+        "detect_written_by_agent_p99_s": quantiles(detect_written)[1],
+        "detect_in_a_reading_p50_s": quantiles(at_once)[0],
+        "detect_in_a_reading_p99_s": quantiles(at_once)[1],
+        "detect_split_p50_p99_s": {
+            "fault_to_agent_reading": quantiles(to_reading),
+            "agent_reading_to_seen_written": quantiles(reading_to_seen),
+            "agent_reading_to_written": quantiles(reading_to_written),
+            "written_to_seen_by_the_bench": quantiles(written_to_seen),
+            "seen_to_fenced": quantiles(fence_after),
+        },
         "recover_p50_s": quantiles(recover)[0],
         "recover_p99_s": quantiles(recover)[1],
         "sim_start_delay_s": int(ENV.get("EGPU_SIM_READY_DELAY_MS", "1000")) / 1000,
@@ -503,6 +601,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "faults_by_kind": {
             k: sum(1 for f in faults if kinds_of(f) == k) for k in sorted(kinds_all)
         },
+        "detect_s": sorted((kinds_of(f), _round(f.detect - f.at)) for f in by_agent),
         "detect_by_kind_p50_s": {
             kind: _round(
                 quantiles([f.detect - f.at for f in faults if f.detect and kinds_of(f) == kind])[0]
@@ -511,6 +610,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "pods_lost": lost,
         "pods_duplicated": duplicated,
+        "agent_processes": shards,
         "agent_ready_before_trace_s": round(epoch - agent_ready, 1),
         "faults_before_agent_ready": sum(1 for f in faults if f.at < agent_ready),
         "unrecovered": sorted(f"{f.gang}:{f.kind}" for f in faults if f.recover is None),
@@ -534,6 +634,7 @@ def main() -> int:
     p.add_argument("--node-lost-after", default="10s", help="the operator's EGPU_NODE_LOST_AFTER")
     p.add_argument("--hang-timeout", default="10s", help="hangTimeout of a hung job")
     p.add_argument("--kinds", default="", help="only these fault kinds (comma-separated)")
+    p.add_argument("--agents", type=int, default=10, help="simulated agent processes")
     args = p.parse_args()
     subprocess.run([*LOCALCLUSTER, "up", "--fresh"], env=ENV, check=True, stdout=subprocess.DEVNULL)
     try:

@@ -535,3 +535,53 @@ def test_a_job_that_stops_reporting_progress_is_hung_and_restarted(
             assert pod["metadata"]["annotations"]["egpu.io/resume-from"] == "step-1000"
     finally:
         cluster.kubectl("delete", "gpuworkload", "stuck", "-n", namespace)
+
+
+def test_a_new_leader_carries_on_the_hang_clock_of_a_stalled_job(
+    repair_cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    """The leader dies while a job is hung: the new one goes on from the clock recorded
+    on the members, not a fresh full timeout from when it first sees them."""
+    cluster = repair_cluster
+    timeout = 30.0
+    before = start_gang(
+        cluster, namespace, "stalled", "NVIDIA-H100-HANG", 2, 4, "RestartGang",
+        repair={"progressAnnotation": "example.com/step", "hangTimeout": f"{timeout:.0f}s"},
+    )  # fmt: skip
+    old = {p["metadata"]["uid"] for p in before}
+    successor = OperatorProcess(cluster, RUN_DIR / "operator-repair-e2e-successor.log", REPAIR_ENV)
+    try:
+        for pod in before:
+            cluster.kubectl(
+                "annotate", "pod", "-n", namespace, pod["metadata"]["name"], "--overwrite",
+                "example.com/step=7",
+            )  # fmt: skip
+        stopped = time.monotonic()
+
+        def recorded() -> bool:
+            seen = [
+                (p["metadata"].get("annotations") or {}).get("egpu.io/progress-seen")
+                for p in members(cluster, namespace)
+            ]
+            return len(seen) == 2 and all(s and json.loads(s)["value"] == "7" for s in seen)
+
+        wait_until(recorded, timeout, "the hang clocks to be recorded on the members")
+        assert time.monotonic() - stopped >= timeout / 2 - 1  # not before half the timeout
+        operator.kill()  # SIGKILL: the Lease runs out, the successor takes over
+        started = time.monotonic()
+        successor.start()
+
+        def restarted() -> bool:
+            items = members(cluster, namespace)
+            return running(items, 2) and not old & {p["metadata"]["uid"] for p in items}
+
+        wait_until(restarted, 2 * timeout, "the successor to restart the hung gang")
+        # a successor that started the clocks afresh would wait a full timeout from
+        # when it first saw the members, which is after it started
+        assert time.monotonic() - started < timeout, "the successor waited a full timeout"
+        assert time.monotonic() - stopped >= timeout - 1, "restarted before its hang timeout"
+        hung = [e for e in events(cluster, namespace, "stalled") if e["reason"] == "Hung"]
+        assert hung and hung[0]["type"] == "Warning"
+    finally:
+        successor.stop()
+        cluster.kubectl("delete", "gpuworkload", "stalled", "-n", namespace)

@@ -3,11 +3,16 @@ report and condition, and the state carried across a restart."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from egpu.agent.main import read_nodes, serve
 from egpu.agent.node import NodeAgent, condition_of
 from egpu.agent.simulate import SimulatedGpus, load_recording, parse_fault, synthetic_frame
 from egpu.domain.labels import GPU_HEALTH_ANNOTATION
@@ -150,3 +155,65 @@ def test_a_simulated_node_answers_for_its_gpus_even_if_nvml_never_does() -> None
     real = NodeAgent("n1", sim().read, POLICY)
     real.restore(node)
     assert real.gpu_count is None
+
+
+class RecordingClient:
+    """Stands in for the API server: records each Node write."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+        self.written = asyncio.Event()
+
+    async def patch(self, path: str, body: dict[str, Any], content_type: str = "") -> Any:
+        self.writes.append((path, body))
+        self.written.set()
+        return {}
+
+
+def test_a_fault_is_published_at_once_not_after_the_other_nodes_readings() -> None:
+    """One process serving many simulated nodes: a node whose reading shows a fault
+    writes it while another node's reading is still in progress."""
+    slow_read_may_end = threading.Event()
+
+    def slow(now: float) -> dict[str, Any]:
+        slow_read_may_end.wait(5)
+        return sim().read(now)
+
+    faulty = sim("0:n2:1:xid=79", node="n2")
+    agents = [
+        NodeAgent("n1", slow, POLICY),  # read in a thread, as NVML is
+        NodeAgent("n2", faulty.read, POLICY, read_in_thread=False),
+    ]
+    client = RecordingClient()
+
+    async def go() -> list[str]:
+        task = asyncio.create_task(serve(agents, client, 2.0))  # type: ignore[arg-type]
+        try:
+            await asyncio.wait_for(client.written.wait(), 3)
+        finally:
+            slow_read_may_end.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return [path for path, _ in client.writes]
+
+    written = asyncio.run(go())
+    assert written[0] == "/api/v1/nodes/n2"
+    report = parse_report(client.writes[0][1]["metadata"]["annotations"][GPU_HEALTH_ANNOTATION])
+    assert report is not None and report.unhealthy_gpus == {1}
+
+
+def test_many_nodes_are_read_with_one_list_and_a_missing_one_is_named() -> None:
+    class Lister:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def list_all(self, path: str) -> tuple[list[dict[str, Any]], str]:
+            self.calls.append(path)
+            return [{"metadata": {"name": n}} for n in ("a", "b", "c")], "1"
+
+    lister = Lister()
+    found = asyncio.run(read_nodes(lister, ["c", "a"]))  # type: ignore[arg-type]
+    assert list(found) == ["c", "a"] and lister.calls == ["/api/v1/nodes"]
+    with pytest.raises(SystemExit, match="not found: z"):
+        asyncio.run(read_nodes(lister, ["a", "z"]))  # type: ignore[arg-type]

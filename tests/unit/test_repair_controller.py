@@ -468,3 +468,163 @@ def test_ranks_dropped_earlier_grow_back_after_the_policy_changed() -> None:
         assert "GrewBack" in {e["reason"] for e in api.events}
 
     asyncio.run(go())
+
+
+def test_a_new_leader_carries_on_the_breakers_count_of_lost_nodes() -> None:
+    """A partition: the breaker let one lost node through (1 of 4 allowed). A new
+    leader restores that count from the Node, so the next lost node is refused, not
+    repaired as if the count started over."""
+
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = scene(api, "None", max_fraction=0.25)
+        await set_ready(api, "n0", "Unknown", NOW - 60)
+        await repair.cycle(NOW)
+        await settle(api)
+        assert repair.lost == {"n0"}
+        assert json.loads(node_annotations(api, "n0")["egpu.io/lost-node"]) == {"at": NOW}
+        new = RepairController(runtime, workloads, repair.settings)
+        new.restore()
+        assert new.breaker.fenced_at == (("n0", NOW),)
+        await set_ready(api, "n1", "Unknown", NOW - 60)
+        await new.cycle(NOW + 5)
+        await settle(api)
+        assert new.lost == {"n0"}
+        paused = [e["involvedObject"]["name"] for e in api.events if e["reason"] == "FencingPaused"]
+        assert paused == ["n1"]
+        # back and out of the window: the record goes
+        await set_ready(api, "n0", "True", NOW + 10)
+        await new.cycle(NOW + 20)
+        await settle(api)
+        assert "egpu.io/lost-node" in node_annotations(api, "n0")
+        await new.cycle(NOW + 301)
+        await settle(api)
+        assert "egpu.io/lost-node" not in node_annotations(api, "n0")
+
+    asyncio.run(go())
+
+
+def test_a_new_leader_carries_on_the_hang_clock_recorded_on_the_members() -> None:
+    async def go() -> None:
+        api = FakeApi()
+        runtime, workloads, repair = elastic_scene(api)
+        body = api.objects[WORKLOAD_PATH]
+        body["spec"]["repair"].update(
+            {"policy": "RestartGang", "progressAnnotation": "example.com/step", "hangTimeout": "1m"}
+        )
+        for rank in (0, 1):
+            await api.patch(
+                f"/api/v1/namespaces/ns/pods/train-{rank}",
+                {"metadata": {"annotations": {"example.com/step": "100"}}},
+            )
+        await api.settle()
+        await repair.cycle(NOW)  # the clocks start
+        await repair.cycle(NOW + 20)
+        await settle(api)
+        ann = api.pod("ns", "train-1")["metadata"]["annotations"]  # type: ignore[index]
+        assert "egpu.io/progress-seen" not in ann  # still for less than half the timeout
+        await api.patch(  # rank 0 makes progress; rank 1 does not
+            "/api/v1/namespaces/ns/pods/train-0",
+            {"metadata": {"annotations": {"example.com/step": "101"}}},
+        )
+        await api.settle()
+        await repair.cycle(NOW + 31)
+        await settle(api)
+        ann = api.pod("ns", "train-1")["metadata"]["annotations"]  # type: ignore[index]
+        assert json.loads(ann["egpu.io/progress-seen"]) == {"value": "100", "since": NOW}
+        ann = api.pod("ns", "train-0")["metadata"]["annotations"]  # type: ignore[index]
+        assert "egpu.io/progress-seen" not in ann  # progress: nothing written
+        # the leader changes: the new one carries rank 1's clock on
+        new = RepairController(runtime, workloads, repair.settings)
+        new.restore()
+        await new.cycle(NOW + 61)
+        await settle(api)
+        assert api.pod("ns", "train-0") is None and api.pod("ns", "train-1") is None
+        assert workloads.health["ns/train"].reason == "Hung"
+
+    asyncio.run(go())
+
+
+def test_a_grown_back_rank_that_is_never_placed_is_dropped_again_and_reported() -> None:
+    async def go() -> None:
+        t = 1_767_225_600.0  # when the fake API says every object was created
+        api = FakeApi()
+        runtime, workloads, repair = elastic_scene(api)
+        await set_ready(api, "n1", "False", t - 60)
+        await repair.cycle(t - 5)
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        await set_ready(api, "n1", "True", t - 4)
+        await repair.cycle(t - 3)  # room again: rank 1 comes back
+        await settle(api)
+        assert record_on(api)["grown"] == [1]
+        await workloads.reconcile(runtime.workloads["ns/train"])
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None  # created, never bound
+        await repair.cycle(t + 10)
+        await settle(api)
+        assert api.pod("ns", "train-1") is not None
+        await repair.cycle(t + 31)
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+        assert record_on(api)["dropped"] == [1] and record_on(api)["growFailedAt"] == t + 31
+        failed = [e for e in api.events if e["reason"] == "GrowBackFailed"]
+        assert failed and failed[0]["type"] == "Warning"
+        assert workloads.health["ns/train"].reason == "GrowBackFailed"
+        await repair.cycle(t + 32)  # room by GPU count, but held back
+        await settle(api)
+        assert record_on(api)["dropped"] == [1]
+        assert "tried again in" in workloads.health["ns/train"].message
+
+    asyncio.run(go())
+
+
+def test_a_slow_repair_of_one_workload_does_not_hold_back_another() -> None:
+    """Repairs of different workloads in one pass go on side by side: a fault under one
+    is not left waiting behind the API calls of another's repair."""
+
+    async def go() -> None:
+        api = FakeApi()
+        runtime, _, repair = scene(api)
+        other = workload()
+        other["metadata"].update({"name": "other", "uid": "uid-other"})
+        other_path = WORKLOAD_PATH.replace("/train", "/other")
+        runtime.workloads["ns/other"] = other
+        api.objects[other_path] = other
+        for rank, gpus in ((0, "0,1,2,3"), (1, "4,5,6,7")):
+            api.add_pod(
+                member_pod(
+                    "other", rank, 2, gpus=4, node="n1", annotations={"egpu.io/gpu-ids": gpus}
+                )
+            )
+        await api.settle()
+        await agent_says(api, "n0", report({6: "Xid: XID 79"}))
+        await agent_says(api, "n1", report({6: "Xid: XID 79"}))
+        release = asyncio.Event()
+        patch = api.patch
+
+        async def slow(path: str, body: Any, content_type: str = "") -> Any:
+            if path == WORKLOAD_PATH:  # train's record: the API server is slow for it
+                await release.wait()
+            return await patch(path, body, content_type)
+
+        api.patch = slow  # type: ignore[method-assign]
+        other_deleted = asyncio.Event()
+        request = api.request
+
+        async def spy(method: str, path: str, **kw: Any) -> Any:
+            if method == "DELETE" and path.endswith("/pods/other-1"):
+                other_deleted.set()
+            return await request(method, path, **kw)
+
+        api.request = spy  # type: ignore[method-assign]
+        passing = asyncio.create_task(repair.cycle(NOW))
+        try:
+            await asyncio.wait_for(other_deleted.wait(), 3)
+        finally:
+            release.set()
+            await passing
+        await settle(api)
+        assert api.pod("ns", "train-1") is None
+
+    asyncio.run(go())

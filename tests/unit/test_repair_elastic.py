@@ -3,6 +3,8 @@ domain, shrink and grow decisions (policy Shrink)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from egpu.engines.repair.elastic import (
@@ -18,6 +20,7 @@ from egpu.engines.repair.workloads import (
     RepairDecision,
     RepairRecord,
     decide_grow,
+    decide_regrow_stuck,
     decide_repair,
 )
 
@@ -160,7 +163,8 @@ def test_room_returning_grows_the_lowest_dropped_ranks_back() -> None:
     record = RepairRecord(2, 1.0, "step-9", (1, 3))
     d = decide_grow(4, record, room=1)
     assert d.action is Action.GROW and d.reason == "GrewBack"
-    assert d.record == RepairRecord(2, 1.0, "step-9", (3,))  # no budget spent
+    # no budget spent; the rank grown back is noted, with when
+    assert d.record == RepairRecord(2, 1.0, "step-9", (3,), grown=(1,), grown_at=0.0)
     assert "growing from 2 to 3 of 4" in d.message
     assert decide_grow(4, record, room=5).record.dropped == ()
 
@@ -176,3 +180,33 @@ def test_ranks_scaled_away_are_forgotten() -> None:
     d = decide_grow(2, RepairRecord(1, 1.0, None, (2, 3)), room=0)
     assert d.action is Action.GROW and d.record.dropped == ()
     assert decide_grow(4, RepairRecord(), room=3).action is Action.NOTHING
+
+
+def test_a_grown_back_rank_that_finds_no_room_is_dropped_again_and_growth_waits() -> None:
+    grown = RepairRecord(1, 1.0, "ckpt-3", dropped=(3,), grown=(2,), grown_at=NOW)
+    assert decide_grow(4, RepairRecord(1, 1.0, dropped=(2, 3)), room=1, now=NOW).record == replace(
+        RepairRecord(1, 1.0, dropped=(3,)), grown=(2,), grown_at=NOW
+    )
+    pending = replace(member(2, "", "l0"), node=None, pending_since=NOW + 1)
+    running = [member(0, "n0", "l0"), member(1, "n1", "l0"), pending]
+    # still within the time a placement may take: nothing
+    assert decide_regrow_stuck(running, grown, NOW + 20) is None
+    stuck = decide_regrow_stuck(running, grown, NOW + 31, after_s=30, retry_after_s=300)
+    assert stuck is not None and stuck.action is Action.SHRINK
+    assert stuck.delete == ("w-2",) and stuck.reason == "GrowBackFailed"
+    assert stuck.record.dropped == (2, 3) and stuck.record.grown == ()
+    assert stuck.record.grow_failed_at == NOW + 31 and stuck.record.restarts == 1  # no budget
+    # the room check (GPUs only) says yes again at once: not tried until the hold is over
+    held = decide_grow(4, stuck.record, room=2, now=NOW + 40, retry_after_s=300)
+    assert held.action is Action.NOTHING and held.reason == "Shrunk"
+    assert "tried again in 291s" in held.message
+    again = decide_grow(4, stuck.record, room=2, now=NOW + 332, retry_after_s=300)
+    assert again.action is Action.GROW and again.record.dropped == ()
+
+
+def test_a_grown_back_rank_that_was_placed_or_an_older_pending_pod_is_left_alone() -> None:
+    grown = RepairRecord(1, 1.0, dropped=(), grown=(2,), grown_at=NOW)
+    placed = [member(0, "n0", "l0"), member(2, "n2", "l0")]
+    assert decide_regrow_stuck(placed, grown, NOW + 100) is None
+    older = replace(member(2, "", "l0"), node=None, pending_since=NOW - 50)  # not this growth's
+    assert decide_regrow_stuck([member(0, "n0", "l0"), older], grown, NOW + 100) is None

@@ -7,6 +7,7 @@ import pytest
 from egpu.engines.repair.liveness import (
     Progress,
     Readiness,
+    clocks_to_record,
     hung_members,
     lost_nodes,
     stalled_for,
@@ -58,3 +59,20 @@ def test_a_member_without_progress_for_its_timeout_is_hung() -> None:
     assert hung_members(clocks, 60, NOW) == {"a", "c"}
     assert hung_members(clocks, 120, NOW) == frozenset()
     assert stalled_for(clocks, ["a", "b", "x"], NOW) == 60
+
+
+def test_a_recorded_clock_is_carried_on_only_while_its_value_holds() -> None:
+    recorded = {"a": Progress("7", 100.0), "b": Progress("7", 100.0), "c": Progress("7", 500.0)}
+    clocks = track_progress({}, {"a": "7", "b": "8", "c": "7"}, 200.0, recorded)
+    assert clocks["a"] == Progress("7", 100.0)  # same value: the old leader's clock
+    assert clocks["b"] == Progress("8", 200.0)  # moved on since: a fresh clock
+    assert clocks["c"] == Progress("7", 200.0)  # never later than now
+    # what this leader saw wins over a record
+    seen = {"a": Progress("7", 150.0)}
+    assert track_progress(seen, {"a": "7"}, 200.0, recorded)["a"].since == 150
+
+
+def test_only_clocks_still_for_half_the_timeout_and_not_recorded_yet_are_written() -> None:
+    clocks = {"a": Progress("1", 0.0), "b": Progress("1", 80.0), "c": Progress("1", 0.0)}
+    out = clocks_to_record(clocks, {"c": Progress("1", 0.0)}, timeout_s=60.0, now=100.0)
+    assert out == {"a": Progress("1", 0.0)}

@@ -195,11 +195,7 @@ async def run(args: argparse.Namespace) -> int:
     start = args.epoch if args.epoch is not None else time.time()
     async with KubeClient(Credentials.load(args.kubeconfig)) as client:
         agents = []
-        for name in nodes:
-            try:
-                node = await client.get(path_for("v1", "nodes", None, name))
-            except ApiError as exc:
-                raise SystemExit(f"egpu agent: node {name}: {exc}") from None
+        for name, node in (await read_nodes(client, nodes)).items():
             if args.simulate:
                 source = simulated_source(node, args, start, interval)
             else:
@@ -217,23 +213,53 @@ async def run(args: argparse.Namespace) -> int:
                     threshold=args.risk_threshold,
                     sample_every_s=parse_duration(args.risk_sample_every),
                 ),
+                read_in_thread=not args.simulate,  # a simulated read never blocks
             )
             agent.restore(node)
             agents.append(agent)
         log.info(
             "agent started for %s (%s)", ",".join(nodes), "simulated" if args.simulate else "NVML"
         )
-        while True:
-            began = time.time()
-            reports = await asyncio.gather(*(a.poll(began) for a in agents))
-            await asyncio.gather(
-                *(
-                    a.publish(client, r, began)
-                    for a, r in zip(agents, reports, strict=True)
-                    if a.due(r, began)
-                )
-            )
-            await asyncio.sleep(max(0.0, interval - (time.time() - began)))
+        await serve(agents, client, interval)
+    return 0
+
+
+async def read_nodes(client: KubeClient, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The Nodes to serve: one GET for one node, one LIST for many (a simulated agent
+    serving hundreds of nodes would otherwise start with hundreds of requests)."""
+    if len(names) == 1:
+        try:
+            return {names[0]: await client.get(path_for("v1", "nodes", None, names[0]))}
+        except ApiError as exc:
+            raise SystemExit(f"egpu agent: node {names[0]}: {exc}") from None
+    items, _ = await client.list_all(path_for("v1", "nodes", None))
+    found = {n["metadata"]["name"]: n for n in items}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"egpu agent: nodes not found: {', '.join(missing[:10])}")
+    return {n: found[n] for n in names}
+
+
+async def serve(agents: list[NodeAgent], client: KubeClient, interval: float) -> None:
+    """Every node on its own clock, its polls spread evenly over the interval: each
+    one publishes as soon as its own reading changed the report, never behind the other
+    nodes' readings (one process serving many simulated nodes behaves as one agent per
+    node would)."""
+    await asyncio.gather(
+        *(serve_one(a, client, interval, interval * k / len(agents)) for k, a in enumerate(agents))
+    )
+
+
+async def serve_one(agent: NodeAgent, client: KubeClient, interval: float, offset: float) -> None:
+    await asyncio.sleep(offset)
+    next_at = time.time()
+    while True:
+        now = time.time()
+        report = await agent.poll(now)
+        if agent.due(report, now):
+            await agent.publish(client, report, now)
+        next_at = max(next_at + interval, time.time())  # fallen behind: the next at once
+        await asyncio.sleep(next_at - time.time())
 
 
 def main(args: argparse.Namespace) -> int:

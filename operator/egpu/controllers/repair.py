@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
@@ -42,6 +43,8 @@ from egpu.domain.labels import (
     GPU_COUNT_LABEL,
     GPU_HEALTH_ANNOTATION,
     GPU_RESOURCE,
+    LOST_NODE_ANNOTATION,
+    PROGRESS_SEEN_ANNOTATION,
     REPAIR_ANNOTATION,
     UNHEALTHY_GPUS_ANNOTATION,
 )
@@ -51,6 +54,7 @@ from egpu.engines.repair.fencing import BreakerPolicy, BreakerState, NodeHealth,
 from egpu.engines.repair.liveness import (
     Progress,
     Readiness,
+    clocks_to_record,
     hung_members,
     lost_nodes,
     track_progress,
@@ -65,6 +69,7 @@ from egpu.engines.repair.workloads import (
     affected_members,
     decide_grow,
     decide_move,
+    decide_regrow_stuck,
     decide_repair,
 )
 from egpu.kube.client import JSON, ApiError, TransportError, gather_limited, path_for
@@ -72,6 +77,7 @@ from egpu.observability.metrics import FENCE_BREAKER_OPEN, FENCED_GPUS, FENCES_R
 
 log = logging.getLogger("egpu.controllers.repair")
 ASKED_TTL_S = 600.0
+REPAIRS_IN_FLIGHT = 16  # workloads repaired at once in a pass
 
 
 Move = tuple[JSON, MoveDecision, list[MemberState], float]  # body, decision, members, grace
@@ -114,6 +120,31 @@ def fenced_record(node: JSON) -> tuple[frozenset[int], float | None]:
         return gpus, float(at) if isinstance(at, int | float) else None
     except (ValueError, TypeError, AttributeError):
         return frozenset(), None
+
+
+def lost_record(node: JSON) -> float | None:
+    """When the breaker counted this lost node (egpu.io/lost-node), if it did."""
+    raw = _ann(node).get(LOST_NODE_ANNOTATION)
+    try:
+        at = json.loads(raw).get("at") if raw else None
+    except (ValueError, AttributeError):
+        return None
+    return float(at) if isinstance(at, int | float) else None
+
+
+def progress_seen(annotations: dict[str, str]) -> Progress | None:
+    """The hang clock a leader recorded on a member (egpu.io/progress-seen)."""
+    raw = annotations.get(PROGRESS_SEEN_ANNOTATION)
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    value, since = data.get("value"), data.get("since")
+    if (value is None or isinstance(value, str)) and isinstance(since, int | float):
+        return Progress(value, float(since))
+    return None
 
 
 def gpu_count_of(node: JSON) -> int:
@@ -194,6 +225,7 @@ class RepairController:
         self.not_ready_seen: dict[str, float] = {}  # node -> when first seen not Ready
         self.lost: frozenset[str] = frozenset()  # lost nodes the breaker let through
         self.progress: dict[str, Progress] = {}  # member UID -> its last progress
+        self.clocks_written: dict[str, Progress] = {}  # member UID -> clock recorded on it
         self._free: list[FreeNode] | None = None  # the ledger's free GPUs, this pass
         self._watched_progress: dict[str, Progress] = {}  # the clocks this pass keeps
         self._restored = False
@@ -213,15 +245,19 @@ class RepairController:
             self.trigger.kick()
 
     def restore(self) -> None:
-        """A new leader: the fences and their times, from the Nodes."""
-        recent = []
+        """A new leader: the fences and their times, and the lost nodes the breaker
+        counted, from the Nodes (the breaker's window; past its limit, the next pass
+        opens it again)."""
+        counted: dict[str, float] = {}
         for node in self.runtime.nodes.store.values():
+            name = node["metadata"]["name"]
             gpus, at = fenced_record(node)
             if gpus:
                 self.runtime.ledger.set_fence(node, gpus)
-                if at is not None:
-                    recent.append((node["metadata"]["name"], at))
-        self.breaker = BreakerState(tuple(sorted(recent)))
+            for when in (at if gpus else None, lost_record(node)):
+                if when is not None:
+                    counted[name] = min(when, counted.get(name, when))
+        self.breaker = BreakerState(tuple(sorted(counted.items())))
         self._restored = True
 
     async def run(self) -> None:
@@ -331,6 +367,7 @@ class RepairController:
                     domain=tuple(sorted(member.domain.items())),
                     running=member.phase == "Running" and member.node is not None,
                     progress=annotations.get(progress_key) if progress_key else None,
+                    progress_seen=progress_seen(annotations) if progress_key else None,
                 )
             )
         return spec, members
@@ -378,7 +415,7 @@ class RepairController:
             )
         self.lost = plan.lost
         by_name = {h.name: h for h in healths}
-        writes = []
+        writes = self._lost_records(plan.lost, plan.breaker, now)
         for change in plan.changes:
             node = nodes.get(change.node)
             if node is None:
@@ -427,6 +464,33 @@ class RepairController:
                 unhealthy[h.name] = bad
         return unhealthy
 
+    def _lost_records(
+        self, lost: frozenset[str], breaker: BreakerState, now: float
+    ) -> list[Awaitable[object]]:
+        """egpu.io/lost-node on each lost node the breaker counted (when it counted it),
+        taken off a node that is back once the breaker's window has passed it."""
+        counted = dict(breaker.fenced_at)
+        writes: list[Awaitable[object]] = []
+        for name, node in self.runtime.nodes.store.items():
+            at = lost_record(node)
+            if name in lost and name in counted and at is None:
+                text: str | None = json.dumps({"at": counted[name]})
+            elif (
+                name not in lost
+                and _ann(node).get(LOST_NODE_ANNOTATION) is not None
+                and (at is None or now - at >= self.settings.breaker.window_s)
+            ):
+                text = None
+            else:
+                continue
+            writes.append(
+                self.runtime.client.patch(
+                    path_for("v1", "nodes", None, name),
+                    {"metadata": {"annotations": {LOST_NODE_ANNOTATION: text}}},
+                )
+            )
+        return writes
+
     async def _write_fence(
         self, node: JSON, health: NodeHealth, fenced: frozenset[int], now: float
     ) -> None:
@@ -472,14 +536,24 @@ class RepairController:
         breaker_open = self.breaker.open(self.settings.breaker, now)
         self._free = None
         self._watched_progress = {}
-        for key, body in list(self.runtime.workloads.items()):
+
+        async def one(key: str, body: JSON) -> None:
             try:
                 await self.repair_one(key, body, now, unhealthy, nodes, breaker_open)
             except (ApiError, TransportError) as exc:
                 log.warning("repair of %s failed: %s", key, exc)
             except Exception:  # one strange workload must not stop the others
                 log.exception("repair of %s failed", key)
+
+        # side by side: one workload's API calls never hold back another's repair (nor
+        # the next pass's fences) under a burst of faults
+        await gather_limited(
+            REPAIRS_IN_FLIGHT, *(one(k, b) for k, b in list(self.runtime.workloads.items()))
+        )
         self.progress = self._watched_progress  # members no longer watched are forgotten
+        self.clocks_written = {
+            u: p for u, p in self.clocks_written.items() if u in self._watched_progress
+        }
 
     def free_nodes(self) -> list[FreeNode]:
         """The ledger's free GPUs per node, read once a pass (only when asked)."""
@@ -494,14 +568,35 @@ class RepairController:
         within = domain_of_running(members, level, frozenset(skip))
         return room_for_members(self.free_nodes(), within, spec.gpus_per_pod, spec.gpu_model)
 
-    def hung(self, spec: GPUWorkloadSpec, members: list[MemberState], now: float) -> frozenset[str]:
-        """Members with no new progress for the workload's hang timeout."""
+    def hung(
+        self, spec: GPUWorkloadSpec, members: list[MemberState], now: float, namespace: str
+    ) -> frozenset[str]:
+        """Members with no new progress for the workload's hang timeout. A clock still
+        for half the timeout is recorded on its member, for a new leader."""
         if spec.repair.hang_timeout is None:
             return frozenset()
-        running = {m.uid: m.progress for m in members if m.running and not m.deleting}
-        clocks = track_progress(self.progress, running, now)
+        timeout = parse_duration(spec.repair.hang_timeout)
+        live = [m for m in members if m.running and not m.deleting]
+        recorded = {m.uid: m.progress_seen for m in live if m.progress_seen is not None}
+        clocks = track_progress(self.progress, {m.uid: m.progress for m in live}, now, recorded)
         self._watched_progress.update(clocks)
-        return hung_members(clocks, parse_duration(spec.repair.hang_timeout), now)
+        by_uid = {m.uid: m for m in live}
+        written = {u: p for u, p in self.clocks_written.items() if u in by_uid}
+        for uid, clock in clocks_to_record(clocks, recorded | written, timeout, now).items():
+            self.clocks_written[uid] = clock  # not again while the pod cache catches up
+            self.runtime.spawn_once(self._record_clock(namespace, by_uid[uid], clock))
+        return hung_members(clocks, timeout, now)
+
+    async def _record_clock(self, namespace: str, member: MemberState, clock: Progress) -> None:
+        text = json.dumps({"value": clock.value, "since": clock.since})
+        try:
+            await self.runtime.client.patch(
+                path_for("v1", "pods", namespace, member.name),
+                # the UID: never written onto a replacement of the same name
+                {"metadata": {"uid": member.uid, "annotations": {PROGRESS_SEEN_ANNOTATION: text}}},
+            )
+        except (ApiError, TransportError) as exc:
+            log.info("pod %s: hang clock not recorded: %s", member.name, exc)
 
     async def repair_one(
         self,
@@ -519,7 +614,7 @@ class RepairController:
         gone = frozenset(m.node for m in members if m.node is not None and m.node not in nodes)
         lost = gone | self.lost
         record = record_of(body)
-        hung = self.hung(spec, members, now)
+        hung = self.hung(spec, members, now, body["metadata"]["namespace"])
         room = 0
         hit = {m.uid for m in affected_members(members, unhealthy, lost)}
         if (spec.repair.policy == "Shrink" and hit) or record.dropped:
@@ -539,8 +634,13 @@ class RepairController:
             room=room,
             hung=hung,
         )
+        retry_after = self.settings.backoff.max_s
+        if decision.action is Action.NOTHING and record.grown:
+            decision = (
+                decide_regrow_stuck(members, record, now, retry_after_s=retry_after) or decision
+            )
         if decision.action is Action.NOTHING and record.dropped:
-            decision = decide_grow(spec.replicas, record, room, breaker_open)
+            decision = decide_grow(spec.replicas, record, room, breaker_open, now, retry_after)
             if decision.action is Action.NOTHING and decision.reason:  # still shrunk
                 self.workloads.set_health(
                     key, HealthVerdict(False, decision.reason, decision.message)
@@ -604,6 +704,8 @@ class RepairController:
                 "lastRepair": new.last_repair,
                 "resumeFrom": new.resume_from,
                 **({"dropped": list(new.dropped)} if new.dropped else {}),
+                **({"grown": list(new.grown), "grownAt": new.grown_at} if new.grown else {}),
+                **({"growFailedAt": new.grow_failed_at} if new.grow_failed_at else {}),
             },
             sort_keys=True,
         )
@@ -650,19 +752,26 @@ def _ann(obj: JSON) -> dict[str, str]:
 def record_of(body: JSON) -> RepairRecord:
     raw = repair_record(body)
     restarts = raw.get("restarts")
-    last = raw.get("lastRepair")
     resume = raw.get("resumeFrom")
-    dropped = raw.get("dropped")
     return RepairRecord(
         restarts=restarts if isinstance(restarts, int) and restarts >= 0 else 0,
-        last_repair=float(last) if isinstance(last, int | float) else None,
+        last_repair=_seconds(raw.get("lastRepair")),
         resume_from=resume if isinstance(resume, str) and resume else None,
-        dropped=tuple(
-            sorted({r for r in dropped if isinstance(r, int) and r >= 0})
-            if isinstance(dropped, list)
-            else ()
-        ),
+        dropped=_ranks(raw.get("dropped")),
+        grown=_ranks(raw.get("grown")),
+        grown_at=_seconds(raw.get("grownAt")),
+        grow_failed_at=_seconds(raw.get("growFailedAt")),
     )
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _ranks(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(sorted({r for r in value if isinstance(r, int) and r >= 0}))
 
 
 def start(runtime: Runtime, workloads: WorkloadController) -> RepairController:

@@ -24,6 +24,10 @@ GPU_HEALTH_CONDITION = "GPUHealthy"
 # The GPUs the repair controller fenced (a subset of egpu.io/unhealthy-gpus): only
 # these does it ever take back out of the fence.
 FENCED_GPUS_ANNOTATION = "egpu.io/fenced-gpus"
+# A lost node (not Ready past its grace) that the repair controller's circuit breaker
+# counted: {"at": when}. A new leader restores the breaker's window from it (and from
+# the fences' times), so a partition's count does not start over with a new leader.
+LOST_NODE_ANNOTATION = "egpu.io/lost-node"
 
 # -- on pods -------------------------------------------------------------------------
 # The operator's own labels and annotations on the pods it creates. A pod template
@@ -59,8 +63,13 @@ WITHIN_ANNOTATION = "egpu.io/within"
 # On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
 RESUME_FROM_ANNOTATION = "egpu.io/resume-from"
 # On a GPUWorkload: the repair controller's record {"restarts", "lastRepair",
-# "resumeFrom"}, so a new leader knows the retry budget spent.
+# "resumeFrom"; elastic: "dropped", "grown", "grownAt", "growFailedAt"}, so a new
+# leader knows the retry budget spent and the ranks shrunk away.
 REPAIR_ANNOTATION = "egpu.io/repair"
+# On a member whose progress (its workload's progressAnnotation) stood still for half
+# its hang timeout: {"value", "since"}, the repair controller's hang clock, so a new
+# leader carries it on instead of waiting a full timeout again.
+PROGRESS_SEEN_ANNOTATION = "egpu.io/progress-seen"
 
 OPERATOR_OWNED_LABELS = frozenset({WORKLOAD_LABEL, GANG_LABEL, RANK_LABEL})
 OPERATOR_OWNED_ANNOTATIONS = frozenset(
@@ -78,6 +87,7 @@ OPERATOR_OWNED_ANNOTATIONS = frozenset(
         RESIZE_HEADROOM_ANNOTATION,
         WITHIN_ANNOTATION,
         RESUME_FROM_ANNOTATION,
+        PROGRESS_SEEN_ANNOTATION,
         "egpu.io/assigned-node",  # the plan's name before egpu.io/plan
     }
 )

@@ -7,8 +7,9 @@ making progress.
   registering) is not judged.
 - A member whose progress annotation has not changed for the hang timeout is hung. The
   clock starts when the member is first seen running with a value (or without one:
-  a job that never reports progress hangs too), so a new leader waits one full
-  timeout before it calls anything hung.
+  a job that never reports progress hangs too). A clock still for half the timeout is
+  recorded on the member, and a new leader carries a recorded clock on while the value
+  is the same, so a failover delays a hang by at most half the timeout.
 """
 
 from __future__ import annotations
@@ -52,16 +53,38 @@ class Progress:
 
 
 def track_progress(
-    seen: Mapping[str, Progress], running: Mapping[str, str | None], now: float
+    seen: Mapping[str, Progress],
+    running: Mapping[str, str | None],
+    now: float,
+    recorded: Mapping[str, Progress] | None = None,
 ) -> dict[str, Progress]:
     """The progress clocks after this pass: `running` maps the UID of each running
     member to its progress annotation. A changed value restarts the clock; members that
-    stopped running are forgotten."""
+    stopped running are forgotten. `recorded`: clocks recorded on members (by an
+    earlier leader), carried on for a member not seen yet whose value is the same."""
     out = {}
     for uid, value in running.items():
         before = seen.get(uid)
+        if before is None and recorded is not None and uid in recorded:
+            kept = recorded[uid]
+            before = Progress(kept.value, min(kept.since, now)) if kept.value == value else None
         out[uid] = before if before is not None and before.value == value else Progress(value, now)
     return out
+
+
+def clocks_to_record(
+    clocks: Mapping[str, Progress],
+    recorded: Mapping[str, Progress],
+    timeout_s: float,
+    now: float,
+) -> dict[str, Progress]:
+    """The clocks to record on their members: still for half the timeout or more and
+    not recorded so yet (a member making progress is never written to)."""
+    return {
+        uid: p
+        for uid, p in clocks.items()
+        if now - p.since >= timeout_s / 2 and recorded.get(uid) != p
+    }
 
 
 def hung_members(progress: Mapping[str, Progress], timeout_s: float, now: float) -> frozenset[str]:

@@ -26,6 +26,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from egpu.engines.repair.elastic import farthest_first
+from egpu.engines.repair.liveness import Progress
+
+# A member a repair (or a growth) created that has found no node this long has no room
+# where it must go: ReplaceMember restarts the gang elsewhere, a grown-back rank is
+# dropped again.
+NO_ROOM_AFTER_S = 30.0
 
 
 class Action(StrEnum):
@@ -55,6 +61,7 @@ class MemberState:
     domain: tuple[tuple[str, str], ...] = ()  # (topology level, value) where it is bound
     running: bool = False  # phase Running: its progress is watched
     progress: str | None = None  # its progress annotation (hang detection)
+    progress_seen: Progress | None = None  # a hang clock recorded on it by a leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,9 @@ class RepairRecord:
     last_repair: float | None = None
     resume_from: str | None = None
     dropped: tuple[int, ...] = ()  # elastic: ranks shrunk away, not recreated until grown
+    grown: tuple[int, ...] = ()  # elastic: ranks the last growth brought back
+    grown_at: float | None = None  # when
+    grow_failed_at: float | None = None  # when grown-back ranks found no room after all
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +194,7 @@ def decide_repair(
     backoff: Backoff = Backoff(),
     asked: frozenset[str] = frozenset(),
     breaker_open: bool = False,
-    escalate_after_s: float = 30.0,
+    escalate_after_s: float = NO_ROOM_AFTER_S,
     min_members: int | None = None,
     room: int = 0,
     hung: frozenset[str] = frozenset(),
@@ -323,9 +333,12 @@ def decide_grow(
     record: RepairRecord,
     room: int,
     breaker_open: bool = False,
+    now: float = 0.0,
+    retry_after_s: float = 300.0,
 ) -> RepairDecision:
     """An elastic workload shrunk by earlier repairs: its dropped ranks come back,
-    lowest first, as far as its domain has room. Growing spends no retry budget."""
+    lowest first, as far as its domain has room. Growing spends no retry budget. After
+    grown-back ranks found no room after all, the next try waits `retry_after_s`."""
     dropped = tuple(r for r in record.dropped if r < wanted)
     if dropped != record.dropped and not dropped:  # scaled down below them: forget them
         return RepairDecision(
@@ -337,22 +350,71 @@ def decide_grow(
     if not dropped:
         return RepairDecision(Action.NOTHING, record=record)
     current = wanted - len(dropped)
-    if breaker_open or room < 1:
+    held = record.grow_failed_at is not None and now < record.grow_failed_at + retry_after_s
+    if breaker_open or room < 1 or held:
+        when = (
+            f"are tried again in {record.grow_failed_at + retry_after_s - now:.0f}s (they "
+            "found no room when they last came back)"
+            if held and record.grow_failed_at is not None
+            else "come back when room returns in the gang's domain"
+        )
         return RepairDecision(
             Action.NOTHING,
             record=record,
             reason="Shrunk",
-            message=f"running {current} of {wanted} wanted members; ranks {list(dropped)} "
-            "come back when room returns in the gang's domain",
+            message=f"running {current} of {wanted} wanted members; ranks {list(dropped)} {when}",
         )
     back = tuple(sorted(dropped)[:room])
     left = tuple(r for r in dropped if r not in back)
     return RepairDecision(
         Action.GROW,
-        record=replace(record, dropped=left),
+        record=replace(record, dropped=left, grown=back, grown_at=now),
         reason="GrewBack",
         message=f"room returned in the gang's domain: growing from {current} to "
         f"{current + len(back)} of {wanted} wanted members (ranks {list(back)})",
+    )
+
+
+def decide_regrow_stuck(
+    members: Sequence[MemberState],
+    record: RepairRecord,
+    now: float,
+    after_s: float = NO_ROOM_AFTER_S,
+    retry_after_s: float = 300.0,
+) -> RepairDecision | None:
+    """Ranks the last growth brought back that are still not placed `after_s` later
+    (the room check counts GPUs only; the binder found no node for them after all):
+    dropped again, their pending members deleted, and the next growth held back for
+    `retry_after_s`. None: no such rank."""
+    if not record.grown or record.grown_at is None:
+        return None
+    stuck = [
+        m
+        for m in members
+        if m.rank in record.grown
+        and m.node is None
+        and not m.deleting
+        and not m.finished
+        and m.pending_since is not None
+        and m.pending_since >= record.grown_at - 1
+        and now - m.pending_since >= after_s
+    ]
+    if not stuck:
+        return None
+    ranks = sorted(m.rank for m in stuck)
+    return RepairDecision(
+        Action.SHRINK,
+        delete=tuple(sorted(m.name for m in stuck)),
+        affected=tuple(sorted(m.name for m in stuck)),
+        record=replace(
+            record,
+            dropped=tuple(sorted({*record.dropped, *ranks})),
+            grown=tuple(r for r in record.grown if r not in ranks),
+            grow_failed_at=now,
+        ),
+        reason="GrowBackFailed",
+        message=f"ranks {ranks} came back but found no room for {after_s:.0f}s (the room "
+        f"check counts GPUs only): dropped again, next try in {retry_after_s:.0f}s",
     )
 
 
