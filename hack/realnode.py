@@ -3,7 +3,8 @@
 Each node is a containerd and a kubelet, with everything they write under
 $EGPU_RUN_DIR/nodes/<name>: containerd's root, state, socket and network
 namespaces; the kubelet's root, certificates and pod logs; the CNI configuration
-and IP allocations. Containers run with runc, pods are wired with Debian's CNI
+and IP allocations. containerd and its runc shim are the ones pinned in
+hack/versions.env (hack/build-binaries.sh); containers run with Debian's runc, pods are wired with Debian's CNI
 `bridge` plugin on a bridge of their own (a /24 chosen from the run directory,
 so two run directories on one machine do not collide), their cgroups live under
 a cgroup root of their own. Images come from hack/images.py (no registry).
@@ -120,7 +121,8 @@ def missing_tools() -> list[str]:
 # --- configuration ------------------------------------------------------------
 
 
-def write_config(node: Node, pki: Path, server: str, ports: dict[str, int]) -> None:
+def write_config(node: Node, pki: Path, server: str, ports: dict[str, int], shim: Path) -> None:
+    """`shim`: the containerd-shim-runc-v2 built with the node's containerd."""
     d = node.dir
     for sub in ("containerd/root", "containerd/state", "cni/conf", "cni/ipam", "kubelet", "logs"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -162,6 +164,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   snapshotter = "overlayfs"
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
+  runtime_path = "{shim}"
 [{cri}.containerd.runtimes.runc.options]
   SystemdCgroup = false
 """
@@ -251,7 +254,8 @@ registerWithTaints:
 serializeImagePulls: false
 # Container CPU and memory in /metrics/resource read by containerd from the cgroups
 # when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md;
-# containerd before 1.6.22, Debian's 1.6.20 too, can crash on concurrent stats calls).
+# containerd before 1.6.22 can crash on concurrent stats calls: the node runs the
+# one pinned in hack/versions.env).
 featureGates: {{PodAndContainerStatsFromCRI: {cri_stats}}}
 """
     )
