@@ -666,6 +666,7 @@ def start_dra_plugin(state: State, node: realnode.Node, gpus: int) -> None:
             f"-kubeconfig={RUN_DIR / 'admin.kubeconfig'}",
             f"-registry-dir={node.dir / 'kubelet' / 'plugins_registry'}",
             f"-state-dir={node.dra_state_dir}",
+            f"-cdi-dir={node.cdi_dir}",
             f"-count={gpus}",
         ],
     )

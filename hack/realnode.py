@@ -69,6 +69,11 @@ class Node:
         return self.dir / "dra"
 
     @property
+    def cdi_dir(self) -> Path:
+        """CDI specs the fake DRA plugin writes per prepared claim; containerd reads them."""
+        return self.dra_state_dir / "cdi"
+
+    @property
     def socket(self) -> Path:
         return self.dir / "containerd.sock"
 
@@ -155,6 +160,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # Network namespaces under the state directory, not /var/run/netns: the
   # node's teardown finds every one of them there.
   netns_mounts_under_state_dir = true
+  # The devices a DRA claim's CDI ids name reach the container (hack/fakedra).
+  enable_cdi = true
+  cdi_spec_dirs = ["{node.cdi_dir}"]
 [{cri}.cni]
   bin_dir = "{CNI_BIN}"
   conf_dir = "{d / "cni/conf"}"
