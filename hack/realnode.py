@@ -4,10 +4,11 @@ Each node is a containerd and a kubelet, with everything they write under
 $EGPU_RUN_DIR/nodes/<name>: containerd's root, state, socket and network
 namespaces; the kubelet's root, certificates and pod logs; the CNI configuration
 and IP allocations. containerd and its runc shim are the ones pinned in
-hack/versions.env (hack/build-binaries.sh); containers run with Debian's runc, pods are wired with Debian's CNI
-`bridge` plugin on a bridge of their own (a /24 chosen from the run directory,
-so two run directories on one machine do not collide), their cgroups live under
-a cgroup root of their own. Images come from hack/images.py (no registry).
+hack/versions.env (hack/build-binaries.sh); containers run with Debian's runc,
+pods are wired with Debian's CNI `bridge` plugin on a bridge of their own (a /24
+chosen from the run directory, so two run directories on one machine do not
+collide), their cgroups live under a cgroup root of their own. Images come from
+hack/images.py (no registry).
 
 Pods reach the API server the way they do in a cluster, at the `kubernetes`
 Service's ClusterIP: one iptables DNAT rule for the node's pod subnet sends
