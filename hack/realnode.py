@@ -119,7 +119,9 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def missing_tools() -> list[str]:
     return [
         t
-        for t in ("containerd", "runc", "ctr", "iptables", "ip", "mmdebstrap")
+        # containerd itself is built (hack/build-binaries.sh); Debian's package
+        # is kept for its `ctr`, which imports the images.
+        for t in ("runc", "ctr", "iptables", "ip", "mmdebstrap")
         if not shutil.which(t)
     ] + ([] if (CNI_BIN / "bridge").exists() else ["containernetworking-plugins"])
 
