@@ -141,6 +141,29 @@ go_install() { # NAME VERSION PACKAGE
   rmdir "$CACHE/gobin-$name-$v"
 }
 
+# containerd, its runc shim and ctr for real nodes; they run Debian's runc.
+# containerd's go.mod has an exclude directive, so `go install pkg@version`
+# refuses it: build inside the downloaded module instead, as its own main
+# module with its own go.sum. CGO is off: the btrfs and devmapper
+# snapshotters, which need it, are left out (real nodes use overlayfs).
+containerd() {
+  local v=$CONTAINERD_VERSION all=1 c src
+  local cmds=(containerd containerd-shim-runc-v2 ctr)
+  for c in "${cmds[@]}"; do have "$c" "$v" || all=0; done
+  [ $all = 1 ] && return 0
+  src="$(go mod download -json "github.com/containerd/containerd@$v" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  local ld="-s -w -X github.com/containerd/containerd/version.Version=$v"
+  ld+=" -X github.com/containerd/containerd/version.Package=github.com/containerd/containerd"
+  for c in "${cmds[@]}"; do
+    have "$c" "$v" && continue
+    log "go build github.com/containerd/containerd/cmd/$c ($v)"
+    (cd "$src" && go build -mod=readonly -trimpath -tags "no_btrfs no_devmapper" \
+      -ldflags "$ld" -o "$BIN/.$c-$v" "./cmd/$c")
+    mv "$BIN/.$c-$v" "$BIN/$c-$v"
+  done
+}
+
 kwok() { go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok; }
 
 helm() {
@@ -150,12 +173,12 @@ helm() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet fake_gpu_plugin fake_dra_plugin)
+[ ${#targets[@]} -gt 0 ] || targets=(etcd kwok helm kubernetes kubelet containerd fake_gpu_plugin fake_dra_plugin)
 start=$(date +%s)
 for t in "${targets[@]}"; do
   case "$t" in
-    etcd|kwok|helm|kubernetes|kubelet|fake_gpu_plugin|fake_dra_plugin) ( "$t" ) ;;
-    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, fake_gpu_plugin, fake_dra_plugin)"; exit 2 ;;
+    etcd|kwok|helm|kubernetes|kubelet|containerd|fake_gpu_plugin|fake_dra_plugin) ( "$t" ) ;;
+    *) log "unknown target $t (etcd, kwok, helm, kubernetes, kubelet, containerd, fake_gpu_plugin, fake_dra_plugin)"; exit 2 ;;
   esac
 done
 log "binaries ready in $BIN ($(( $(date +%s) - start ))s)"

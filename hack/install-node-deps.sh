@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what a real kubelet node and the registry-free image build need, from
-# Debian's packages: containerd, runc, the CNI plugins, iptables (one DNAT rule
+# Debian's packages: containerd (for its `ctr`, which imports images; the node
+# runs the containerd that hack/build-binaries.sh builds), runc, the CNI plugins, iptables (one DNAT rule
 # stands in for kube-proxy), mmdebstrap (Debian root file systems for images).
 # Idempotent: a second run that finds everything installed does nothing.
 set -euo pipefail

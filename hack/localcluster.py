@@ -82,6 +82,8 @@ def binary(name: str) -> Path:
     version = {
         "etcd": v["ETCD_VERSION"],
         "kubelet": v["KUBERNETES_VERSION"],
+        "containerd": v["CONTAINERD_VERSION"],
+        "containerd-shim-runc-v2": v["CONTAINERD_VERSION"],
         "kwok": v["KWOK_VERSION"],
         "helm": v["HELM_VERSION"],
     }.get(name, v["KUBERNETES_VERSION"])
@@ -664,6 +666,7 @@ def start_dra_plugin(state: State, node: realnode.Node, gpus: int) -> None:
             f"-kubeconfig={RUN_DIR / 'admin.kubeconfig'}",
             f"-registry-dir={node.dir / 'kubelet' / 'plugins_registry'}",
             f"-state-dir={node.dra_state_dir}",
+            f"-cdi-dir={node.cdi_dir}",
             f"-count={gpus}",
         ],
     )
@@ -698,12 +701,13 @@ def start_real_node(state: State, node: realnode.Node, gpus: int = 0, dra: bool 
             "kubelet": p[f"kubelet-{node.index}"],
             "kubelet-healthz": p[f"kubelet-healthz-{node.index}"],
         },
+        binary("containerd-shim-runc-v2"),
     )
     realnode.make_cgroup_root(node)
     realnode.make_bridge(node)
     realnode.add_service_rule(node, p["apiserver"])
     ctr = f"containerd-{node.name}"
-    start(state, ctr, ["containerd", "--config", str(node.dir / "containerd.toml")])
+    start(state, ctr, [str(binary("containerd")), "--config", str(node.dir / "containerd.toml")])
     wait_for(
         f"{ctr}'s socket",
         lambda: (
@@ -799,7 +803,7 @@ def ensure_binaries(real_nodes: int = 0, gpus: int = 0, dra: bool = False) -> No
         subprocess.run(["bash", str(REPO / "hack" / "install-node-deps.sh")], check=True)
     needed = [
         *COMPONENTS,
-        *(["kubelet"] if real_nodes else []),
+        *(["kubelet", "containerd", "containerd-shim-runc-v2"] if real_nodes else []),
         *(["egpu-fake-gpu-plugin"] if real_nodes and gpus and not dra else []),
         *(["egpu-fake-dra-plugin"] if real_nodes and gpus and dra else []),
     ]

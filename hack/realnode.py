@@ -3,10 +3,12 @@
 Each node is a containerd and a kubelet, with everything they write under
 $EGPU_RUN_DIR/nodes/<name>: containerd's root, state, socket and network
 namespaces; the kubelet's root, certificates and pod logs; the CNI configuration
-and IP allocations. Containers run with runc, pods are wired with Debian's CNI
-`bridge` plugin on a bridge of their own (a /24 chosen from the run directory,
-so two run directories on one machine do not collide), their cgroups live under
-a cgroup root of their own. Images come from hack/images.py (no registry).
+and IP allocations. containerd and its runc shim are the ones pinned in
+hack/versions.env (hack/build-binaries.sh); containers run with Debian's runc,
+pods are wired with Debian's CNI `bridge` plugin on a bridge of their own (a /24
+chosen from the run directory, so two run directories on one machine do not
+collide), their cgroups live under a cgroup root of their own. Images come from
+hack/images.py (no registry).
 
 Pods reach the API server the way they do in a cluster, at the `kubernetes`
 Service's ClusterIP: one iptables DNAT rule for the node's pod subnet sends
@@ -68,6 +70,11 @@ class Node:
         return self.dir / "dra"
 
     @property
+    def cdi_dir(self) -> Path:
+        """CDI specs the fake DRA plugin writes per prepared claim; containerd reads them."""
+        return self.dra_state_dir / "cdi"
+
+    @property
     def socket(self) -> Path:
         return self.dir / "containerd.sock"
 
@@ -112,7 +119,9 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def missing_tools() -> list[str]:
     return [
         t
-        for t in ("containerd", "runc", "ctr", "iptables", "ip", "mmdebstrap")
+        # containerd itself is built (hack/build-binaries.sh); Debian's package
+        # is kept for its `ctr`, which imports the images.
+        for t in ("runc", "ctr", "iptables", "ip", "mmdebstrap")
         if not shutil.which(t)
     ] + ([] if (CNI_BIN / "bridge").exists() else ["containernetworking-plugins"])
 
@@ -120,7 +129,8 @@ def missing_tools() -> list[str]:
 # --- configuration ------------------------------------------------------------
 
 
-def write_config(node: Node, pki: Path, server: str, ports: dict[str, int]) -> None:
+def write_config(node: Node, pki: Path, server: str, ports: dict[str, int], shim: Path) -> None:
+    """`shim`: the containerd-shim-runc-v2 built with the node's containerd."""
     d = node.dir
     for sub in ("containerd/root", "containerd/state", "cni/conf", "cni/ipam", "kubelet", "logs"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -153,6 +163,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # Network namespaces under the state directory, not /var/run/netns: the
   # node's teardown finds every one of them there.
   netns_mounts_under_state_dir = true
+  # The devices a DRA claim's CDI ids name reach the container (hack/fakedra).
+  enable_cdi = true
+  cdi_spec_dirs = ["{node.cdi_dir}"]
 [{cri}.cni]
   bin_dir = "{CNI_BIN}"
   conf_dir = "{d / "cni/conf"}"
@@ -162,6 +175,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   snapshotter = "overlayfs"
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
+  runtime_path = "{shim}"
 [{cri}.containerd.runtimes.runc.options]
   SystemdCgroup = false
 """
@@ -251,7 +265,8 @@ registerWithTaints:
 serializeImagePulls: false
 # Container CPU and memory in /metrics/resource read by containerd from the cgroups
 # when asked, instead of cAdvisor's copy refreshed every 10-30 s (docs/resize.md;
-# containerd before 1.6.22, Debian's 1.6.20 too, can crash on concurrent stats calls).
+# containerd before 1.6.22 can crash on concurrent stats calls: the node runs the
+# one pinned in hack/versions.env).
 featureGates: {{PodAndContainerStatsFromCRI: {cri_stats}}}
 """
     )

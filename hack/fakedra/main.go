@@ -8,7 +8,9 @@
 // There are no devices to set up: preparing a claim records, in a file per claim
 // under -state-dir, which devices the claim's allocation names and which gRPC
 // method (API version) the kubelet called, and returns one CDI device id per
-// device. A device already held by another prepared claim is refused, as a real
+// device; with -cdi-dir it also writes a CDI spec per claim there, which the
+// runtime applies to the claim's containers (environment variables naming the
+// GPUs' uuids), and removes it at unprepare. A device already held by another prepared claim is refused, as a real
 // driver must. Built by hack/build-binaries.sh in the Kubernetes module workspace.
 package main
 
@@ -66,12 +68,14 @@ type recordDevice struct {
 	Pool    string `json:"pool"`
 	Device  string `json:"device"`
 	CDI     string `json:"cdi"`
+	UUID    string `json:"uuid"`
 }
 
 type driver struct {
 	node     string
-	devices  map[string]bool
+	devices  map[string]string // name -> uuid
 	stateDir string
+	cdiDir   string // where the runtime reads CDI specs; "" writes none
 	cancel   context.CancelCauseFunc
 
 	mu     sync.Mutex
@@ -156,7 +160,8 @@ func (d *driver) prepare(claim *resourceapi.ResourceClaim, method string) (*reco
 		if res.Driver != driverName {
 			continue
 		}
-		if res.Pool != d.node || !d.devices[res.Device] {
+		uuid, ok := d.devices[res.Device]
+		if res.Pool != d.node || !ok {
 			return nil, fmt.Errorf("device %s/%s is not one of node %s's", res.Pool, res.Device, d.node)
 		}
 		r.Devices = append(r.Devices, recordDevice{
@@ -164,6 +169,7 @@ func (d *driver) prepare(claim *resourceapi.ResourceClaim, method string) (*reco
 			Pool:    res.Pool,
 			Device:  res.Device,
 			CDI:     fmt.Sprintf("%s=%s-%s", cdiKind, claim.UID, res.Device),
+			UUID:    uuid,
 		})
 	}
 	sort.Slice(r.Devices, func(i, j int) bool { return r.Devices[i].Device < r.Devices[j].Device })
@@ -176,16 +182,60 @@ func (d *driver) prepare(claim *resourceapi.ResourceClaim, method string) (*reco
 			return nil, fmt.Errorf("device %s is already prepared for claim %s", dev.Device, other)
 		}
 	}
-	raw, err := json.MarshalIndent(r, "", "  ")
+	if err := d.writeCDISpec(r); err != nil {
+		return nil, err
+	}
+	return r, writeJSON(filepath.Join(d.preparedDir(), string(claim.UID)+".json"), r)
+}
+
+// writeJSON writes whole, then renames: a reader never sees half a file.
+func writeJSON(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Written whole, then renamed: a reader never sees half a record.
-	path := filepath.Join(d.preparedDir(), string(claim.UID)+".json")
 	if err := os.WriteFile(path+".tmp", raw, 0o644); err != nil {
-		return nil, err
+		return err
 	}
-	return r, os.Rename(path+".tmp", path)
+	return os.Rename(path+".tmp", path)
+}
+
+func (d *driver) cdiSpecPath(uid string) string {
+	return filepath.Join(d.cdiDir, "egpu.io-gpu-"+uid+".json")
+}
+
+// writeCDISpec tells the runtime what a container of the claim gets, as a GPU
+// driver's spec would: NVIDIA_VISIBLE_DEVICES lists the claim's GPU uuids (a
+// spec-wide edit, applied once whichever of its devices a container names) and
+// each device sets EGPU_CDI_DEVICE_<index> to its own uuid.
+func (d *driver) writeCDISpec(r *record) error {
+	if d.cdiDir == "" {
+		return nil
+	}
+	type edits struct {
+		Env []string `json:"env"`
+	}
+	type device struct {
+		Name           string `json:"name"`
+		ContainerEdits edits  `json:"containerEdits"`
+	}
+	uuids := make([]string, 0, len(r.Devices))
+	devs := make([]device, 0, len(r.Devices))
+	for _, dev := range r.Devices {
+		uuids = append(uuids, dev.UUID)
+		index := strings.TrimPrefix(dev.Device, "gpu-")
+		devs = append(devs, device{
+			Name:           strings.SplitN(dev.CDI, "=", 2)[1],
+			ContainerEdits: edits{Env: []string{"EGPU_CDI_DEVICE_" + index + "=" + dev.UUID}},
+		})
+	}
+	spec := map[string]any{
+		"cdiVersion":     "0.5.0",
+		"kind":           cdiKind,
+		"containerEdits": edits{Env: []string{"NVIDIA_VISIBLE_DEVICES=" + strings.Join(uuids, ",")}},
+		"devices":        devs,
+	}
+	return writeJSON(d.cdiSpecPath(r.UID), spec)
 }
 
 func (d *driver) UnprepareResourceClaims(_ context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
@@ -198,6 +248,11 @@ func (d *driver) UnprepareResourceClaims(_ context.Context, claims []kubeletplug
 		err := os.Remove(path)
 		if errors.Is(err, os.ErrNotExist) {
 			err = nil // unprepare is idempotent
+		}
+		if d.cdiDir != "" {
+			if cdiErr := os.Remove(d.cdiSpecPath(string(claim.UID))); cdiErr != nil && !errors.Is(cdiErr, os.ErrNotExist) && err == nil {
+				err = cdiErr
+			}
 		}
 		out[claim.UID] = err
 		d.event(map[string]any{"op": "unprepare", "claim": claim.Namespace + "/" + claim.Name, "uid": claim.UID, "method": method})
@@ -282,6 +337,7 @@ func main() {
 	registryDir := flag.String("registry-dir", kubeletplugin.KubeletRegistryDir, "the kubelet's plugins_registry directory")
 	pluginDir := flag.String("plugin-dir", "", "where the DRA socket goes (default <registry-dir>/../plugins/"+driverName+")")
 	stateDir := flag.String("state-dir", "", "where prepared claims are recorded (a file per claim) and events.jsonl")
+	cdiDir := flag.String("cdi-dir", "", "where to write a CDI spec per prepared claim (the runtime's cdi_spec_dirs); none when empty")
 	count := flag.Int("count", 4, "how many fake GPUs")
 	groupSize := flag.Int("nvlink-group-size", 2, "GPUs per NVLink group (and NUMA node)")
 	product := flag.String("product", "EGPU-FAKE-GPU", "the GPUs' productName")
@@ -297,7 +353,11 @@ func main() {
 	if *pluginDir == "" {
 		*pluginDir = filepath.Join(filepath.Dir(*registryDir), "plugins", driverName)
 	}
-	for _, dir := range []string{*registryDir, *pluginDir, filepath.Join(*stateDir, "prepared")} {
+	dirs := []string{*registryDir, *pluginDir, filepath.Join(*stateDir, "prepared")}
+	if *cdiDir != "" {
+		dirs = append(dirs, *cdiDir)
+	}
+	for _, dir := range dirs {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			log.Fatal(err)
 		}
@@ -318,10 +378,10 @@ func main() {
 		log.Fatalf("DeviceClass %s: %v", deviceClass, err)
 	}
 
-	d := &driver{node: *node, devices: map[string]bool{}, stateDir: *stateDir, cancel: cancel}
+	d := &driver{node: *node, devices: map[string]string{}, stateDir: *stateDir, cdiDir: *cdiDir, cancel: cancel}
 	devs := devices(*node, *product, *count, *groupSize, mem)
 	for _, dev := range devs {
-		d.devices[dev.Name] = true
+		d.devices[dev.Name] = *dev.Attributes["uuid"].StringValue
 	}
 	helper, err := kubeletplugin.Start(ctx, d,
 		kubeletplugin.DriverName(driverName),

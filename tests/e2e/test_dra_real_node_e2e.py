@@ -3,8 +3,9 @@ fake GPUs from a DRA kubelet plugin (hack/fakedra, `localcluster.py up --real-no
 The operator allocates each pod's claim to the devices of its plan and binds; the
 kubelet's DRA manager then calls the plugin's NodePrepareResources with that claim
 before the containers start, and NodeUnprepareResources once the pod is gone. The
-plugin records every claim it prepared (a file per claim): the proof is that record
-against the claim's allocation against the binder's plan."""
+plugin records every claim it prepared (a file per claim) and writes a CDI spec for it,
+which containerd applies to the container: the proof is that record and the
+container's environment against the claim's allocation against the binder's plan."""
 
 from __future__ import annotations
 
@@ -116,6 +117,22 @@ def planned(pod: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted((pod["spec"]["nodeName"], f"gpu-{i}") for i in ids)
 
 
+def container_env(node: Any, pod: dict[str, Any]) -> dict[str, str]:
+    """The environment of the pod's container process, read through its cgroup
+    (named by the container id) under the node's cgroup root."""
+    import realnode  # hack/, on the path once the test has started
+
+    cid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    for hierarchy in realnode.cgroup_hierarchies():
+        for procs in (hierarchy / node.cgroup_root).rglob(f"*{cid}*/cgroup.procs"):
+            for pid in procs.read_text().split():
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+                return dict(
+                    entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry
+                )
+    raise AssertionError(f"no process of container {cid} under {node.cgroup_root}")
+
+
 def events(state_dir: Path) -> list[dict[str, Any]]:
     path = state_dir / "events.jsonl"
     if not path.exists():
@@ -204,6 +221,11 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
     assert parsed.wiring().nvlink_groups == ((0, 1), (2, 3))
     assert parsed.wiring().numa == (0, 0, 1, 1)
     assert len({gpu.uuid for gpu in parsed.gpus}) == GPUS
+    uuid_of = {
+        d["name"]: d["attributes"]["uuid"]["string"]
+        for s in items(cluster, "resourceslices")
+        for d in s["spec"].get("devices", [])
+    }
 
     operator = OperatorProcess(cluster, run_dir / "operator.log")
     operator.start()
@@ -240,6 +262,15 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
             assert record["name"] == claim["metadata"]["name"]
             assert sorted((d["pool"], d["device"]) for d in record["devices"]) == devices
             assert all(d["request"] == "gpus" for d in record["devices"])
+            # containerd injected the claim's CDI devices: the container is told
+            # exactly the GPUs of its allocation, by the uuids the slice publishes.
+            env = container_env(realnode.Node(run_dir, 0), pod)
+            uuids = [uuid_of[device] for _, device in devices]
+            assert env.get("NVIDIA_VISIBLE_DEVICES") == ",".join(uuids), env
+            assert {k: v for k, v in env.items() if k.startswith("EGPU_CDI_DEVICE_")} == {
+                f"EGPU_CDI_DEVICE_{device.removeprefix('gpu-')}": uuid_of[device]
+                for _, device in devices
+            }
             # The kubelet chose the plugin's newest DRA gRPC service.
             assert record["method"].endswith(".dra.v1.DRAPlugin/NodePrepareResources"), record
             assert not seen & set(devices)
@@ -257,6 +288,7 @@ def test_the_real_kubelet_prepares_exactly_the_devices_the_binder_allocated(
 
         wait_until(released, 60, "the claims unprepared by the kubelet and released")
         assert not list((state_dir / "prepared").glob("*.json"))
+        assert not list(realnode.Node(run_dir, 0).cdi_dir.glob("*.json"))
         # The members' own claims were prepared at the first try.
         assert not [
             e for e in events(state_dir) if e["op"] == "prepare-failed" and e["uid"] in uids
