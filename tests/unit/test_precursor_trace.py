@@ -27,7 +27,7 @@ def test_the_trace_is_seeded_and_reproducible() -> None:
 
 
 def test_the_fault_rate_is_llama_3s() -> None:
-    assert FAULTS_PER_GPU_DAY == pytest.approx(419 * 0.587 / (16384 * 54))
+    assert pytest.approx(419 * 0.587 / (16384 * 54)) == FAULTS_PER_GPU_DAY
     quiet = PrecursorModel(
         ce_gpu_month=0, hot_per_gpu_day=0, app_xid_per_gpu_day=0, gap_per_gpu_day=0
     )

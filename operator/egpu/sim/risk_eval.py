@@ -69,7 +69,10 @@ def sample_at(episodes: Sequence[Episode], gpu: int, t: float, since: float) -> 
 
 def quiet_scores_zero(policy: RiskPolicy) -> bool:
     n = int(policy.window_s // policy.sample_every_s) + 1
-    quiet = [sample_at((), 0, k * policy.sample_every_s, (k - 1) * policy.sample_every_s) for k in range(n)]
+    quiet = [
+        sample_at((), 0, k * policy.sample_every_s, (k - 1) * policy.sample_every_s)
+        for k in range(n)
+    ]
     return risk_of([s for s in quiet if s], policy, (n - 1) * policy.sample_every_s).score == 0
 
 
