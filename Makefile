@@ -104,6 +104,9 @@ bench-autoscale: venv binaries ## Autoscaling: egpu vs stock and tuned HPA + pro
 bench-repair: venv binaries ## Self-healing: 1,000 nodes, 200 gangs, a compressed fault trace; detection, recovery, ETT
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-repair $(PY) hack/bench/repair.py $(BENCH_ARGS)
 
+bench-predict: venv ## Risk score vs a published-model fault trace: precision, recall, lead time, false alarms
+	$(PY) hack/bench/predict.py $(BENCH_ARGS)
+
 soak: venv binaries ## Chaos soak: API faults, churn, SIGKILLed leaders, invariants (SOAK=long: ~25 min)
 	EGPU_RUN_DIR=$(CURDIR)/.run/soak $(PY) hack/soak/soak.py --profile $(SOAK) $(SOAK_ARGS)
 
@@ -126,4 +129,4 @@ clean: ## Remove the virtualenv and run state (not the binary cache)
 
 .PHONY: image help venv binaries cluster-up cluster-down cluster-status sim-nodes demo demo-down crds \
 	crds-check lint unit integration test bench-placement bench-bind bench-resize bench-autoscale \
-	bench-repair bench-scale bench-nodes soak kind-up kind-down clean
+	bench-repair bench-predict bench-scale bench-nodes soak kind-up kind-down clean
