@@ -253,10 +253,11 @@ STABILIZATION_S = 6.0
 # Between the load and a decision: one Prometheus scrape (1s), one operator scrape
 # (0.5s), the status write and this test's poll.
 PIPELINE_SLACK_S = 2.5
-# The operator's idle clock starts at the last sample that showed demand: a
-# Prometheus scrape up to one interval (hack/prometheus.sh: 1s) before the load
-# stopped, plus the simulator's tick.
-LAST_DEMAND_SLACK_S = 1.0 + 0.25
+# The operator's idle clock starts at its last reading that showed demand, which can
+# come up to one of its scrapes (0.5s) before the load stopped when Prometheus (1s
+# scrapes) took the simulator's zero right after it; with the simulator's tick
+# (0.25s) and room for a late scrape on top.
+LAST_DEMAND_SLACK_S = 1.25
 
 
 def test_flash_crowd_scales_up_in_the_panic_window_and_down_after_stabilisation(
