@@ -32,6 +32,9 @@ from egpu.engines.repair.liveness import Progress
 # where it must go: ReplaceMember restarts the gang elsewhere, a grown-back rank is
 # dropped again.
 NO_ROOM_AFTER_S = 30.0
+# After grown-back ranks found no room: the wait before growing again (the controller
+# passes its EGPU_REPAIR_BACKOFF_MAX, whose default this is).
+GROW_RETRY_AFTER_S = 300.0
 
 
 class Action(StrEnum):
@@ -334,7 +337,7 @@ def decide_grow(
     room: int,
     breaker_open: bool = False,
     now: float = 0.0,
-    retry_after_s: float = 300.0,
+    retry_after_s: float = GROW_RETRY_AFTER_S,
 ) -> RepairDecision:
     """An elastic workload shrunk by earlier repairs: its dropped ranks come back,
     lowest first, as far as its domain has room. Growing spends no retry budget. After
@@ -380,7 +383,7 @@ def decide_regrow_stuck(
     record: RepairRecord,
     now: float,
     after_s: float = NO_ROOM_AFTER_S,
-    retry_after_s: float = 300.0,
+    retry_after_s: float = GROW_RETRY_AFTER_S,
 ) -> RepairDecision | None:
     """Ranks the last growth brought back that are still not placed `after_s` later
     (the room check counts GPUs only; the binder found no node for them after all):
