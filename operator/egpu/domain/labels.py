@@ -28,6 +28,10 @@ FENCED_GPUS_ANNOTATION = "egpu.io/fenced-gpus"
 # counted: {"at": when}. A new leader restores the breaker's window from it (and from
 # the fences' times), so a partition's count does not start over with a new leader.
 LOST_NODE_ANNOTATION = "egpu.io/lost-node"
+# What a node holds on disk for fast starts, beside the images its kubelet lists in
+# status.images: comma-separated artefact keys (model files, weights), written by a
+# cache agent. A pod whose artefacts are all on a node starts there on the Cached path.
+CACHED_ARTEFACTS_ANNOTATION = "egpu.io/cached-artefacts"
 
 # -- on pods -------------------------------------------------------------------------
 # The operator's own labels and annotations on the pods it creates. A pod template
@@ -59,6 +63,14 @@ RESIZE_HEADROOM_ANNOTATION = "egpu.io/resize-headroom"
 # The domain path (outermost level value first) a pod must be placed in: a member
 # moved to grow stays in its old domain.
 WITHIN_ANNOTATION = "egpu.io/within"
+# What a pod loads at start (comma-separated: image references and model keys, from
+# GPUInferenceService spec.startup.artefacts): the binder prefers nodes that hold them.
+ARTEFACTS_ANNOTATION = "egpu.io/artefacts"
+# Written with the Binding of a pod that names artefacts: the start path it got,
+# START_PATH_CACHED when its node held every artefact at bind time, else START_PATH_COLD.
+START_PATH_ANNOTATION = "egpu.io/start-path"
+START_PATH_CACHED = "Cached"
+START_PATH_COLD = "Cold"
 
 # On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
 RESUME_FROM_ANNOTATION = "egpu.io/resume-from"
@@ -86,6 +98,8 @@ OPERATOR_OWNED_ANNOTATIONS = frozenset(
         DOMAIN_ANNOTATION,
         RESIZE_HEADROOM_ANNOTATION,
         WITHIN_ANNOTATION,
+        ARTEFACTS_ANNOTATION,
+        START_PATH_ANNOTATION,
         RESUME_FROM_ANNOTATION,
         PROGRESS_SEEN_ANNOTATION,
         "egpu.io/assigned-node",  # the plan's name before egpu.io/plan
