@@ -384,8 +384,10 @@ def test_preferences_win_when_the_gang_fits_there_and_yield_when_not() -> None:
 
 def test_score_tiers_go_from_the_best_score_down() -> None:
     assert score_tiers({}, 5) == []
-    assert score_tiers({"a": -100}, 3) == [{"a"}]
-    assert score_tiers({"a": 20, "b": 10, "c": -100}, 4) == [{"b", "c"}, {"c"}]
+    # thresholds, best first; the lowest score keeps every node, so it is no tier
+    assert score_tiers({"a": -100}, 3) == [0]
+    assert score_tiers({"a": 20, "b": 10, "c": -100}, 4) == [20, 10, 0]
+    assert score_tiers({"a": 50}, 3) == [50]  # unscored nodes score 0, below it
 
 
 def test_every_pod_of_a_gang_must_be_satisfied() -> None:

@@ -24,7 +24,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -41,7 +41,12 @@ from egpu.actuators.pods import (
 from egpu.controllers.common import now_text
 from egpu.controllers.runtime import Runtime, Trigger
 from egpu.domain.gang import GangRequest
-from egpu.domain.labels import DOMAIN_ANNOTATION, GPU_IDS_ANNOTATION, PLAN_ANNOTATION
+from egpu.domain.labels import (
+    DOMAIN_ANNOTATION,
+    GPU_IDS_ANNOTATION,
+    PLAN_ANNOTATION,
+    START_PATH_ANNOTATION,
+)
 from egpu.domain.placement import (
     PlacementResult,
     PodAssignment,
@@ -57,9 +62,11 @@ from egpu.engines.binding import (
     gangs_to_place,
     pair_with_pods,
     pod_slots,
+    pod_slots_on,
     required_domain,
     shape_key,
     split_resumable,
+    start_path,
 )
 from egpu.engines.binding.claims import (
     ClaimAction,
@@ -118,15 +125,21 @@ class Step:
     pod: PodFacts
     assignment: PodAssignment
     plan: RecordedPlan
+    # For a pod that names artefacts: START_PATH_CACHED or START_PATH_COLD, judged
+    # against what its node held when the binder decided.
+    start_path: str | None = None
 
 
 def binding_annotations(step: Step) -> dict[str, str]:
     a = step.assignment
-    return {
+    out = {
         PLAN_ANNOTATION: plan_annotation(step.plan),
         GPU_IDS_ANNOTATION: ",".join(str(g) for g in a.gpu_indices),
         DOMAIN_ANNOTATION: json.dumps(dict(a.domain), separators=(",", ":"), sort_keys=True),
     }
+    if step.start_path is not None:
+        out[START_PATH_ANNOTATION] = step.start_path
+    return out
 
 
 def pod_object(facts: PodFacts) -> JSON:
@@ -317,6 +330,7 @@ class Binder:
             ]
         if len(steps) + len(gang.bound) < gang.min_members:
             return None
+        steps = [self._with_start_path(s) for s in steps]
         try:
             self.sync.reserve_intents([(s.pod.key, s.assignment) for s in steps])
         except ReservationError as exc:  # the engine's answer no longer fits: a bug
@@ -339,6 +353,14 @@ class Binder:
         if isinstance(result, Unschedulable) and failed_shapes is not None:
             failed_shapes[shape] = result
         return result
+
+    def _with_start_path(self, step: Step) -> Step:
+        ledger = self.sync.ledger
+        node = step.assignment.node
+        if not step.pod.artefacts or node not in ledger:
+            return step
+        path = start_path(step.pod.artefacts, ledger.node_artefacts(node))
+        return replace(step, start_path=path)
 
     def _placed_model(self, gang: Gang, steps: list[Step]) -> str | None:
         """The GPU model the gang's bound or planned members run on, when they share one."""
@@ -710,6 +732,14 @@ class Binder:
     def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
         """How many more pods of this many GPUs (GPUs only) the cluster could take now."""
         return pod_slots(self.sync.ledger.domain_stats((), model).free_histogram, gpus_per_pod)
+
+    def cached_pod_slots(
+        self, gpus_per_pod: int, model: str | None, artefacts: tuple[str, ...]
+    ) -> int:
+        """How many more pods of this many GPUs (GPUs only) could start on the Cached path
+        now: on schedulable nodes that hold every one of `artefacts` (none for none)."""
+        free = self.sync.ledger.free_gpus_holding(artefacts, model)
+        return pod_slots_on(free, gpus_per_pod)
 
     # -- telling users -------------------------------------------------------------------
 

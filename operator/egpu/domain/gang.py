@@ -23,6 +23,8 @@ class GangRequest:
     node's labels and taints (one entry per distinct ask; a node must satisfy all).
     `keep_model`: the GPU model the gang's members already placed run on; the rest
     keep it unless it has no room for them (a gang runs at its slowest GPU's pace).
+    `artefacts`: what each pod loads at start (image references, model keys): nodes
+    that hold them are preferred (a score, never a filter).
     """
 
     gang_id: str
@@ -45,6 +47,7 @@ class GangRequest:
     # fit; else only nodes with the device plugin (a pod's claims are fixed at creation).
     dra: bool = False
     keep_model: str | None = None
+    artefacts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.gang_id:

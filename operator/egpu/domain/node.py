@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from egpu.domain.artefacts import NO_ARTEFACTS, image_names, intern_artefacts, parse_artefact_keys
 from egpu.domain.dra import DraNode
 from egpu.domain.gpu import Gpu, Interconnect, parse_interconnect, parse_unhealthy_gpus
 from egpu.domain.labels import (
+    CACHED_ARTEFACTS_ANNOTATION,
     GPU_COUNT_LABEL,
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -55,6 +57,9 @@ class Node:
     extended: Mapping[str, int] = field(default_factory=dict)  # other allocatable
     # Its GPUs are published through DRA (a ResourceSlice): the GPU ids are enforced.
     dra: bool = False
+    # What it holds for fast starts (egpu.domain.artefacts): its cache agent's keys and
+    # its kubelet's image names, one shared set per distinct content.
+    artefacts: frozenset[str] = NO_ARTEFACTS
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -109,6 +114,7 @@ def node_from_kubernetes(
     schedulable: bool = True,
     taints: object = None,
     dra: DraNode | None = None,
+    images: object = None,
 ) -> Node:
     """Build a Node from a Kubernetes Node's labels, annotations and status.allocatable.
 
@@ -116,7 +122,9 @@ def node_from_kubernetes(
     model from `nvidia.com/gpu.product`. `schedulable` is false for cordoned or not-Ready
     nodes. `taints` is spec.taints as the API serves it. With `dra` (the GPUs a DRA
     driver publishes for it) the GPU count, model and wiring come from its devices, in
-    preference to the labels and the interconnect annotation. Raises ValueError naming
+    preference to the labels and the interconnect annotation. `images` is status.images:
+    its names and the keys of the cached-artefacts annotation are what the node holds
+    (a malformed list or annotation reads as holding nothing). Raises ValueError naming
     the node and the bad field.
     """
     try:
@@ -159,6 +167,12 @@ def node_from_kubernetes(
         max_pods=max_pods,
         extended=extended,
         dra=dra is not None,
+        artefacts=intern_artefacts(
+            [
+                *parse_artefact_keys(annotations.get(CACHED_ARTEFACTS_ANNOTATION)),
+                *image_names(images),
+            ]
+        ),
     )
 
 

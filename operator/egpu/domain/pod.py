@@ -99,6 +99,8 @@ class PodFacts:
     problem: str | None = None  # why the pod cannot be placed as it is
     dra: bool = False  # its GPUs come through its DRA claim, which the binder allocates
     gpu_claim: str | None = None  # that claim's name, once the controller manager made it
+    # What it loads at start (egpu.io/artefacts): the binder prefers nodes that hold them.
+    artefacts: tuple[str, ...] = ()
 
     @property
     def bound(self) -> bool:

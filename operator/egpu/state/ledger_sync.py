@@ -226,6 +226,7 @@ class LedgerSync:
                 schedulable=node_schedulable(new),
                 taints=(new.get("spec") or {}).get("taints"),
                 dra=self.dra_nodes.get(name),
+                images=status.get("images"),
             )
         except ValueError as exc:
             # Out of placement until it can be read, as if it were not there; what runs

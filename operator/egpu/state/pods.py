@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
+from egpu.domain.artefacts import parse_artefact_keys
 from egpu.domain.dra import POD_GPU_CLAIM
 from egpu.domain.labels import (
+    ARTEFACTS_ANNOTATION,
     DRA_GPUS_ANNOTATION,
     GANG_LABEL,
     GANG_MIN_ANNOTATION,
@@ -409,5 +411,6 @@ def _read_pod(pod: JSON) -> PodFacts:
         unsupported=unsupported_fields(spec, gpu_claim=POD_GPU_CLAIM if dra else None),
         dra=dra,
         gpu_claim=gpu_claim_name(pod) if dra else None,
+        artefacts=parse_artefact_keys(annotations.get(ARTEFACTS_ANNOTATION)),
         problem="; ".join(problems) or None,
     )

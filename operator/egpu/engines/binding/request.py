@@ -67,6 +67,7 @@ def gang_request(
         constraints=constraints,
         dra=fresh[0].dra,
         keep_model=placed_model,
+        artefacts=tuple(dict.fromkeys(key for p in fresh for key in p.artefacts)),
     )
 
 
@@ -87,6 +88,7 @@ def shape_key(r: GangRequest) -> tuple[object, ...]:
         r.extras,
         r.constraints,
         r.keep_model,
+        r.artefacts,
     )
 
 

@@ -19,9 +19,10 @@ Rules:
 - Filters (`filters.py`: taints, nodeSelector, required node affinity, pod count,
   extended resources, host ports) decide which nodes the gang may use at all; the
   refused nodes are left out of the indexes for the decision and counted in the
-  diagnosis. Scores (preferred node affinity, PreferNoSchedule taints): the gang is
-  placed on the best-scoring nodes if it fits there, else on the next tier, else on
-  any feasible node.
+  diagnosis. Scores (preferred node affinity, PreferNoSchedule taints, artefact
+  locality: nodes that hold what the pods load at start): the gang is placed on the
+  best-scoring nodes if it fits there, else on the next tier, else on any feasible
+  node; the rules above decide inside a tier.
 - The decision reads the ledger and leaves it as it found it; `ClusterLedger.reserve`
   applies it.
 """
@@ -71,7 +72,8 @@ def level_depth(tree: DomainTree, level: str) -> int | None:
 def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
     tree = ledger.tree
     asks = bool(request.constraints or request.extras)
-    if not (asks or request.dra or tree.tainted or tree.pods_full or tree.dra_nodes):
+    local = bool(request.artefacts) and tree.holds_any(request.artefacts)
+    if not (asks or local or request.dra or tree.tainted or tree.pods_full or tree.dra_nodes):
         return _decide(tree, request)  # nothing to filter or score: the fast path
     refused = excluded_nodes(tree, request)
     if len(refused) * 2 > len(tree.nodes):  # most nodes refused: index the rest apart
@@ -92,25 +94,53 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
 def _scored(tree: DomainTree, request: GangRequest, refused: Collection[str]) -> PlacementResult:
     """Place on the best-scoring tier of nodes that takes the whole gang, else on all.
     `refused` are nodes of `tree` the filters refused (left out of its indexes)."""
-    if tree.tainted or any(c.scores for c in request.constraints):
+    if tree.tainted or request.artefacts or any(c.scores for c in request.constraints):
         scored = scores(tree, request, refused)
         feasible = len(tree.nodes) - len(refused)
-        for tier in score_tiers(scored, feasible):
-            with _left_out(tree, tier):
-                found = _decide(tree, request, diagnose=False)
+        for threshold in score_tiers(scored, feasible):
+            found = _on_tier(tree, request, refused, scored, threshold, feasible)
             if isinstance(found, Placement) and not found.partial:
                 return found  # a partial gang here could be whole on more nodes
     return _decide(tree, request)
 
 
+def _on_tier(
+    tree: DomainTree,
+    request: GangRequest,
+    refused: Collection[str],
+    scored: Mapping[str, int],
+    threshold: int,
+    feasible: int,
+) -> PlacementResult:
+    """The decision on the feasible nodes scoring at least `threshold` (unscored nodes
+    score 0). A few such nodes (the ones holding a pod's artefacts, say) get a tree of
+    their own; else the others are left out of the indexes for the try."""
+    if threshold <= 0:  # every unscored node is in: leave out the scored ones below
+        below = [name for name, value in scored.items() if value < threshold]
+    else:
+        kept = [name for name, value in scored.items() if value >= threshold]
+        if len(kept) * 2 < feasible:
+            return _decide(_tree_of(tree, kept), request, diagnose=False)
+        below = [
+            name for name in tree.nodes if scored.get(name, 0) < threshold and name not in refused
+        ]
+    with _left_out(tree, below):
+        return _decide(tree, request, diagnose=False)
+
+
+def _tree_of(tree: DomainTree, names: Collection[str]) -> DomainTree:
+    """A tree of just these nodes (copies of their states): O(names)."""
+    sub = DomainTree(tree.levels, tree.node_level)
+    for name in names:
+        state = tree.nodes[name]
+        sub.attach(copy.copy(state), state.labels)
+    return sub
+
+
 def _feasible_tree(tree: DomainTree, refused: Container[str]) -> DomainTree:
     """A tree of the nodes not refused (copies of their states, so the ledger's tree is
     untouched): O(feasible nodes), cheaper than leaving most nodes out one by one."""
-    sub = DomainTree(tree.levels, tree.node_level)
-    for name, state in tree.nodes.items():
-        if name not in refused:
-            sub.attach(copy.copy(state), state.labels)
-    return sub
+    return _tree_of(tree, [name for name in tree.nodes if name not in refused])
 
 
 @contextmanager

@@ -394,6 +394,19 @@ class ClusterLedger:
             domain=dict(state.domain_labels),
         )
 
+    def node_artefacts(self, name: str) -> frozenset[str]:
+        """The artefacts the node holds (its cache agent's keys and its image names)."""
+        return self._state(name).artefacts
+
+    def free_gpus_holding(self, artefacts: tuple[str, ...], model: str | None = None) -> list[int]:
+        """Free GPUs of each schedulable node (of a model matching `model`) that holds every
+        one of `artefacts`: O(nodes holding them). None for no artefacts."""
+        return [
+            state.free_mask.bit_count()
+            for state in self.tree.holding_all(artefacts)
+            if state.schedulable and (model is None or model_matches(model, state.model))
+        ]
+
     def node_usage(self, name: str) -> NodeUsage:
         state = self._state(name)
         return NodeUsage(

@@ -131,6 +131,7 @@ class NodeState:
     __slots__ = (
         "_sort_key",
         "all_mask",
+        "artefacts",
         "baseline_cpu",
         "baseline_mask",
         "baseline_mem",
@@ -187,6 +188,7 @@ class NodeState:
         self.extra_alloc = node.extended
         self.extra_used: dict[str, int] = {}
         self.group_masks, self.numa_masks = wiring_masks(node.wiring)
+        self.artefacts = node.artefacts  # shared between nodes that hold the same
         self._sort_key: tuple[tuple[int, str], ...] | None = None
         self.chain: tuple[DomainNode, ...] = ()
         self.domain_labels: Mapping[str, str] = MappingProxyType({})
@@ -249,6 +251,10 @@ class DomainTree:
         self.tainted: dict[tuple[Taint, ...], dict[str, NodeState]] = {}
         self.pods_full: dict[str, NodeState] = {}  # indexed nodes with no pod slot left
         self.dra_nodes: dict[str, NodeState] = {}  # nodes whose GPUs come through DRA
+        # Nodes that hold artefacts, by the (shared) set they hold, and for each artefact
+        # key the distinct sets that hold it: a request's nodes are found without a scan.
+        self.by_artefacts: dict[frozenset[str], dict[str, NodeState]] = {}
+        self.artefact_sets: dict[str, dict[frozenset[str], None]] = {}
 
     # -- structure -----------------------------------------------------------------
 
@@ -290,12 +296,63 @@ class DomainTree:
             self.tainted.setdefault(state.taints, {})[state.name] = state
         if state.dra:
             self.dra_nodes[state.name] = state
+        if state.artefacts:
+            self._file_artefacts(state)
         self.index(state)
+
+    def _file_artefacts(self, state: NodeState) -> None:
+        held = state.artefacts
+        group = self.by_artefacts.get(held)
+        if group is None:
+            group = self.by_artefacts[held] = {}
+            for key in held:
+                self.artefact_sets.setdefault(key, {})[held] = None
+        group[state.name] = state
+
+    def _unfile_artefacts(self, state: NodeState) -> None:
+        held = state.artefacts
+        group = self.by_artefacts[held]
+        del group[state.name]
+        if group:
+            return
+        del self.by_artefacts[held]
+        for key in held:
+            sets = self.artefact_sets[key]
+            del sets[held]
+            if not sets:
+                del self.artefact_sets[key]
+
+    def holds_any(self, keys: tuple[str, ...]) -> bool:
+        """Whether some node (schedulable or not) holds one of these artefacts."""
+        return any(key in self.artefact_sets for key in keys)
+
+    def artefact_groups(
+        self, keys: tuple[str, ...]
+    ) -> Iterator[tuple[frozenset[str], dict[str, NodeState]]]:
+        """Each distinct set of artefacts that holds one of `keys` at least, with its nodes."""
+        seen: set[frozenset[str]] = set()
+        for key in keys:
+            for held in self.artefact_sets.get(key, ()):
+                if held not in seen:
+                    seen.add(held)
+                    yield held, self.by_artefacts[held]
+
+    def holding_all(self, keys: tuple[str, ...]) -> Iterator[NodeState]:
+        """The nodes (schedulable or not) that hold every one of `keys` (none for no keys):
+        only the sets that hold the rarest key are looked at."""
+        if not keys:
+            return
+        rarest = min(keys, key=lambda k: len(self.artefact_sets.get(k, ())))
+        for held in self.artefact_sets.get(rarest, ()):
+            if all(key in held for key in keys):
+                yield from self.by_artefacts[held].values()
 
     def detach(self, state: NodeState) -> None:
         self.unindex(state)
         del self.nodes[state.name]
         self.dra_nodes.pop(state.name, None)
+        if state.artefacts:
+            self._unfile_artefacts(state)
         if state.taints:
             group = self.tainted[state.taints]
             del group[state.name]
