@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 
 def _sim_nodes(args: argparse.Namespace) -> int:
-    from egpu.sim.nodes import ClusterShape, create_nodes
+    from egpu.sim.nodes import ClusterShape, cached_node_indices, create_nodes
 
     shape = ClusterShape(
         blocks=args.blocks,
@@ -19,6 +19,8 @@ def _sim_nodes(args: argparse.Namespace) -> int:
         gpu_models=tuple(args.models.split(",")),
         name_prefix=args.prefix,
         dra=args.dra,
+        cached_artefacts=tuple(k.strip() for k in args.cached_artefacts.split(",") if k.strip()),
+        cached_nodes=args.cached_nodes,
     )
     seconds = create_nodes(shape, kubeconfig=args.kubeconfig, workers=args.workers)
     if shape.dra:
@@ -27,6 +29,9 @@ def _sim_nodes(args: argparse.Namespace) -> int:
 
         slices = create_resource_slices(shape, kubeconfig=args.kubeconfig)
         print(f"published {slices} ResourceSlices (driver {GPU_DRIVER})")
+    if shape.cached_artefacts:
+        held = len(cached_node_indices(shape))
+        print(f"{held} of them hold {','.join(shape.cached_artefacts)} (egpu.io/cached-artefacts)")
     print(
         f"created {shape.node_count} simulated GPU nodes ({shape.gpu_count} GPUs: "
         f"{shape.blocks} blocks x {shape.leaves_per_block} leaves x {shape.nodes_per_leaf} "
@@ -95,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--dra",
         action="store_true",
         help="publish the GPUs as DRA ResourceSlices (driver gpu.egpu.io), no device plugin",
+    )
+    nodes.add_argument(
+        "--cached-artefacts",
+        default="",
+        metavar="KEYS",
+        help="comma-separated artefact keys (images, models) some nodes hold "
+        "(egpu.io/cached-artefacts)",
+    )
+    nodes.add_argument(
+        "--cached-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many nodes hold them, spread evenly across leaves and blocks (default: all)",
     )
     nodes.set_defaults(func=_sim_nodes)
     delete = sim_sub.add_parser("delete-nodes", help="delete every simulated node")

@@ -5,6 +5,11 @@ GPU node carries once GPU Feature Discovery and a topology-labelling cloud have
 been at it: allocatable `nvidia.com/gpu`, `nvidia.com/gpu.*` labels, one label
 per network level, and the `egpu.io/gpu-interconnect` annotation that the egpu
 node agent publishes (NVLink groups, NUMA node per GPU).
+
+With `cached_artefacts`, some nodes also carry `egpu.io/cached-artefacts` (what a cache
+agent says a node holds): `cached_nodes` of them, evenly spaced through the nodes in
+name order (block, leaf, node), so they spread across leaves and blocks; all of them
+when `cached_nodes` is None.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ BLOCK_LABEL = "egpu.io/block"
 LEAF_LABEL = "egpu.io/leaf"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 INTERCONNECT_ANNOTATION = "egpu.io/gpu-interconnect"
+CACHED_ARTEFACTS_ANNOTATION = "egpu.io/cached-artefacts"
 SIMULATED_LABEL = "egpu.io/simulated"
 KWOK_SELECTOR_LABEL = ("type", "kwok")  # what hack/localcluster.py's kwok manages
 
@@ -48,6 +54,10 @@ class ClusterShape:
     # GPUs published through DRA (egpu.sim.dra) instead of a device plugin: the nodes
     # advertise no nvidia.com/gpu.
     dra: bool = False
+    # Artefact keys some nodes hold (egpu.io/cached-artefacts), on `cached_nodes` nodes
+    # spread evenly (None: on every node).
+    cached_artefacts: tuple[str, ...] = ()
+    cached_nodes: int | None = None
 
     def __post_init__(self) -> None:
         for field in ("blocks", "leaves_per_block", "nodes_per_leaf", "gpus_per_node"):
@@ -60,6 +70,19 @@ class ClusterShape:
             )
         if not self.gpu_models:
             raise ValueError("at least one GPU model is needed")
+        if any(not key or "," in key or key != key.strip() for key in self.cached_artefacts):
+            raise ValueError(
+                "cached artefact keys must be non-empty, with no comma or blanks: "
+                f"{list(self.cached_artefacts)}"
+            )
+        if self.cached_nodes is not None:
+            if not self.cached_artefacts:
+                raise ValueError("cached_nodes needs cached_artefacts")
+            if not 0 <= self.cached_nodes <= self.node_count:
+                raise ValueError(
+                    f"cached_nodes must be between 0 and the {self.node_count} nodes, "
+                    f"got {self.cached_nodes}"
+                )
 
     @property
     def node_count(self) -> int:
@@ -78,9 +101,22 @@ def interconnect(shape: ClusterShape) -> dict[str, list[Any]]:
     return {"nvlinkGroups": groups, "numa": numa}
 
 
+def cached_node_indices(shape: ClusterShape) -> frozenset[int]:
+    """Which nodes (by position in name order) carry the cached artefacts: `cached_nodes`
+    evenly spaced, the first node first."""
+    if not shape.cached_artefacts:
+        return frozenset()
+    total = shape.node_count
+    count = total if shape.cached_nodes is None else shape.cached_nodes
+    return frozenset(i * total // count for i in range(count))
+
+
 def node_manifests(shape: ClusterShape) -> Iterator[dict[str, Any]]:
     annotation = json.dumps(interconnect(shape), separators=(",", ":"))
     gpus = str(shape.gpus_per_node)
+    cached = cached_node_indices(shape)
+    held = ",".join(shape.cached_artefacts)
+    position = -1
     for b in range(shape.blocks):
         # One GPU model per block, round robin: blocks are bought in one go.
         model = shape.gpu_models[b % len(shape.gpu_models)]
@@ -97,6 +133,10 @@ def node_manifests(shape: ClusterShape) -> Iterator[dict[str, Any]]:
                 }
                 if not shape.dra:
                     resources["nvidia.com/gpu"] = gpus
+                annotations = {INTERCONNECT_ANNOTATION: annotation, "kwok.x-k8s.io/node": "fake"}
+                position += 1
+                if position in cached:
+                    annotations[CACHED_ARTEFACTS_ANNOTATION] = held
                 yield {
                     "apiVersion": "v1",
                     "kind": "Node",
@@ -115,10 +155,7 @@ def node_manifests(shape: ClusterShape) -> Iterator[dict[str, Any]]:
                             "nvidia.com/gpu.count": gpus,
                             "nvidia.com/gpu.memory": str(GPU_MEMORY_MIB.get(model, 81920)),
                         },
-                        "annotations": {
-                            INTERCONNECT_ANNOTATION: annotation,
-                            "kwok.x-k8s.io/node": "fake",
-                        },
+                        "annotations": annotations,
                     },
                     "spec": {"providerID": f"kwok://{name}"},
                     # Nodes accept status on create; kwok keeps it when it
