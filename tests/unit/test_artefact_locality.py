@@ -215,6 +215,29 @@ def test_a_gang_that_fits_no_cached_nodes_whole_goes_where_it_fits() -> None:
     assert len(nodes_of(partial)) == 2
 
 
+def test_locality_never_costs_a_gang_its_compactness() -> None:
+    # one cached node in each of two leaves; leaf lc holds the whole gang of two
+    nodes = [
+        node("a1", "la", artefacts=(IMAGE,)),
+        node("b1", "lb", artefacts=(IMAGE,)),
+        node("c1", "lc"),
+        node("c2", "lc"),
+    ]
+    ledger = ClusterLedger(TOPOLOGY, nodes)
+    result = place_gang(ledger, request(pods=2, artefacts=(IMAGE,)))
+    assert sorted(nodes_of(result)) == ["c1", "c2"]
+    assert isinstance(result, Placement) and result.level == LEAF
+    # equally compact: the leaf whose nodes hold the image wins over the first leaf
+    nodes = [node("a1", "la"), node("a2", "la"), node("b1", "lb", artefacts=(IMAGE,))]
+    nodes.append(node("b2", "lb", artefacts=(IMAGE,)))
+    ledger = ClusterLedger(TOPOLOGY, nodes)
+    assert sorted(nodes_of(place_gang(ledger, request(pods=2, artefacts=(IMAGE,))))) == [
+        "b1",
+        "b2",
+    ]
+    assert sorted(nodes_of(place_gang(ledger, request(pods=2)))) == ["a1", "a2"]
+
+
 def test_a_soft_taint_outweighs_holding_the_artefacts() -> None:
     ledger = ClusterLedger(
         TOPOLOGY,

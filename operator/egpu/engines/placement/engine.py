@@ -93,7 +93,20 @@ def place_gang(ledger: ClusterLedger, request: GangRequest) -> PlacementResult:
 
 def _scored(tree: DomainTree, request: GangRequest, refused: Collection[str]) -> PlacementResult:
     """Place on the best-scoring tier of nodes that takes the whole gang, else on all.
-    `refused` are nodes of `tree` the filters refused (left out of its indexes)."""
+    `refused` are nodes of `tree` the filters refused (left out of its indexes).
+
+    Artefact locality never costs a gang its compactness: a gang of several pods that
+    the nodes holding its artefacts take only in a wider domain than it would get
+    without them is placed as if it named none (a lone pod always gets one node)."""
+    found = _by_scores(tree, request, refused)
+    if request.artefacts and request.pod_count > 1 and isinstance(found, Placement):
+        plain = _by_scores(tree, replace(request, artefacts=()), refused)
+        if isinstance(plain, Placement) and _depth_of(tree, plain) > _depth_of(tree, found):
+            return plain
+    return found
+
+
+def _by_scores(tree: DomainTree, request: GangRequest, refused: Collection[str]) -> PlacementResult:
     if tree.tainted or request.artefacts or any(c.scores for c in request.constraints):
         scored = scores(tree, request, refused)
         feasible = len(tree.nodes) - len(refused)
