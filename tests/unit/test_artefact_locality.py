@@ -238,6 +238,22 @@ def test_locality_never_costs_a_gang_its_compactness() -> None:
     assert sorted(nodes_of(place_gang(ledger, request(pods=2)))) == ["a1", "a2"]
 
 
+def test_a_lone_pod_on_a_cached_node_keeps_its_levels_and_domain() -> None:
+    nodes = [node("a1", "la"), node("a2", "la", artefacts=(IMAGE,)), node("b1", "lb")]
+    nodes.append(node("b2", "lb", artefacts=(IMAGE,)))
+    ledger = ClusterLedger(TOPOLOGY, nodes)
+    result = place_gang(
+        ledger, request(artefacts=(IMAGE,), required_level=LEAF, preferred_level=LEAF)
+    )
+    assert isinstance(result, Placement)
+    assert nodes_of(result) == ["a2"] and result.level == HOST and result.preferred_met
+    assert result.assignments[0].domain == {BLOCK: "b0", LEAF: "la", HOST: "a2"}
+    assert dict(result.domain) == {BLOCK: "b0", LEAF: "la", HOST: "a2"}
+    inside = place_gang(ledger, request(artefacts=(IMAGE,), within=("b0", "lb")))
+    assert nodes_of(inside) == ["b2"]
+    assert not ledger.verify()
+
+
 def test_a_soft_taint_outweighs_holding_the_artefacts() -> None:
     ledger = ClusterLedger(
         TOPOLOGY,

@@ -29,7 +29,6 @@ Rules:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Container, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -132,6 +131,8 @@ def _on_tier(
         below = [name for name, value in scored.items() if value < threshold]
     else:
         kept = [name for name, value in scored.items() if value >= threshold]
+        if request.pod_count == 1 and not request.within:
+            return _lone_pod(tree, request, kept)
         if len(kept) * 2 < feasible:
             return _decide(_tree_of(tree, kept), request, diagnose=False)
         below = [
@@ -141,12 +142,29 @@ def _on_tier(
         return _decide(tree, request, diagnose=False)
 
 
+def _lone_pod(tree: DomainTree, request: GangRequest, names: Collection[str]) -> PlacementResult:
+    """One pod on the best of these nodes. A pod always fits in one node, so the domains
+    above play no part: the nodes go in a tree of no levels (cheaper to build than
+    their domains), keeping their own domain labels, and any level asked is met."""
+    flat = DomainTree((), tree.node_level)
+    for name in names:
+        state = tree.nodes[name]
+        twin = state.clone()
+        flat.attach(twin, state.labels)
+        twin.domain_labels = state.domain_labels
+    loose = replace(request, required_level=None, preferred_level=None)
+    found = _decide(flat, loose, diagnose=False)
+    if isinstance(found, Placement) and request.preferred_level is not None:
+        found = replace(found, preferred_met=True)
+    return found
+
+
 def _tree_of(tree: DomainTree, names: Collection[str]) -> DomainTree:
     """A tree of just these nodes (copies of their states): O(names)."""
     sub = DomainTree(tree.levels, tree.node_level)
     for name in names:
         state = tree.nodes[name]
-        sub.attach(copy.copy(state), state.labels)
+        sub.attach(state.clone(), state.labels)
     return sub
 
 

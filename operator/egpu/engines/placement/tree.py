@@ -24,6 +24,7 @@ from egpu.engines.placement.wiring import Profile, profile_of
 _DIGITS = re.compile(r"(\d+)")
 
 
+@lru_cache(maxsize=4096)  # domain names repeat: every tree built for a decision sorts them
 def natural_key(text: str) -> tuple[tuple[int, str], ...]:
     """Sort "n2" before "n10", so ranks follow the names people read."""
     return tuple((int(part), "") if part.isdigit() else (0, part) for part in _DIGITS.split(text))
@@ -197,6 +198,13 @@ class NodeState:
         self.ix_cpu = 0
         self.ix_mem = 0
         self.ix_profile: Profile = ((), ())
+
+    def clone(self) -> NodeState:
+        """A shallow copy (what copy.copy makes, several times faster)."""
+        twin = object.__new__(NodeState)
+        for name in NodeState.__slots__:
+            setattr(twin, name, getattr(self, name))
+        return twin
 
     @property
     def sort_key(self) -> tuple[tuple[int, str], ...]:
