@@ -99,17 +99,20 @@ def test_a_pod_lands_where_its_artefacts_are_and_says_how_it_started(
     assert node["metadata"]["annotations"]["egpu.io/cached-artefacts"] == f"{IMAGE},{WEIGHTS}"
 
     apply = ("apply", "-n", namespace, "-f", "-")
-    locality_cluster.kubectl(*apply, input=bare_pod("warm", f"{IMAGE}, {WEIGHTS}"))
-    wait_until(lambda: bound(locality_cluster, namespace, "warm"), 60, "the warm pod bound")
-    warm = pod(locality_cluster, namespace, "warm")
-    assert warm["spec"]["nodeName"] == CACHED_NODE
-    assert warm["metadata"]["annotations"]["egpu.io/start-path"] == "Cached"
-
     locality_cluster.kubectl(*apply, input=bare_pod("cold", "nowhere@r0"))
     wait_until(lambda: bound(locality_cluster, namespace, "cold"), 60, "the cold pod bound")
     cold = pod(locality_cluster, namespace, "cold")
-    assert cold["spec"]["nodeName"].startswith("loa-")  # the engine's own order
+    # where the engine's own order puts an 8-GPU pod on these empty nodes: the first
+    assert cold["spec"]["nodeName"] == "loa-b0-l0-n000"
     assert cold["metadata"]["annotations"]["egpu.io/start-path"] == "Cold"
+
+    locality_cluster.kubectl(*apply, input=bare_pod("warm", f"{IMAGE}, {WEIGHTS}"))
+    wait_until(lambda: bound(locality_cluster, namespace, "warm"), 60, "the warm pod bound")
+    warm = pod(locality_cluster, namespace, "warm")
+    # not loa-b0-l0-n001 in the fuller leaf, where the engine's own order goes next:
+    # the node that holds its artefacts
+    assert warm["spec"]["nodeName"] == CACHED_NODE
+    assert warm["metadata"]["annotations"]["egpu.io/start-path"] == "Cached"
 
     locality_cluster.kubectl(*apply, input=bare_pod("plain", None))
     wait_until(lambda: bound(locality_cluster, namespace, "plain"), 60, "the plain pod bound")
