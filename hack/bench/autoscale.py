@@ -672,6 +672,26 @@ def main() -> int:
         "of one compressed day (0: no error budget, every moment sized for p99)",
     )
     parser.add_argument(
+        "--cached-start",
+        type=float,
+        default=None,
+        help="seconds to Ready on the Cached start path (a node holding the image and the "
+        "model); unset: one path, every pod --cold-start",
+    )
+    parser.add_argument(
+        "--cached-pods",
+        type=int,
+        default=0,
+        help="with --cached-start: pods of each egpu service the nodes holding its "
+        "artefacts can take; new pods start Cached up to it, then Cold",
+    )
+    parser.add_argument(
+        "--one-path",
+        action="store_true",
+        help="with --cached-start: plan with the p90 over all pods' starts, not with the "
+        "path the next pods get (what measuring one path gives)",
+    )
+    parser.add_argument(
         "--sim",
         action="store_true",
         help="no cluster: the egpu engine alone in its fluid simulation (no HPA peers)",
@@ -889,9 +909,16 @@ def error_budget(args: argparse.Namespace) -> dict[str, Any] | None:
 def simulated(trace_set: dict[str, Trace], args: argparse.Namespace) -> dict[str, Any]:
     """`--sim`: each trace through the egpu engine alone, with the spec the cluster run
     applies (the policy built from it as the controller does), reading every scrape."""
-    model = dataclasses.replace(MODEL, cold_start_s=args.cold_start)
+    model = dataclasses.replace(
+        MODEL, cold_start_s=args.cold_start, cached_start_s=args.cached_start
+    )
     interval = parse_seconds(args.scrape_interval)
-    config = SimConfig(tick_s=0.25, decision_interval_s=interval)
+    config = SimConfig(
+        tick_s=0.25,
+        decision_interval_s=interval,
+        cached_pods=args.cached_pods,
+        plan_start_paths=not args.one_path,
+    )
     services = []
     for name, trace in trace_set.items():
         body = egpu_service(
