@@ -6,6 +6,15 @@ oracle and a clairvoyant-reactive bound.
     .venv/bin/python hack/bench/autoscale.py [--quick] [--traces crowds,spike,...]
         [--cold-start 10] [--learn-ceiling 40] [--flash-warm-pool 18] [--keep]
         [--scale-up-max-rate 40] [--budget-percentile 90] [--no-tide] [--sim]
+        [--cached-start 10 --cached-pods 24 [--one-path]]
+
+Start paths (`--cached-start`): every service names a model of its own
+(spec.startup.artefacts); nodes for `--cached-pods` of its pods hold it
+(egpu.io/cached-artefacts, set by the bench as a cache agent would), and a pod the
+binder starts there turns Ready after `--cached-start` instead of `--cold-start`. The
+HPA peers' pods are bound by the same binder, so they get the cached nodes too; only
+egpu plans with the path. `--sim --one-path`: the engine plans with the p90 over all
+pods' starts instead.
 
 Traces (`--traces`, default crowds,spike,plateau,sawtooth,tide2; `--quick` shortens
 them, same rates): `crowds` (x20 within one second, 45 s each, 90 s apart: 4, quick 2),
@@ -79,6 +88,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
 
 from egpu.api.inference import GPUInferenceServiceSpec  # noqa: E402
+from egpu.domain.labels import CACHED_ARTEFACTS_ANNOTATION  # noqa: E402
 from egpu.engines.autoscaling.simulate import ServiceModel, SimConfig  # noqa: E402
 from egpu.engines.autoscaling.sizing import Sizer  # noqa: E402
 from egpu.engines.inference.policy import scaling_policy  # noqa: E402
@@ -88,7 +98,7 @@ from egpu.sim.bounds import (  # noqa: E402
     oracle_replica_seconds,
 )
 from egpu.sim.engine_run import engine_result  # noqa: E402
-from egpu.sim.nodes import ClusterShape, create_nodes  # noqa: E402
+from egpu.sim.nodes import ClusterShape, create_nodes, node_manifests  # noqa: E402
 from egpu.sim.traces import (  # noqa: E402
     Trace,
     flash_crowd,
@@ -205,9 +215,12 @@ def oracle_gpu_hours(trace: Trace, t0: float = 0.0, t1: float | None = None) -> 
     return oracle_replica_seconds(trace, MODEL, t0, end) / 3600.0
 
 
-def template(cold_start_s: float) -> dict[str, Any]:
+def template(cold_start_s: float, cached_start_s: float | None = None) -> dict[str, Any]:
+    ready_after = {"egpu.io/sim-ready-after": f"{cold_start_s:g}s"}
+    if cached_start_s is not None:
+        ready_after["egpu.io/sim-ready-after-cached"] = f"{cached_start_s:g}s"
     return {
-        "metadata": {"annotations": {"egpu.io/sim-ready-after": f"{cold_start_s:g}s"}},
+        "metadata": {"annotations": ready_after},
         "spec": {
             "containers": [
                 {
@@ -233,6 +246,7 @@ def egpu_service(
     scale_up_max_rate: float | None = None,
     tide_period: str | None = None,
     error_budget: dict[str, Any] | None = None,
+    cached_start_s: float | None = None,
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -273,13 +287,18 @@ def egpu_service(
                 **({"maxSize": learn_ceiling} if learn_ceiling else {}),
             },
             **({"tide": {"period": tide_period}} if tide_period else {}),
-            "template": template(cold_start_s),
+            **startup(name, cached_start_s),
+            "template": template(cold_start_s, cached_start_s),
         },
     }
 
 
 def hpa_service(
-    namespace: str, name: str, cold_start_s: float, warm_pool: int = 0
+    namespace: str,
+    name: str,
+    cold_start_s: float,
+    warm_pool: int = 0,
+    cached_start_s: float | None = None,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "egpu.io/v1alpha1",
@@ -297,9 +316,43 @@ def hpa_service(
                 "source": {"podMetrics": {"port": 8080}},
             },
             "warmPool": {"size": warm_pool},
-            "template": template(cold_start_s),
+            **startup(name, cached_start_s),
+            "template": template(cold_start_s, cached_start_s),
         },
     }
+
+
+def artefact(service: str) -> str:
+    """The model each service loads: its own, so each has cached nodes of its own."""
+    return f"models/{service}@1"
+
+
+def startup(service: str, cached_start_s: float | None) -> dict[str, Any]:
+    if cached_start_s is None:
+        return {}
+    return {"startup": {"artefacts": [artefact(service)]}}
+
+
+def cache_models(services: list[str], cached_pods: int) -> None:
+    """Mark, for each service, nodes enough for `cached_pods` of its pods as holding its
+    model (egpu.io/cached-artefacts, as a cache agent would), each node for one service."""
+    per_service = math.ceil(cached_pods / SHAPE.gpus_per_node)
+    names = [n["metadata"]["name"] for n in node_manifests(SHAPE)]
+    if per_service * len(services) > len(names):
+        raise SystemExit(f"{len(names)} nodes cannot hold {per_service} cached nodes each")
+    # Every k-th node, so one service's cached nodes spread over the leaves.
+    stride = len(names) // (per_service * len(services))
+    chosen = iter(names[::stride])
+    for service in services:
+        for _ in range(per_service):
+            node = next(chosen)
+            kubectl(
+                "annotate",
+                "node",
+                node,
+                "--overwrite",
+                f"{CACHED_ARTEFACTS_ANNOTATION}={artefact(service)}",
+            )
 
 
 # The evening peak of `tidal_day` (centre 0.82 of the day): a floor over 0.7-0.9 of it.
@@ -672,6 +725,26 @@ def main() -> int:
         "of one compressed day (0: no error budget, every moment sized for p99)",
     )
     parser.add_argument(
+        "--cached-start",
+        type=float,
+        default=None,
+        help="seconds to Ready on the Cached start path (a node holding the image and the "
+        "model); unset: one path, every pod --cold-start",
+    )
+    parser.add_argument(
+        "--cached-pods",
+        type=int,
+        default=0,
+        help="with --cached-start: pods of each egpu service the nodes holding its "
+        "artefacts can take; new pods start Cached up to it, then Cold",
+    )
+    parser.add_argument(
+        "--one-path",
+        action="store_true",
+        help="with --cached-start: plan with the p90 over all pods' starts, not with the "
+        "path the next pods get (what measuring one path gives)",
+    )
+    parser.add_argument(
         "--sim",
         action="store_true",
         help="no cluster: the egpu engine alone in its fluid simulation (no HPA peers)",
@@ -683,6 +756,8 @@ def main() -> int:
         parser.error(f"unknown traces {unknown}")
     every = traces(args.quick)
     trace_set = {name: every[name] for name in chosen}
+    if args.one_path and not args.sim:
+        parser.error("--one-path is for --sim: the operator always plans per path")
     if args.sim:
         return report(simulated(trace_set, args), trace_set, args.cold_start)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -694,6 +769,9 @@ def main() -> int:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     create_nodes(SHAPE, kubeconfig=kubeconfig)
+    if args.cached_start is not None:
+        peers = ("egpu", "hpa", "tuned")
+        cache_models([f"{who}-{name}" for name in trace_set for who in peers], args.cached_pods)
     log("prometheus-adapter (built from its Go module, cached)")
     adapter = subprocess.run(
         ["bash", str(REPO / "hack" / "build-prometheus-adapter.sh")],
@@ -769,10 +847,10 @@ def main() -> int:
                     args.cold_start,
                     **egpu_options(args, name),
                 ),
-                hpa_service(namespace, f"hpa-{name}", args.cold_start),
+                hpa_service(namespace, f"hpa-{name}", args.cold_start, 0, args.cached_start),
                 hpa(namespace, f"hpa-{name}"),
                 # The same floors as the egpu service: one replica, one warm pod.
-                hpa_service(namespace, f"tuned-{name}", args.cold_start, warm_pool=1),
+                hpa_service(namespace, f"tuned-{name}", args.cold_start, 1, args.cached_start),
                 hpa(namespace, f"tuned-{name}", TUNED_BEHAVIOR),
             ]
             if name == "flash" and args.flash_warm_pool:
@@ -874,6 +952,7 @@ def egpu_options(args: argparse.Namespace, trace: str) -> dict[str, Any]:
         "scale_up_max_rate": args.scale_up_max_rate,
         "tide_period": tide,
         "error_budget": error_budget(args),
+        "cached_start_s": args.cached_start,
     }
 
 
@@ -889,9 +968,16 @@ def error_budget(args: argparse.Namespace) -> dict[str, Any] | None:
 def simulated(trace_set: dict[str, Trace], args: argparse.Namespace) -> dict[str, Any]:
     """`--sim`: each trace through the egpu engine alone, with the spec the cluster run
     applies (the policy built from it as the controller does), reading every scrape."""
-    model = dataclasses.replace(MODEL, cold_start_s=args.cold_start)
+    model = dataclasses.replace(
+        MODEL, cold_start_s=args.cold_start, cached_start_s=args.cached_start
+    )
     interval = parse_seconds(args.scrape_interval)
-    config = SimConfig(tick_s=0.25, decision_interval_s=interval)
+    config = SimConfig(
+        tick_s=0.25,
+        decision_interval_s=interval,
+        cached_pods=args.cached_pods,
+        plan_start_paths=not args.one_path,
+    )
     services = []
     for name, trace in trace_set.items():
         body = egpu_service(

@@ -50,6 +50,19 @@ SMALL = ClusterShape(
     name_prefix="inf-e2e-small",
     domain_prefix="inf-e2e-small-",
 )
+# Two nodes of two GPUs; the first holds the start-path test's model files.
+CACHE_MODEL = "NVIDIA-L4"
+CACHE = ClusterShape(
+    blocks=1,
+    leaves_per_block=1,
+    nodes_per_leaf=2,
+    gpus_per_node=2,
+    nvlink_group_size=2,
+    gpu_models=(CACHE_MODEL,),
+    name_prefix="inf-e2e-cache",
+    domain_prefix="inf-e2e-cache-",
+)
+CACHED_NODE = "inf-e2e-cache-b0-l0-n000"
 PROMETHEUS = REPO / "hack" / "prometheus.sh"
 
 
@@ -69,7 +82,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def gpu_cluster(operator: OperatorProcess) -> Cluster:
-    add_gpu_nodes(operator.cluster, SHAPE, SMALL)
+    add_gpu_nodes(operator.cluster, SHAPE, SMALL, CACHE)
     return operator.cluster
 
 
@@ -170,6 +183,10 @@ def service(
     warm_max: int | None = None,
     ready_after: str = "2s",
     tide: dict[str, Any] | None = None,
+    model: str = MODEL,
+    max_replicas: int = 12,
+    startup: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> str:
     selector = f'namespace="{namespace}",service="{name}"'
     return json.dumps(
@@ -179,9 +196,9 @@ def service(
             "metadata": {"name": name},
             "spec": {
                 "gpusPerPod": 1,
-                "gpuModel": MODEL,
+                "gpuModel": model,
                 "minReplicas": min_replicas,
-                "maxReplicas": 12,
+                "maxReplicas": max_replicas,
                 "scaling": {
                     "metric": "Concurrency",
                     "target": 3,
@@ -196,8 +213,14 @@ def service(
                 "behavior": behavior,
                 "warmPool": {"size": warm, **({} if warm_max is None else {"maxSize": warm_max})},
                 **({} if tide is None else {"tide": tide}),
+                **({} if startup is None else {"startup": startup}),
                 "template": {
-                    "metadata": {"annotations": {"egpu.io/sim-ready-after": ready_after}},
+                    "metadata": {
+                        "annotations": {
+                            "egpu.io/sim-ready-after": ready_after,
+                            **(annotations or {}),
+                        }
+                    },
                     "spec": {
                         "containers": [
                             {
@@ -604,3 +627,60 @@ def test_scale_subresource_capacity_limit_and_rolling_update(stack: Stack, names
         "egpu.io/inference-service": "fixed",
         "egpu.io/role": "serving",
     }
+
+
+def test_pods_start_where_the_model_is_cached_and_each_path_is_measured(
+    stack: Stack, namespace: str
+) -> None:
+    """Three pods, room for two on the node that holds the model: two start Cached (1 s in
+    the simulation), the third Cold (6 s); the status keeps both times, and with the
+    cached node full the next pods are planned Cold."""
+    cluster = stack.cluster
+    cluster.kubectl(
+        "annotate", "node", CACHED_NODE, "--overwrite", "egpu.io/cached-artefacts=models/chat@r1"
+    )
+    behavior = {"stableWindow": "8s", "panicWindow": "2s", "scrapeInterval": "500ms"}
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=service(
+            "cached",
+            stack,
+            namespace,
+            min_replicas=3,
+            max_replicas=4,
+            behavior=behavior,
+            ready_after="6s",
+            model=CACHE_MODEL,
+            startup={"artefacts": ["models/chat@r1"]},
+            annotations={"egpu.io/sim-ready-after-cached": "1s"},
+        ),
+    )
+
+    def measured() -> bool:
+        paths = (status(cluster, namespace, "cached").get("scaler") or {}).get("startPaths")
+        return {p["path"] for p in paths or []} >= {"Cached", "Cold"}
+
+    wait_until(measured, 90, "both start paths measured in status.scaler.startPaths")
+    pods = serving_pods(cluster, namespace, "cached")
+    assert len(pods) == 3
+    for pod in pods:
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["egpu.io/artefacts"] == "models/chat@r1"
+        on_cached = pod["spec"]["nodeName"] == CACHED_NODE
+        assert annotations["egpu.io/start-path"] == ("Cached" if on_cached else "Cold"), pod
+    assert sum(p["spec"]["nodeName"] == CACHED_NODE for p in pods) == 2
+    st = status(cluster, namespace, "cached")
+    times = {p["path"]: p["timeToReadySeconds"] for p in st["scaler"]["startPaths"]}
+    assert times["Cached"] < 6.0 <= times["Cold"], times
+    wait_until(
+        lambda: (
+            "new pods start Cold"
+            in (status(cluster, namespace, "cached").get("lastDecision") or {}).get("message", "")
+        ),
+        30,
+        "the next pods planned on the Cold path (the cached node is full)",
+    )

@@ -121,3 +121,31 @@ def test_replica_seconds_and_slo_attainment() -> None:
     result = run(policy, [10.0] * 100, MODEL, CONFIG, initial_serving=2)
     assert result.slo_attainment(1.5) == 1.0
     assert result.replica_seconds(1.0) == pytest.approx(200.0)
+
+
+def test_new_pods_start_cached_while_the_cached_nodes_have_room_then_cold() -> None:
+    policy = flash_policy(MetricKind.CONCURRENCY)
+    result = run(policy, [0.0], MODEL, CONFIG, initial_serving=1)
+    _, decision = result.decisions[-1]
+    model = dataclasses.replace(MODEL, cached_start_s=5.0)
+    heard: list[tuple[bool, float]] = []
+    sim = SimState(time=100.0, serving=(0.0,))
+    wanted = dataclasses.replace(decision, serving_replicas=4, warm_replicas=1, promotions=0)
+    after = apply_decision(sim, wanted, model, 3, lambda c, s: heard.append((c, s)))
+    assert after.serving == (0.0, 105.0, 105.0, 130.0)  # room for 3 pods: 2 more start Cached
+    assert after.warm == (130.0,)
+    assert heard == [(True, 5.0), (True, 5.0), (False, 30.0), (False, 30.0)]
+
+
+def test_a_crowd_the_cached_nodes_can_hold_gets_capacity_a_cached_start_later() -> None:
+    policy = flash_policy(MetricKind.LATENCY_SLO)
+    cached = dataclasses.replace(MODEL, cached_start_s=5.0)
+    load = step_load(BASE, PEAK, FLASH_AT, 300)
+    roomy = run(policy, load, cached, dataclasses.replace(CONFIG, cached_pods=60))
+    cramped = run(policy, load, cached, dataclasses.replace(CONFIG, cached_pods=2))
+    fast = first_tick_with_capacity(roomy.ticks, PEAK, cached, after=float(FLASH_AT))
+    slow = first_tick_with_capacity(cramped.ticks, PEAK, cached, after=float(FLASH_AT))
+    assert fast is not None and slow is not None
+    bound = policy.panic_window_s + CONFIG.decision_interval_s + 1.0
+    assert fast - FLASH_AT <= bound + 5.0  # the cached path's start, not the cold one's
+    assert slow - FLASH_AT > bound + 5.0  # the pods beyond the cached room start cold

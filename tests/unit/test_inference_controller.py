@@ -101,9 +101,15 @@ class FakeBinder:
 
     def __init__(self, free_histogram: tuple[int, ...]) -> None:
         self.free_histogram = free_histogram
+        self.cached = 0  # pods the nodes holding the artefacts could take
+        self.asked_artefacts: tuple[str, ...] = ()
 
     def free_pod_slots(self, gpus_per_pod: int, model: str | None) -> int:
         return sum(count * (free // gpus_per_pod) for free, count in enumerate(self.free_histogram))
+
+    def cached_pod_slots(self, gpus_per_pod: int, model: str | None, artefacts: Any) -> int:
+        self.asked_artefacts = tuple(artefacts)
+        return self.cached
 
     def pod_explanation(self, namespace: str, pod: str) -> str | None:
         return None
@@ -400,3 +406,93 @@ def test_the_learned_tide_is_kept_in_the_status_and_restored_after_a_restart() -
     client3.pods.update(client.pods)
     scale(ctl3)
     assert client3.statuses()[-1]["tide"] is None
+
+
+def _started(pod: dict[str, Any], path: str | None, seconds: int) -> None:
+    """The pod as the binder and its kubelet left it: bound on a path, Ready `seconds`
+    after its creation."""
+    if path is not None:
+        pod["metadata"].setdefault("annotations", {})["egpu.io/start-path"] = path
+    pod["metadata"]["uid"] = pod["metadata"]["name"]
+    pod["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    pod["spec"]["nodeName"] = "n1"
+    pod["status"] = {
+        "phase": "Running",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": f"2026-01-01T00:00:{seconds:02d}Z",
+            }
+        ],
+    }
+
+
+def test_start_paths_are_measured_apart_planned_for_and_reported() -> None:
+    body = service(startup={"artefacts": ["sim:1", "models/chat@r1"]}, minReplicas=2)
+    ctl, client = make(body, free_histogram=(0, 0, 0, 0, 0, 0, 0, 0, 8))
+    scale(ctl)
+    pods = serving(client)
+    assert len(pods) == 2
+    assert {p["metadata"]["annotations"]["egpu.io/artefacts"] for p in pods} == {
+        "sim:1,models/chat@r1"
+    }
+    _started(pods[0], "Cached", 8)
+    _started(pods[1], "Cold", 41)
+    binder = ctl.binder
+    assert isinstance(binder, FakeBinder)
+    binder.cached = 6
+    scale(ctl)
+    scaler = ctl.scalers["ns/chat"]
+    assert scaler.ready_times == {"Cached": (8.0,), "Cold": (41.0,)}
+    assert binder.asked_artefacts == ("sim:1", "models/chat@r1")
+    assert scaler.start_plan is not None and scaler.start_plan.path == "Cached"
+    assert scaler.time_to_ready_s == 8.0
+    scale(ctl)  # the status written after the measurement
+    status = client.statuses()[-1]
+    assert status["scaler"]["startPaths"] == [
+        {"path": "Cached", "timeToReadySeconds": 8.0, "samples": 1},
+        {"path": "Cold", "timeToReadySeconds": 41.0, "samples": 1},
+    ]
+    assert status["scaler"]["timeToReadySeconds"] == 8.0
+    assert "new pods start Cached (8s; room for 6" in status["lastDecision"]["message"]
+    # No room left on the nodes that hold the artefacts: the next pods start Cold.
+    binder.cached = 0
+    scale(ctl)
+    assert scaler.start_plan.path == "Cold" and scaler.time_to_ready_s == 41.0
+    # A restarted operator plans with what the status kept.
+    ctl2, _ = make({**body, "status": status}, free_histogram=(0,) * 8 + (8,))
+    assert isinstance(ctl2.binder, FakeBinder)
+    ctl2.binder.cached = 6
+    scale(ctl2)
+    assert ctl2.scalers["ns/chat"].ready_times == {"Cached": (8.0,), "Cold": (41.0,)}
+
+
+def test_a_service_without_artefacts_has_one_path_and_no_annotation() -> None:
+    ctl, client = make(service(), free_histogram=(0, 0, 0, 0, 0, 0, 0, 0, 8))
+    scale(ctl)
+    pod = serving(client)[0]
+    assert "egpu.io/artefacts" not in pod["metadata"].get("annotations", {})
+    _started(pod, None, 30)
+    scale(ctl)
+    scaler = ctl.scalers["ns/chat"]
+    assert scaler.ready_times == {"Cold": (30.0,)}
+    assert scaler.start_plan is not None and scaler.start_plan.cached_room is None
+    assert "new pods start" not in (client.statuses()[-1].get("lastDecision") or {}).get(
+        "message", ""
+    )
+
+
+def test_a_promotion_is_measured_as_the_warm_path() -> None:
+    body = service(warmPool={"size": 1})
+    ctl, client = make(body)
+    scale(ctl)
+    warm = [p for p in client.pods.values() if p["metadata"]["labels"][ROLE_LABEL] == "warm"]
+    assert len(warm) == 1
+    scaler = ctl.scalers["ns/chat"]
+    name = warm[0]["metadata"]["name"]
+    scaler.promotions[name] = __import__("time").time() - 0.25
+    warm[0]["metadata"]["labels"][ROLE_LABEL] = "serving"
+    ctl._on_pod("MODIFIED", None, warm[0])
+    assert scaler.ready_times["Warm"][0] == pytest.approx(0.25, abs=0.2)
+    assert name not in scaler.promotions

@@ -15,6 +15,7 @@ from typing import Any
 
 from egpu import API_VERSION, SCHEDULER_NAME
 from egpu.domain.labels import (
+    ARTEFACTS_ANNOTATION,
     GPU_IDS_ANNOTATION,
     GPU_MODEL_ANNOTATION,
     GPU_RESOURCE,
@@ -86,6 +87,11 @@ def build_serving_pod(
     annotations = {**(pod_meta.get("annotations") or {})}
     if spec.get("gpuModel"):
         annotations[GPU_MODEL_ANNOTATION] = spec["gpuModel"]
+    # What the binder looks for on nodes comes from spec.startup alone, never the template.
+    annotations.pop(ARTEFACTS_ANNOTATION, None)
+    artefacts = (spec.get("startup") or {}).get("artefacts") or []
+    if artefacts:
+        annotations[ARTEFACTS_ANNOTATION] = ",".join(artefacts)
     for i, container in enumerate(pod_spec["containers"]):
         resources = container.setdefault("resources", {})
         if i == 0 and gpus > 0:

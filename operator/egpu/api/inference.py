@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from egpu.api.base import (
     LIST_ATOMIC,
+    LIST_SET,
     ApiModel,
     Rule,
     defaulted_object,
@@ -34,6 +35,7 @@ from egpu.api.types import (
     cel_quantity,
     cel_when_quantities,
 )
+from egpu.domain.labels import StartPath
 
 MAX_SERVICE_REPLICAS = 10000
 MAX_SCHEDULE_WINDOWS = 24
@@ -368,6 +370,34 @@ class WarmPool(ApiModel):
     )
 
 
+# An image reference or a model key: no commas (the pods' annotation lists them comma
+# separated, as the nodes' cache annotation does) and no whitespace.
+ARTEFACT_PATTERN = r"^[^,\s]+$"
+ARTEFACT_MAX_LENGTH = 512
+MAX_ARTEFACTS = 16
+
+Artefact = Annotated[
+    str, StringConstraints(min_length=1, max_length=ARTEFACT_MAX_LENGTH, pattern=ARTEFACT_PATTERN)
+]
+
+
+class Startup(ApiModel):
+    """What a serving pod loads before it is Ready, so it can start where that is cached."""
+
+    artefacts: list[Artefact] = Field(
+        default_factory=list,
+        max_length=MAX_ARTEFACTS,
+        description="Keys of what a pod loads at start: image references (matched against "
+        "the images a node's kubelet lists in status.images) and model keys (matched "
+        "against the node's egpu.io/cached-artefacts annotation, written by a cache "
+        "agent). The binder prefers nodes that hold all of them (the Cached start path; "
+        "any other node is the Cold path), marks each pod's path in its "
+        "egpu.io/start-path annotation, and the autoscaler plans with the time to ready "
+        "measured on the path its next pods will get. Empty: one path, no preference.",
+        json_schema_extra=LIST_SET,
+    )
+
+
 class Tide(ApiModel):
     """Load that recurs every period (a day): learn it, and scale ahead of it."""
 
@@ -507,6 +537,9 @@ class GPUInferenceServiceSpec(ApiModel):
     tide: Tide | None = Field(
         None, description="Learn a load that recurs each period. Unset: not learned."
     )
+    startup: Startup | None = Field(
+        None, description="What the pods load at start, so they start where it is cached."
+    )
     schedule: list[ScheduleWindow] | None = Field(
         None,
         max_length=MAX_SCHEDULE_WINDOWS,
@@ -560,6 +593,20 @@ class ScalerBudgetSlice(ApiModel):
     )
 
 
+class ScalerStartPath(ApiModel):
+    """How fast one start path brings a replica into service, as measured."""
+
+    path: StartPath = Field(
+        description="Warm: a standby pod promoted (until the promotion is seen); Cached: a "
+        "new pod on a node holding every artefact; Cold: a new pod elsewhere (creation "
+        "to Ready)."
+    )
+    time_to_ready_seconds: float = Field(
+        ge=0, description="The 90th percentile of the recent measurements."
+    )
+    samples: int = Field(ge=1, description="Measurements it is taken over.")
+
+
 class ScalerStatus(ApiModel):
     """What the autoscaler must remember across decisions and operator restarts."""
 
@@ -579,7 +626,16 @@ class ScalerStatus(ApiModel):
         json_schema_extra=LIST_ATOMIC,
     )
     time_to_ready_seconds: float | None = Field(
-        None, ge=0, description="Measured time from pod creation to Ready (cold start)."
+        None,
+        ge=0,
+        description="The time to ready the last decision planned with: that of the start "
+        "path its next pods get (see startPaths), else measured over all pods.",
+    )
+    start_paths: list[ScalerStartPath] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Time to ready measured per start path (Warm, Cached, Cold).",
+        json_schema_extra=list_map("path"),
     )
     panic_peak_replicas: int | None = Field(
         None, ge=0, description="The current panic's highest steady size (its floor)."

@@ -20,7 +20,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -54,6 +54,7 @@ from egpu.controllers.common import EventOnce, is_ready, now_text, parse_time
 from egpu.controllers.runtime import Runtime, Trigger
 from egpu.domain.conditions import same_status, set_condition
 from egpu.domain.duration import parse_duration
+from egpu.domain.labels import START_PATH_ANNOTATION, StartPath
 from egpu.engines.autoscaling import (
     Decision,
     MetricKind,
@@ -66,12 +67,15 @@ from egpu.engines.autoscaling import (
 )
 from egpu.engines.autoscaling.tide import TidePolicy, TideProfile, empty_profile, observe
 from egpu.engines.autoscaling.warm_pool import warm_target
+from egpu.engines.inference import start_paths
 from egpu.engines.inference.policy import (
     declared_service_stats,
     memory_changed_materially,
     memory_from_status,
     memory_to_status,
     scaling_policy,
+    start_paths_from_status,
+    start_paths_to_status,
     tide_from_status,
     tide_to_status,
 )
@@ -84,6 +88,7 @@ from egpu.engines.inference.rollout import (
     count_pods,
     plan_pods,
 )
+from egpu.engines.inference.start_paths import StartPlan
 from egpu.kube.client import JSON, ApiError, gather_limited, path_for
 from egpu.observability.metrics import INVALID_OBJECTS, RECONCILE_SECONDS, RECONCILE_TOTAL
 from egpu.state.metrics import (
@@ -110,7 +115,6 @@ MEMORY_WRITE_SECONDS = 15.0
 TIDE_WRITE_SECONDS = 60.0
 # lastDecision is rewritten when its count or reason changes, or this often.
 DECISION_REFRESH_SECONDS = 30.0
-TIME_TO_READY_SAMPLES = 16
 
 REASONS = {
     "no_metrics": "NoMetrics",
@@ -181,6 +185,27 @@ def free_pod_slots(binder: Binder | None, gpus_per_pod: int, model: str | None) 
         return None
 
 
+def cached_pod_slots(
+    binder: Binder | None, gpus_per_pod: int, model: str | None, artefacts: tuple[str, ...]
+) -> int | None:
+    """Pods of this shape the nodes holding every artefact could take now (None: unknown)."""
+    if binder is None or gpus_per_pod <= 0 or not artefacts:
+        return None
+    try:
+        return binder.cached_pod_slots(gpus_per_pod, model, artefacts)
+    except (KeyError, ValueError):
+        return None
+
+
+def same_start_path(
+    message: str | None, plan: StartPlan | None, spec: GPUInferenceServiceSpec
+) -> bool:
+    """The written decision names the path the next pods get (a change is worth a write)."""
+    if plan is None or spec.startup is None:
+        return True
+    return f"{plan.headline} (" in (message or "")
+
+
 def terminating(exc: ApiError) -> bool:
     """The namespace is going: its objects follow, nothing to report."""
     return exc.status == 403 and "being terminated" in exc.message
@@ -225,7 +250,11 @@ class ServiceScaler:
     metrics_error: str | None = None
     reader: MetricsReader | None = None
     reader_key: str = ""
-    ready_times: list[float] = field(default_factory=list)
+    # Time to ready per start path (recent measurements) and the last plan made with it.
+    ready_times: dict[StartPath, tuple[float, ...]] = field(default_factory=dict)
+    ready_times_restored: bool = False
+    start_plan: StartPlan | None = None
+    promotions: dict[str, float] = field(default_factory=dict)  # pod -> promotion sent at
     measured: set[str] = field(default_factory=set)
     expectations: Expectations = field(default_factory=Expectations)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -237,10 +266,11 @@ class ServiceScaler:
 
     @property
     def time_to_ready_s(self) -> float | None:
-        if not self.ready_times:
-            return None
-        ordered = sorted(self.ready_times)
-        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        """What the last decision planned with; before any plan, the p90 of all pods."""
+        if self.start_plan is not None and self.start_plan.time_to_ready_s is not None:
+            return self.start_plan.time_to_ready_s
+        new_pods = (start_paths.CACHED, start_paths.COLD)
+        return start_paths.p90([t for p in new_pods for t in self.ready_times.get(p, ())])
 
 
 class InferenceController:
@@ -277,6 +307,7 @@ class InferenceController:
         scaler = self.scalers.get(key)
         if scaler is not None:
             scaler.expectations.observed(_expectation(meta["name"], event, pod))
+            self._measure_promotion(scaler, meta, event)
         self.dirty.add(key)
         self.trigger.kick()
 
@@ -473,6 +504,7 @@ class InferenceController:
         if scaler.memory is None:
             scaler.memory = memory_from_status(_status(body).scaler)
             scaler.written_memory = scaler.memory
+        self._measure_time_to_ready(scaler, pods)  # plan with the newest measurements
         live = [p for p, _ in pods if not p.deleting and not p.failed]
         serving = [p for p in live if p.role == SERVING]
         warm = [p for p in live if p.role == WARM]
@@ -492,20 +524,40 @@ class InferenceController:
             scaler.history.days,
             policy.timezone,
         )
-        decision = decide(
-            policy,
-            scaler.window.window(),
-            ScalerState(
-                current_replicas=current,
-                ready_replicas=sum(p.ready for p in serving),
-                warm_replicas=len(warm),
-                memory=scaler.memory,
-            ),
-            now,
-            free_pod_slots=free,
-            history=history,
-            tide=scaler.tide if policy.tide is not None else None,
+        state = ScalerState(
+            current_replicas=current,
+            ready_replicas=sum(p.ready for p in serving),
+            warm_replicas=len(warm),
+            memory=scaler.memory,
         )
+        tide = scaler.tide if policy.tide is not None else None
+        artefacts = tuple(spec.startup.artefacts) if spec.startup is not None else ()
+        if not scaler.ready_times_restored:
+            scaler.ready_times_restored = True
+            restored = start_paths_from_status(_status(body).scaler)
+            scaler.ready_times = {**restored, **scaler.ready_times}
+        cached = cached_pod_slots(self.binder, spec.gpus_per_pod, spec.gpu_model, artefacts)
+        if cached is not None:
+            cached = max(0, cached - pending_own)  # the binder gives its pending pods those first
+
+        def decide_with(time_to_ready_s: float | None) -> Decision:
+            lead = policy
+            if time_to_ready_s is not None:
+                lead = replace(policy, time_to_ready_s=time_to_ready_s)
+            return decide(
+                lead,
+                scaler.window.window(),
+                state,
+                now,
+                free_pod_slots=free,
+                history=history,
+                tide=tide,
+            )
+
+        plan, decision = start_paths.decide_on_path(
+            decide_with, scaler.ready_times, bool(artefacts), cached, len(live)
+        )
+        scaler.start_plan = plan
         scaler.memory = decision.memory
         scaler.decision = decision
         scaler.decided_at = now
@@ -533,8 +585,24 @@ class InferenceController:
             scaler.measured.add(uid)
             seconds = time_to_ready(raw)
             if seconds is not None:
-                scaler.ready_times = [*scaler.ready_times, seconds][-TIME_TO_READY_SAMPLES:]
+                marked = (raw["metadata"].get("annotations") or {}).get(START_PATH_ANNOTATION)
+                path = start_paths.path_of(marked)
+                scaler.ready_times = start_paths.recorded(scaler.ready_times, path, seconds)
         scaler.measured &= {raw["metadata"].get("uid", p.name) for p, raw in pods}
+
+    @staticmethod
+    def _measure_promotion(scaler: ServiceScaler, meta: JSON, event: str) -> None:
+        """Warm path: from the promotion's patch to the pod seen serving (what the
+        Service's endpoints follow)."""
+        sent = scaler.promotions.get(meta.get("name", ""))
+        if sent is None:
+            return
+        if event == "DELETED":
+            scaler.promotions.pop(meta["name"], None)
+        elif (meta.get("labels") or {}).get(ROLE_LABEL) == SERVING:
+            scaler.promotions.pop(meta["name"], None)
+            took = max(0.0, time.time() - sent)
+            scaler.ready_times = start_paths.recorded(scaler.ready_times, start_paths.WARM, took)
 
     async def reconcile(self, body: JSON, scaler: ServiceScaler) -> str:
         meta = body["metadata"]
@@ -625,6 +693,11 @@ class InferenceController:
         namespace = body["metadata"]["namespace"]
         for change in plan.relabel:
             scaler.expectations.expect(f"relabel:{change.name}:{change.role}", now)
+            if change.role == SERVING:
+                scaler.promotions[change.name] = time.time()
+        # A promotion never seen (the pod went first) is not measured.
+        horizon = time.time() - EXPECTATION_SECONDS
+        scaler.promotions = {n: t for n, t in scaler.promotions.items() if t > horizon}
         for new in plan.create:
             pod_name = build_serving_pod(body, revision, new.index, new.role)["metadata"]["name"]
             scaler.expectations.expect(f"add:{pod_name}", now)
@@ -790,6 +863,8 @@ class InferenceController:
         elif scaler.decision is not None:
             reason = REASONS.get(scaler.decision.reason.code.value, "Decided")
             message = scaler.decision.reason.message
+            if scaler.start_plan is not None and spec.startup is not None:
+                message = f"{message}; {scaler.start_plan.describe()}"
             warm = scaler.decision.warm_replicas
         else:
             return None
@@ -799,6 +874,7 @@ class InferenceController:
             and previous.replicas == serving
             and previous.warm_replicas == warm
             and previous.reason == reason
+            and same_start_path(previous.message, scaler.start_plan, spec)
             and now - previous.time.timestamp() < DECISION_REFRESH_SECONDS
         ):
             return previous
@@ -820,7 +896,8 @@ class InferenceController:
         ):
             scaler.written_memory = scaler.memory
             scaler.memory_written_at = now
-        return memory_to_status(scaler.written_memory or scaler.memory, scaler.time_to_ready_s)
+        status = memory_to_status(scaler.written_memory or scaler.memory, scaler.time_to_ready_s)
+        return status.model_copy(update={"start_paths": start_paths_to_status(scaler.ready_times)})
 
     def _tide_to_write(
         self,

@@ -6,6 +6,8 @@ agent write (and what `egpu.sim.nodes` generates for the simulated cluster).
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 BLOCK_LABEL = "egpu.io/block"
 LEAF_LABEL = "egpu.io/leaf"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -69,8 +71,11 @@ ARTEFACTS_ANNOTATION = "egpu.io/artefacts"
 # Written with the Binding of a pod that names artefacts: the start path it got,
 # START_PATH_CACHED when its node held every artefact at bind time, else START_PATH_COLD.
 START_PATH_ANNOTATION = "egpu.io/start-path"
-START_PATH_CACHED = "Cached"
-START_PATH_COLD = "Cold"
+START_PATH_CACHED: Final = "Cached"
+START_PATH_COLD: Final = "Cold"
+# A warm-pool pod promoted: never written on a pod, named here with the others.
+START_PATH_WARM: Final = "Warm"
+StartPath = Literal["Warm", "Cached", "Cold"]
 
 # On a repaired member: the checkpoint it resumes from (also in $EGPU_RESUME_FROM).
 RESUME_FROM_ANNOTATION = "egpu.io/resume-from"

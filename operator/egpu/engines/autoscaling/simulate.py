@@ -11,9 +11,10 @@ whole-loop behaviour (flash crowds, tidal days) and for the autoscaling benchmar
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from egpu.domain.labels import StartPath
 from egpu.engines.autoscaling.decide import decide
 from egpu.engines.autoscaling.model import (
     DailyLoadHistory,
@@ -27,6 +28,7 @@ from egpu.engines.autoscaling.model import (
     ServiceStats,
 )
 from egpu.engines.autoscaling.tide import TideProfile, empty_profile, observe
+from egpu.engines.inference.start_paths import CACHED, COLD, decide_on_path, recorded
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,15 @@ class ServiceModel:
     slots_per_replica: int = 8
     cold_start_s: float = 60.0
     warm_start_s: float = 2.0
+    # A new pod on a node that holds its image and model (the Cached start path): its
+    # time to ready there. None: every new pod takes cold_start_s.
+    cached_start_s: float | None = None
     tokens_per_request: float = 200.0
+
+    def start_s(self, cached: bool) -> float:
+        if cached and self.cached_start_s is not None:
+            return self.cached_start_s
+        return self.cold_start_s
 
     @property
     def replica_rps(self) -> float:
@@ -114,17 +124,36 @@ def metric_value(tick: Tick, metric: MetricKind, model: ServiceModel) -> float:
     return tick.in_flight
 
 
-def apply_decision(state: SimState, decision: Decision, model: ServiceModel) -> SimState:
-    """Make the decision true: promote warm first, start cold pods, trim, refill the pool."""
+def apply_decision(
+    state: SimState,
+    decision: Decision,
+    model: ServiceModel,
+    cached_pods: int = 0,
+    started: Callable[[bool, float], None] | None = None,
+) -> SimState:
+    """Make the decision true: promote warm first, start new pods, trim, refill the pool.
+
+    New pods start on the Cached path while fewer than `cached_pods` pods live (the
+    binder fills the nodes holding the artefacts first; the newest pods go first on the
+    way down, so the pods on them are the ones kept); `started(cached, seconds)` hears
+    of each new pod's path and time to ready, as the controller measures them."""
     now = state.time
     serving = sorted(state.serving)
     warm = sorted(state.warm)
     want = decision.serving_replicas
+
+    def start() -> float:
+        cached = len(serving) + len(warm) < cached_pods
+        seconds = model.start_s(cached)
+        if started is not None:
+            started(cached, seconds)
+        return now + seconds
+
     for _ in range(min(decision.promotions, len(warm), max(0, want - len(serving)))):
         loaded_at = warm.pop(0)
         serving.append(max(loaded_at, now) + model.warm_start_s)
     while len(serving) < want:
-        serving.append(now + model.cold_start_s)
+        serving.append(start())
     serving.sort()
     demoted = 0
     while len(serving) > want:
@@ -133,7 +162,7 @@ def apply_decision(state: SimState, decision: Decision, model: ServiceModel) -> 
             warm.append(gone)
             demoted += 1
     while len(warm) < decision.warm_replicas:
-        warm.append(now + model.cold_start_s)
+        warm.append(start())
     warm.sort()
     del warm[decision.warm_replicas :]
     return replace(state, serving=tuple(serving), warm=tuple(warm))
@@ -144,6 +173,13 @@ class SimConfig:
     tick_s: float = 1.0
     decision_interval_s: float = 2.0
     max_pods: int | None = None  # cluster room for this service's pods; None = unlimited
+    # Pods of this service the nodes holding its artefacts can take (with
+    # ServiceModel.cached_start_s): new pods start Cached up to it, then Cold.
+    cached_pods: int = 0
+    # Plan each decision with the time to ready of the path its new pods get, measured
+    # per path (the controller's start paths); False: with the p90 over all pods, as a
+    # controller that measures one path would.
+    plan_start_paths: bool = True
 
 
 @dataclass
@@ -164,6 +200,26 @@ class SimRun:
         return met / offered
 
 
+def _decider(
+    policy: ScalingPolicy,
+    window: MetricWindow,
+    state: ScalerState,
+    now: float,
+    free: int | None,
+    history: DailyLoadHistory | None,
+    tide: TideProfile | None,
+) -> Callable[[float | None], Decision]:
+    """This moment's decision, planned with a time to ready (None: the policy's)."""
+
+    def decide_with(time_to_ready_s: float | None) -> Decision:
+        lead = policy
+        if time_to_ready_s is not None:
+            lead = replace(policy, time_to_ready_s=time_to_ready_s)
+        return decide(lead, window, state, now, free_pod_slots=free, history=history, tide=tide)
+
+    return decide_with
+
+
 def run(
     policy: ScalingPolicy,
     offered_rps: Sequence[float],
@@ -182,9 +238,19 @@ def run(
     next_decision = start
     keep_s = policy.stable_window_s + config.tick_s
     tide: TideProfile | None = None if policy.tide is None else empty_profile(policy.tide)
+    ready_times: dict[StartPath, tuple[float, ...]] = {}
+    starting: list[tuple[float, StartPath, float]] = []  # (ready at, path, seconds)
+
+    def measure(cached: bool, seconds: float) -> None:
+        path = CACHED if cached and config.plan_start_paths else COLD
+        starting.append((sim.time + seconds, path, seconds))
+
     for load in offered_rps:
         sim, tick = step(sim, load, config.tick_s, model)
         result.ticks.append(tick)
+        for _, path, seconds in [s for s in starting if s[0] <= sim.time]:
+            ready_times = recorded(ready_times, path, seconds)  # measured once Ready
+        starting[:] = [s for s in starting if s[0] > sim.time]
         value = metric_value(tick, policy.metric, model)
         samples.append(MetricSample(sim.time, value, tick.ready, load, tick.queue))
         if tide is not None and policy.tide is not None:
@@ -199,18 +265,30 @@ def run(
         free = None
         if config.max_pods is not None:
             free = max(0, config.max_pods - len(sim.serving) - len(sim.warm))
-        decision = decide(
+        decide_with = _decider(
             policy,
             MetricWindow(tuple(samples), model.stats()),
             state,
             sim.time,
-            free_pod_slots=free,
-            history=history,
-            tide=tide,
+            free,
+            history,
+            tide,
         )
+
+        if model.cached_start_s is None:
+            decision = decide_with(None)
+        else:
+            live = len(sim.serving) + len(sim.warm)
+            _, decision = decide_on_path(
+                decide_with,
+                ready_times,
+                config.plan_start_paths,
+                max(0, config.cached_pods - live),
+                live,
+            )
         memory = decision.memory
         result.decisions.append((sim.time, decision))
-        sim = apply_decision(sim, decision, model)
+        sim = apply_decision(sim, decision, model, config.cached_pods, measure)
     return result
 
 

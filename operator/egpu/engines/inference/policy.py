@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from egpu.api.inference import (
     GPUInferenceServiceSpec,
@@ -24,12 +24,14 @@ from egpu.api.inference import (
     ScalerBudgetSlice,
     ScalerBurst,
     ScalerRecommendation,
+    ScalerStartPath,
     ScalerStatus,
     ScheduleWindow,
     Tide,
     TideStatus,
 )
 from egpu.domain.duration import parse_duration
+from egpu.domain.labels import StartPath
 from egpu.domain.quantity import parse_quantity
 from egpu.engines.autoscaling import (
     MetricKind,
@@ -43,6 +45,7 @@ from egpu.engines.autoscaling.budget import BudgetLedger, BudgetPolicy, BudgetSl
 from egpu.engines.autoscaling.bursts import MAX_BURSTS
 from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
 from egpu.engines.autoscaling.tide import TideBucket, TidePolicy, TideProfile
+from egpu.engines.inference.start_paths import measured_paths
 
 # Before any pod has been seen going from created to Ready.
 DEFAULT_TIME_TO_READY_S = 30.0
@@ -401,3 +404,21 @@ def _tide_bucket(entry: str, newest: int) -> TideBucket | None:
     if age < 0 or cycles < 0 or not all(math.isfinite(v) and v >= 0 for v in values):
         return None
     return TideBucket(newest - age, peak, learned, cycles)
+
+
+# --- start paths in the status --------------------------------------------------------
+
+
+def start_paths_to_status(times: Mapping[StartPath, Sequence[float]]) -> list[ScalerStartPath]:
+    return [
+        ScalerStartPath(path=path, time_to_ready_seconds=round(seconds, 3), samples=samples)
+        for path, seconds, samples in measured_paths(times)
+    ]
+
+
+def start_paths_from_status(status: ScalerStatus | None) -> dict[StartPath, tuple[float, ...]]:
+    """After a restart: each path's planning figure, as one measurement the new pods
+    soon outnumber (the status keeps the p90, not the samples)."""
+    if status is None:
+        return {}
+    return {p.path: (p.time_to_ready_seconds,) for p in status.start_paths}
