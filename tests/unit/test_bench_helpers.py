@@ -101,6 +101,9 @@ def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> 
         quick=True,
         cold_start=10.0,
         budget_percentile=90.0,
+        cached_start=None,
+        cached_pods=0,
+        one_path=False,
     )
     assert autoscale.egpu_options(args, "tide2")["tide_period"] == "180s"
     # The error budget is counted over one compressed day, on every trace.
@@ -117,3 +120,22 @@ def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> 
     assert row["egpu_day2_slo_pct"] >= 99.0
     assert row["oracle_day2_gpu_hours"] < row["sized_day2_gpu_hours"] <= row["egpu_day2_gpu_hours"]
     assert row["sized_loosest_day2_gpu_hours"] < row["sized_day2_gpu_hours"]
+
+
+def test_autoscale_start_paths_give_each_service_its_model_and_cached_ready_delay() -> None:
+    autoscale = load("bench_autoscale", ROOT / "hack" / "bench" / "autoscale.py")
+    body = autoscale.egpu_service("ns", "egpu-crowds", "http://p", 40.0, cached_start_s=10.0)
+    assert body["spec"]["startup"] == {"artefacts": ["models/egpu-crowds@1"]}
+    assert body["spec"]["template"]["metadata"]["annotations"] == {
+        "egpu.io/sim-ready-after": "40s",
+        "egpu.io/sim-ready-after-cached": "10s",
+    }
+    plain = autoscale.hpa_service("ns", "hpa-crowds", 40.0)
+    assert "startup" not in plain["spec"]
+    calls: list[tuple[str, ...]] = []
+    autoscale.kubectl = lambda *a, **_: calls.append(a)
+    services = [f"{who}-{t}" for t in ("crowds", "plateau") for who in ("egpu", "hpa", "tuned")]
+    autoscale.cache_models(services, 24)
+    marked = {c[2]: c[4] for c in calls}
+    assert len(marked) == 18  # three nodes of eight GPUs per service, none shared
+    assert sorted(marked.values()).count("egpu.io/cached-artefacts=models/egpu-crowds@1") == 3
