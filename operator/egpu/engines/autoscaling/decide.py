@@ -505,7 +505,7 @@ def _budgeted_pool(
 def _describe_cut(budget: WarmBudgetPolicy, cut: WarmBudgetCut, floor: int) -> str:
     left_h = max(0.0, cut.left_gpu_seconds) / SECONDS_PER_HOUR
     standing = (
-        f"GPU-hour budget {left_h:.3g} of {_fmt(budget.gpu_hours)} left for "
+        f"GPU-hour budget {_fmt(left_h)} of {_fmt(budget.gpu_hours)} left for "
         f"{_fmt(budget.window_s / SECONDS_PER_HOUR)}h"
     )
     if cut.kept >= cut.learned:
