@@ -15,6 +15,7 @@ binder starts there turns Ready after `--cached-start` instead of `--cold-start`
 HPA peers' pods are bound by the same binder, so they get the cached nodes too; only
 egpu plans with the path. `--sim --one-path`: the engine plans with the p90 over all
 pods' starts instead.
+        [--warm-budget-gpu-hours X]
 
 Traces (`--traces`, default crowds,spike,plateau,sawtooth,tide2; `--quick` shortens
 them, same rates): `crowds` (x20 within one second, 45 s each, 90 s apart: 4, quick 2),
@@ -29,7 +30,8 @@ Per trace, GPUInferenceServices take the same offered load from one traffic simu
 - `egpu-<trace>`: sized by this operator (LatencySLO: p99 under 2 s from the arrival
   rate and the queue, read from Prometheus; panic window 6 s, stable window 30 s,
   scale-down stabilisation 60 s, one warm pod that learns from crowds up to
-  `--learn-ceiling`, warmPool.maxSize; scaleUp.maxRate `--scale-up-max-rate`; an error
+  `--learn-ceiling`, warmPool.maxSize, within `--warm-budget-gpu-hours` (warmPool.budget
+  over its default 24 h window; unset: no budget); scaleUp.maxRate `--scale-up-max-rate`; an error
   budget counted over one compressed day, spent down to `--budget-percentile`); the
   services of the day traces (`tidal`, `spike`, `tide2`) declare the compressed day as
   their tide's period (`spec.tide.period`, unless `--no-tide`) and learn it from the
@@ -50,7 +52,8 @@ kube-proxy here) and the front-proxy flags hack/localcluster.py sets.
 
 `--sim` runs no cluster: each trace drives the egpu engine alone (`egpu.sim.engine_run`:
 the fluid simulation of `decide` with the spec above, a decision every scrape), for
-iterating on the rules; its figures leave out the pipeline's delays and have no HPA.
+iterating on the rules; its figures leave out the pipeline's delays and have no HPA,
+and add the warm pool's share of the GPU-hours (`egpu_warm_gpu_hours`).
 
 Every replica serves 4 requests at once, 1 s each; pods turn Ready `--cold-start`
 seconds after they are bound. Every figure covers its own trace's duration (the
@@ -247,6 +250,7 @@ def egpu_service(
     tide_period: str | None = None,
     error_budget: dict[str, Any] | None = None,
     cached_start_s: float | None = None,
+    warm_budget_gpu_hours: float | None = None,
 ) -> dict[str, Any]:
     match = f'namespace="{namespace}",service="{name}"'
     return {
@@ -285,6 +289,11 @@ def egpu_service(
             "warmPool": {
                 "size": warm_pool,
                 **({"maxSize": learn_ceiling} if learn_ceiling else {}),
+                **(
+                    {"budget": {"gpuHours": warm_budget_gpu_hours}}
+                    if learn_ceiling and warm_budget_gpu_hours
+                    else {}
+                ),
             },
             **({"tide": {"period": tide_period}} if tide_period else {}),
             **startup(name, cached_start_s),
@@ -614,13 +623,16 @@ def egpu_sizer(cold_start_s: float, percentile: float | None = None) -> Sizer:
 
 
 def figures(who: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {
+    row = {
         f"{who}_slo_pct": round(result["slo_pct"], 2),
         f"{who}_gpu_hours": round(result["gpu_hours"], 4),
         f"{who}_capacity_lag_s": result["capacity_lag_s"],
         f"{who}_under_capacity_s": result["under_capacity_s"],
         f"{who}_peak_pods": result["peak_pods"],
     }
+    if "warm_gpu_hours" in result:  # the engine-only run's
+        row[f"{who}_warm_gpu_hours"] = round(result["warm_gpu_hours"], 4)
+    return row
 
 
 def targets(summary: dict[str, Any]) -> dict[str, Any]:
@@ -743,6 +755,13 @@ def main() -> int:
         action="store_true",
         help="with --cached-start: plan with the p90 over all pods' starts, not with the "
         "path the next pods get (what measuring one path gives)",
+    )
+    parser.add_argument(
+        "--warm-budget-gpu-hours",
+        type=float,
+        default=None,
+        help="warmPool.budget.gpuHours of the egpu services (with --learn-ceiling): the "
+        "GPU-hours their learned warm pods may hold over its 24 h window (unset: no budget)",
     )
     parser.add_argument(
         "--sim",
@@ -953,6 +972,7 @@ def egpu_options(args: argparse.Namespace, trace: str) -> dict[str, Any]:
         "tide_period": tide,
         "error_budget": error_budget(args),
         "cached_start_s": args.cached_start,
+        "warm_budget_gpu_hours": args.warm_budget_gpu_hours,
     }
 
 
@@ -1016,6 +1036,8 @@ def report(results: dict[str, Any], trace_set: dict[str, Trace], cold_start_s: f
                 f"{row['oracle_gpu_hours']:7.4f} {lag_text:>6} {row[f'{who}_peak_pods']:5d}"
             )
         print(f"{name:6} {'bound':13} {row['bound_slo_pct']:7.2f} {row['bound_gpu_hours']:7.4f}")
+        for key in sorted(k for k in row if k.endswith("_warm_gpu_hours")):
+            print(f"{name:6}   {key:40} {row[key]:7.4f}")
         parts = windows(name, trace_set[name], cold_start_s)
         for key in sorted(k for k in row if any(f"_{p}_slo_pct" in k for p in parts)):
             print(f"{name:6}   {key:40} {row[key]:7.2f}")

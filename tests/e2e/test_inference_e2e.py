@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -181,6 +182,7 @@ def service(
     behavior: dict[str, Any],
     warm: int = 0,
     warm_max: int | None = None,
+    warm_extra: dict[str, Any] | None = None,
     ready_after: str = "2s",
     tide: dict[str, Any] | None = None,
     model: str = MODEL,
@@ -211,7 +213,11 @@ def service(
                     },
                 },
                 "behavior": behavior,
-                "warmPool": {"size": warm, **({} if warm_max is None else {"maxSize": warm_max})},
+                "warmPool": {
+                    "size": warm,
+                    **({} if warm_max is None else {"maxSize": warm_max}),
+                    **(warm_extra or {}),
+                },
                 **({} if tide is None else {"tide": tide}),
                 **({} if startup is None else {"startup": startup}),
                 "template": {
@@ -472,6 +478,67 @@ def test_a_second_crowd_finds_the_capacity_the_first_taught(stack: Stack, namesp
     assert first is not None and first >= COLD_START_S, result["capacity_lag_s"]
     # The second found it warm: carried before any new pod could have started.
     assert second is not None and second < COLD_START_S, result["capacity_lag_s"]
+
+
+def test_a_gpu_hour_budget_cuts_the_pool_a_crowd_taught(stack: Stack, namespace: str) -> None:
+    """A budget of 0.02 GPU-hours (72 GPU-seconds) for the learned pods, a crowd
+    remembered 30 s: after the crowd the pool keeps only the pods the rest pays for
+    until the crowd is forgotten, says so, and counts what they held in the status."""
+    cluster = stack.cluster
+    behavior = {
+        "stableWindow": "8s",
+        "panicWindow": "2s",
+        "scrapeInterval": "500ms",
+        "scaleDown": {"stabilizationWindow": "6s"},
+    }
+    budget = {"burstMemory": "30s", "budget": {"gpuHours": 0.02, "window": "1h"}}
+    body = service(
+        "budget",
+        stack,
+        namespace,
+        min_replicas=1,
+        behavior=behavior,
+        warm=0,
+        warm_max=12,
+        warm_extra=budget,
+        ready_after=f"{COLD_START_S:g}s",
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    # As above: one x20 crowd once the first replica is ready.
+    levels = [[0, 0], [12, 2], [30, 40], [44, 2], [90, 2]]
+    traffic = Traffic(stack, namespace, "budget", levels)
+
+    seen: list[dict[str, Any]] = []
+    cut_to = re.compile(r"warm pool cut to (\d+), (\d+) of (\d+) learned")
+
+    def cut() -> bool:
+        st = status(cluster, namespace, "budget")
+        message = st.get("lastDecision", {}).get("message", "")
+        if cut_to.search(message) and st.get("scaler", {}).get("warmBudgetSlices"):
+            seen.append(st)
+            return True
+        return False
+
+    try:
+        wait_until(
+            cut,
+            traffic.at(88) - time.time(),
+            "the learned pool cut by its GPU-hour budget, the spend in the status",
+        )
+    finally:
+        traffic.close()
+
+    after = seen[-1]
+    decision = after["lastDecision"]
+    found = cut_to.search(decision["message"])
+    assert found is not None, decision
+    pool, kept, learned = (int(g) for g in found.groups())
+    # Fewer than the crowd taught, and what the decision asked for (the floor is 0).
+    assert kept < learned and pool == kept == decision.get("warmReplicas"), decision
+    assert "of 0.02 left for 1h" in decision["message"], decision
+    spent = sum(s["gpuSeconds"] for s in after["scaler"]["warmBudgetSlices"])
+    # Paced, it never spends much beyond the budget (pods being deleted still count).
+    assert 0 < spent <= 72.0 * 1.1, after["scaler"]
 
 
 TIDE_PERIOD_S = 40.0

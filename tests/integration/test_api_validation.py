@@ -20,6 +20,7 @@ from egpu.api.inference import GPUInferenceServiceStatus
 from egpu.engines.autoscaling import ScalerMemory
 from egpu.engines.autoscaling.budget import BudgetLedger, BudgetSlice
 from egpu.engines.autoscaling.tide import TidePolicy, empty_profile, observe
+from egpu.engines.autoscaling.warm_budget import WarmLedger, WarmSlice
 from egpu.engines.inference.policy import (
     memory_from_status,
     memory_to_status,
@@ -396,6 +397,15 @@ REFUSALS = [
             "spec.warmPool.maxSize", "warmPool.maxSize must not be less than warmPool.size"),
     Refusal("gis-warm-pool-ceiling-over-max", SERVICE, gw(warmPool={"maxSize": 33}),
             "spec.warmPool.maxSize", "warmPool.maxSize must not be greater than maxReplicas"),
+    Refusal("gis-warm-budget-without-ceiling", SERVICE, gw(warmPool={"budget": {"gpuHours": 8}}),
+            "spec.warmPool.budget",
+            "warmPool.budget needs maxSize: only a pool that learns is budgeted"),
+    Refusal("gis-warm-budget-of-nothing", SERVICE,
+            gw(warmPool={"maxSize": 8, "budget": {"gpuHours": 0}}),
+            "spec.warmPool.budget.gpuHours", "greater than 0"),
+    Refusal("gis-warm-budget-short-window", SERVICE,
+            gw(warmPool={"maxSize": 8, "budget": {"gpuHours": 8, "window": "30m"}}),
+            "spec.warmPool.budget.window", "window must be at least 1h"),
     # GPUInferenceService: the signal
     Refusal("gis-unknown-metric", SERVICE, scaling(metric="RequestsPerSecond"),
             "spec.scaling.metric", 'Unsupported value: "RequestsPerSecond"'),
@@ -555,6 +565,8 @@ ACCEPTED = [
                scaling(metric="LatencySLO", target=DELETE,
                        latencySLO={"target": "1s", "errorBudget": {"window": "1m",
                                                                    "loosestPercentile": 99}})),
+    Acceptance("warm-budget-over-one-hour", SERVICE,
+               gw(warmPool={"maxSize": 8, "budget": {"gpuHours": 0.5, "window": "1h"}})),
     Acceptance("scheduler-name-and-empty-node-name", NOTEBOOK,
                gw(template={"spec": {"schedulerName": "default-scheduler", "nodeName": ""}})),
     Acceptance("quantities-and-resource-names", NOTEBOOK,
@@ -653,17 +665,16 @@ def test_status_is_a_subresource(crds: Cluster, ns: str) -> None:
     assert "status" not in got
 
 
-def test_the_learned_tide_and_the_error_budget_are_kept_in_the_status(
-    crds: Cluster, ns: str
-) -> None:
-    """What a restart restores (status.tide, status.scaler's budget slices) is not
+def test_the_learned_tide_and_the_budgets_are_kept_in_the_status(crds: Cluster, ns: str) -> None:
+    """What a restart restores (status.tide, status.scaler's budgets' slices) is not
     pruned by the API server."""
     tide = TidePolicy(period_s=600.0, buckets=60)
     profile = empty_profile(tide)
     for t in range(0, 1300, 5):
         profile = observe(profile, tide, 1_800_000_000.0 + t, 2.0 + (t % 600) / 12)
     memory = ScalerMemory(
-        budget=BudgetLedger((BudgetSlice(1_800_000_000.0, 1234.5, 2.25),), 1_800_000_049.5)
+        budget=BudgetLedger((BudgetSlice(1_800_000_000.0, 1234.5, 2.25),), 1_800_000_049.5),
+        warm_spend=WarmLedger((WarmSlice(1_800_000_000.0, 4321.5),), 1_800_000_049.5),
     )
     stored_tide = tide_to_status(profile, tide)
     assert stored_tide is not None
@@ -681,10 +692,12 @@ def test_the_learned_tide_and_the_error_budget_are_kept_in_the_status(
     got = json.loads(crds.kubectl("get", "gis/chat", "-n", ns, "-o", "json").stdout)["status"]
     assert got["tide"] == written["tide"]
     assert got["scaler"]["budgetSlices"] == written["scaler"]["budgetSlices"]
+    assert got["scaler"]["warmBudgetSlices"] == written["scaler"]["warmBudgetSlices"]
     status = GPUInferenceServiceStatus.model_validate(got)
     restored = tide_from_status(status.tide, tide)
     assert restored is not None and restored == tide_from_status(stored_tide, tide)
     assert memory_from_status(status.scaler).budget == memory.budget
+    assert memory_from_status(status.scaler).warm_spend == memory.warm_spend
 
 
 def test_kubectl_get_egpu_lists_every_kind_with_its_columns(crds: Cluster, ns: str) -> None:

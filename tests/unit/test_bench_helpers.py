@@ -104,6 +104,7 @@ def test_autoscale_sim_declares_the_day_as_the_tide_of_the_day_traces_only() -> 
         cached_start=None,
         cached_pods=0,
         one_path=False,
+        warm_budget_gpu_hours=None,
     )
     assert autoscale.egpu_options(args, "tide2")["tide_period"] == "180s"
     # The error budget is counted over one compressed day, on every trace.

@@ -341,6 +341,29 @@ class ScalingBehavior(ApiModel):
     )
 
 
+class WarmPoolBudget(ApiModel):
+    """The most GPU-hours the pods the pool learned from crowds may hold over a window."""
+
+    gpu_hours: float = Field(
+        gt=0,
+        le=1e9,
+        description="GPU-hours the warm pods beyond warmPool.size may hold over the "
+        "window (pods x gpusPerPod x hours idle). The pool learned from crowds is cut to "
+        "what the rest of the budget pays for until the crowds are forgotten (or for one "
+        "window, if sooner); once spent, the pool is warmPool.size, which is never cut.",
+    )
+    window: Duration = Field(
+        "24h",
+        description="Sliding window the GPU-hours are counted over, e.g. 24h or 168h.",
+        json_schema_extra=rules_extra(
+            Rule(
+                rule=f"!self.matches(r'{DURATION_PATTERN}') || duration(self) >= duration('1h')",
+                message="window must be at least 1h",
+            )
+        ),
+    )
+
+
 class WarmPool(ApiModel):
     """Pods kept started but idle, so new replicas skip the model's cold start."""
 
@@ -349,6 +372,11 @@ class WarmPool(ApiModel):
             rule="!has(self.maxSize) || self.maxSize >= self.size",
             message="warmPool.maxSize must not be less than warmPool.size",
             field_path=".maxSize",
+        ),
+        Rule(
+            rule="!has(self.budget) || has(self.maxSize)",
+            message="warmPool.budget needs maxSize: only a pool that learns is budgeted",
+            field_path=".budget",
         ),
     )
 
@@ -367,6 +395,12 @@ class WarmPool(ApiModel):
         "10m",
         description="With maxSize: how long after one crowd its size is kept; crowds that "
         "recur are kept for twice the longest gap between them, if longer.",
+    )
+    budget: WarmPoolBudget | None = Field(
+        None,
+        description="With maxSize: the most GPU-hours the pods learned from crowds may "
+        "hold over a sliding window. Unset: they are kept while the crowds are remembered, "
+        "whatever that costs.",
     )
 
 
@@ -607,6 +641,15 @@ class ScalerStartPath(ApiModel):
     samples: int = Field(ge=1, description="Measurements it is taken over.")
 
 
+class ScalerWarmSlice(ApiModel):
+    """One slice of the warm pool budget's window."""
+
+    start_time: datetime = Field(description="When the slice begins.")
+    gpu_seconds: float = Field(
+        ge=0, description="GPU-seconds warm pods beyond warmPool.size held in it."
+    )
+
+
 class ScalerStatus(ApiModel):
     """What the autoscaler must remember across decisions and operator restarts."""
 
@@ -653,6 +696,15 @@ class ScalerStatus(ApiModel):
         default_factory=list,
         max_length=16,
         description="The error budget's window (latencySLO.errorBudget), oldest first.",
+        json_schema_extra=LIST_ATOMIC,
+    )
+    warm_budget_counted_time: datetime | None = Field(
+        None, description="What the warm pool held before this is counted in warmBudgetSlices."
+    )
+    warm_budget_slices: list[ScalerWarmSlice] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The warm pool budget's window (warmPool.budget), oldest first.",
         json_schema_extra=LIST_ATOMIC,
     )
 

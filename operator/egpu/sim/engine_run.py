@@ -3,8 +3,9 @@
 The fluid simulation of `egpu.engines.autoscaling.simulate` drives `decide` with the
 trace's offered load; the result has the traffic simulator's shape (`seconds`,
 `timeline`, `slo_pct`, `gpu_hours`, ...), so the benchmark's windows and targets read
-it unchanged. What it leaves out is the pipeline: scrapes, the controller's pass, the
-binder and the kubelet, so its figures are what the engine's rules can reach.
+it unchanged, plus the warm pool's share of the GPU-hours (`warm_gpu_hours`). What
+it leaves out is the pipeline: scrapes, the controller's pass, the binder and the
+kubelet, so its figures are what the engine's rules can reach.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def engine_result(
     seconds: dict[int, list[float]] = {}
     timeline: list[dict[str, float]] = []
     capacity_at: dict[int, float] = {}
-    offered = met = gpu_seconds = under = 0.0
+    offered = met = gpu_seconds = warm_seconds = under = 0.0
     peak = 0
     for tick in result.ticks:
         arrived = tick.offered_rps * tick_s
@@ -48,6 +49,7 @@ def engine_result(
             under += tick_s
         pods = tick.serving + tick.warm
         gpu_seconds += pods * tick_s
+        warm_seconds += tick.warm * tick_s
         peak = max(peak, pods)
         for i, jump in enumerate(trace.jumps):
             if i not in capacity_at and tick.time >= jump.at_s and capacity >= jump.to_rps - 1e-9:
@@ -60,6 +62,7 @@ def engine_result(
         "trace": trace.name,
         "slo_pct": 100.0 * (met / offered if offered else 1.0),
         "gpu_hours": gpu_seconds / 3600.0,
+        "warm_gpu_hours": warm_seconds / 3600.0,  # of those, the warm pool's
         "capacity_lag_s": [capacity_at.get(i) for i in range(len(trace.jumps))],
         "under_capacity_s": under,
         "peak_pods": peak,

@@ -18,12 +18,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from egpu.engines.autoscaling.slices import (
+    WINDOW_SLICES,
+    add_to_newest,
+    slice_of,
+    span_to_count,
+    within,
+)
+
 # Fewer requests than this allowed to miss in the window: nothing to spend.
 MIN_BUDGET_REQUESTS = 10.0
 # Spent up to this share of the budget: the loosest percentile.
 LOOSE_UNTIL_SPENT = 0.5
-# Slices of the sliding window the ledger keeps (what the status stores).
-BUDGET_SLICES = 12
+BUDGET_SLICES = WINDOW_SLICES
 
 
 @dataclass(frozen=True)
@@ -73,27 +80,24 @@ def account(
     was away) counts only its last `max_gap_s`: what happened before is not known."""
     since = ledger.accounted_until
     kept = _within(ledger.slices, policy, now)
-    if since is None or now <= since or not math.isfinite(arrival_rate):
+    span = span_to_count(since, now, max_gap_s)
+    if span <= 0 or not math.isfinite(arrival_rate):
         return BudgetLedger(kept, now if since is None else max(since, now))
-    span = min(now - since, max_gap_s)
     offered = max(0.0, arrival_rate) * span
     missed = offered * min(1.0, max(0.0, miss_share))
-    start = math.floor(now / policy.slice_s) * policy.slice_s
-    if kept and kept[-1].start == start:
-        last = kept[-1]
-        kept = (*kept[:-1], BudgetSlice(start, last.offered + offered, last.missed + missed))
-    else:
-        kept = (*kept, BudgetSlice(start, offered, missed))
+    start = slice_of(now, policy.slice_s)
+    kept = add_to_newest(kept, start, BudgetSlice(start, offered, missed), _merged)
     return BudgetLedger(kept, now)
+
+
+def _merged(a: BudgetSlice, b: BudgetSlice) -> BudgetSlice:
+    return BudgetSlice(a.start, a.offered + b.offered, a.missed + b.missed)
 
 
 def _within(
     slices: tuple[BudgetSlice, ...], policy: BudgetPolicy, now: float
 ) -> tuple[BudgetSlice, ...]:
-    """The slices that end inside the window (and none from the future)."""
-    return tuple(
-        s for s in slices if s.start + policy.slice_s > now - policy.window_s and s.start <= now
-    )
+    return within(slices, policy.window_s, policy.slice_s, now)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ agreeing tide foresaw stay sized for the objective's). While the tide profile ag
 it sizes ahead of the rise, so the warm pool's floor is let go when what is left of
 the budget covers what the warm pods could save a surprise (their rate for a cold
 start); a learned pool is kept (spending.py).
+
+With a GPU-hour budget for the warm pool (warm_budget.py), every decision counts what
+the pool held beyond its floor since the last, and the pool learned from crowds is cut
+to what the budget left pays for while the crowds are remembered; the floor never is.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ from egpu.engines.autoscaling.sizing import METRIC_NOUN, Sizer, ceil_replicas
 from egpu.engines.autoscaling.sizing import fmt as _fmt
 from egpu.engines.autoscaling.spending import budget_view, stand_in_for_warm
 from egpu.engines.autoscaling.tide import TideProfile, TideReading, expected_between, read_tide
+from egpu.engines.autoscaling.warm_budget import (
+    SECONDS_PER_HOUR,
+    WarmBudgetCut,
+    WarmBudgetPolicy,
+    WarmLedger,
+    account_warm,
+    warm_budget_cut,
+)
 from egpu.engines.autoscaling.warm_pool import plan_pool
 from egpu.engines.autoscaling.windows import (
     demand_of,
@@ -466,6 +478,53 @@ def _learned_pool(
     return size, kept, note
 
 
+def _budgeted_pool(
+    policy: ScalingPolicy,
+    state: ScalerState,
+    bursts: tuple[Burst, ...],
+    pool_size: int,
+    now: float,
+) -> tuple[int, WarmLedger, str]:
+    """The warm pool cut to what its GPU-hour budget pays for, the budget's ledger
+    brought up to date with what the pool held since the last decision, and why."""
+    budget = policy.warm_budget
+    ledger = state.memory.warm_spend
+    if budget is None:
+        return pool_size, ledger, ""
+    floor = policy.warm_pool_size
+    held = state.warm_replicas - floor
+    ledger = account_warm(ledger, budget, now, held, policy.gpus_per_pod, policy.stable_window_s)
+    learned = learned_capacity(bursts, now, policy.burst_memory_s)
+    if pool_size <= floor or learned is None:
+        return pool_size, ledger, ""
+    learned_pods = pool_size - floor
+    cut = warm_budget_cut(budget, ledger, learned_pods, policy.gpus_per_pod, learned.until, now)
+    return floor + cut.kept, ledger, _describe_cut(budget, cut, floor)
+
+
+def _describe_cut(budget: WarmBudgetPolicy, cut: WarmBudgetCut, floor: int) -> str:
+    left_h = max(0.0, cut.left_gpu_seconds) / SECONDS_PER_HOUR
+    standing = (
+        f"GPU-hour budget {_fmt(left_h)} of {_fmt(budget.gpu_hours)} left for "
+        f"{_fmt(budget.window_s / SECONDS_PER_HOUR)}h"
+    )
+    if cut.kept >= cut.learned:
+        return f"{standing} pays for the {cut.learned} learned warm pods"
+    if cut.kept <= 0:
+        return (
+            f"warm pool cut to {floor} (warmPool.size), none of {cut.learned} learned: {standing}"
+        )
+    until = (
+        f"for the next {_fmt(budget.window_s / SECONDS_PER_HOUR)}h"
+        if cut.hold_s >= budget.window_s
+        else f"until the crowds are forgotten in {_fmt(cut.hold_s)}s"
+    )
+    return (
+        f"warm pool cut to {floor + cut.kept}, {cut.kept} of {cut.learned} learned: {standing}, "
+        f"enough for {cut.kept} {until}"
+    )
+
+
 def decide(
     policy: ScalingPolicy,
     window: MetricWindow,
@@ -570,6 +629,9 @@ def decide(
         notes.append(f"crowds expected by the tide profile: {len(bursts) - len(unexpected)}")
     if pool_note:
         notes.append(pool_note)
+    pool_size, warm_spend, cut_note = _budgeted_pool(policy, state, unexpected, pool_size, now)
+    if cut_note:
+        notes.append(cut_note)
     budget_note = spend.describe(policy)
     if budget_note:
         notes.append(budget_note)
@@ -604,6 +666,7 @@ def decide(
         panic_peak_replicas=panic_peak if status.active else None,
         bursts=bursts,
         budget=spend.ledger,
+        warm_spend=warm_spend,
     )
     return Decision(
         serving_replicas=plan.serving,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from egpu.engines.autoscaling.budget import BudgetLedger, BudgetPolicy
 from egpu.engines.autoscaling.tide import TidePolicy
+from egpu.engines.autoscaling.warm_budget import WarmBudgetPolicy, WarmLedger
 
 
 class MetricKind(enum.StrEnum):
@@ -138,6 +139,8 @@ class ScalingPolicy:
     learns: after a crowd (a panic) it keeps serving + warm at the crowd's steady size,
     up to `warm_pool_max` warm, for `burst_memory_s` after the crowd or twice the
     longest gap between the crowds remembered, whichever is longer. None: no learning.
+    `warm_budget` caps what the learned pods (beyond `warm_pool_size`) may hold over a
+    sliding window, in GPU-hours of `gpus_per_pod` each (warm_budget.py); None: no cap.
 
     `tide`: the service's load recurs every `tide.period_s`; the caller learns a
     profile of it (`tide.observe`) and passes it to `decide`, which sizes ahead of the
@@ -171,6 +174,8 @@ class ScalingPolicy:
     forecast: ForecastPolicy = field(default_factory=ForecastPolicy)
     tide: TidePolicy | None = None  # learn a recurring cycle of demand (tide.py)
     error_budget: BudgetPolicy | None = None  # spend the SLO's budget (budget.py)
+    gpus_per_pod: int = 1
+    warm_budget: WarmBudgetPolicy | None = None  # GPU-hours of the learned pool
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -207,6 +212,10 @@ class ScalingPolicy:
             problems.append("warm_pool_size must be >= 0")
         if self.warm_pool_max is not None and self.warm_pool_max < self.warm_pool_size:
             problems.append("warm_pool_max must be >= warm_pool_size")
+        if self.gpus_per_pod < 1:
+            problems.append("gpus_per_pod must be >= 1")
+        if self.warm_budget is not None and self.warm_pool_max is None:
+            problems.append("warm_budget needs warm_pool_max (a pool that learns)")
         if not (math.isfinite(self.burst_memory_s) and self.burst_memory_s > 0):
             problems.append("burst_memory_s must be > 0")
         try:
@@ -297,6 +306,7 @@ class ScalerMemory:
     panic_peak_replicas: int | None = None  # the current panic's highest steady size
     bursts: tuple[Burst, ...] = ()  # crowds remembered, oldest first
     budget: BudgetLedger = field(default_factory=BudgetLedger)  # the SLO's error budget
+    warm_spend: WarmLedger = field(default_factory=WarmLedger)  # the warm pool's GPU-hours
 
 
 @dataclass(frozen=True)

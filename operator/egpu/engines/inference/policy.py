@@ -26,9 +26,11 @@ from egpu.api.inference import (
     ScalerRecommendation,
     ScalerStartPath,
     ScalerStatus,
+    ScalerWarmSlice,
     ScheduleWindow,
     Tide,
     TideStatus,
+    WarmPool,
 )
 from egpu.domain.duration import parse_duration
 from egpu.domain.labels import StartPath
@@ -45,6 +47,7 @@ from egpu.engines.autoscaling.budget import BudgetLedger, BudgetPolicy, BudgetSl
 from egpu.engines.autoscaling.bursts import MAX_BURSTS
 from egpu.engines.autoscaling.model import SECONDS_PER_DAY, Burst
 from egpu.engines.autoscaling.tide import TideBucket, TidePolicy, TideProfile
+from egpu.engines.autoscaling.warm_budget import WarmBudgetPolicy, WarmLedger, WarmSlice
 from egpu.engines.inference.start_paths import measured_paths
 
 # Before any pod has been seen going from created to Ready.
@@ -52,7 +55,8 @@ DEFAULT_TIME_TO_READY_S = 30.0
 # A LatencySLO service with no service time known yet sizes on this request rate per replica.
 FALLBACK_REPLICA_RPS = 1.0
 MAX_REMEMBERED_RECOMMENDATIONS = 64
-# The status's bound on the error budget's slices (the ledger keeps fewer).
+# The status's bound on the error budget's and warm pool budget's slices (the ledgers
+# keep fewer).
 MAX_BUDGET_SLICES = 16
 
 
@@ -211,6 +215,8 @@ def scaling_policy(
         time_to_ready_s=DEFAULT_TIME_TO_READY_S if time_to_ready_s is None else time_to_ready_s,
         tide=tide_policy(spec.tide) if spec.tide is not None else None,
         error_budget=budget_policy(scaling.latency_slo),
+        gpus_per_pod=spec.gpus_per_pod,
+        warm_budget=warm_budget_policy(spec.warm_pool),
     )
 
 
@@ -220,6 +226,14 @@ def budget_policy(slo: LatencySLO | None) -> BudgetPolicy | None:
     return BudgetPolicy(
         window_s=parse_duration(slo.error_budget.window),
         loosest_percentile=slo.error_budget.loosest_percentile / 100.0,
+    )
+
+
+def warm_budget_policy(pool: WarmPool) -> WarmBudgetPolicy | None:
+    if pool.budget is None:
+        return None
+    return WarmBudgetPolicy(
+        gpu_hours=pool.budget.gpu_hours, window_s=parse_duration(pool.budget.window)
     )
 
 
@@ -284,6 +298,14 @@ def memory_to_status(memory: ScalerMemory, time_to_ready_s: float | None) -> Sca
             )
             for s in memory.budget.slices[-MAX_BUDGET_SLICES:]
         ],
+        warm_budget_counted_time=_to_time(memory.warm_spend.accounted_until),
+        warm_budget_slices=[
+            ScalerWarmSlice(
+                start_time=dt.datetime.fromtimestamp(s.start, dt.UTC),
+                gpu_seconds=round(s.gpu_seconds, 3),
+            )
+            for s in memory.warm_spend.slices[-MAX_BUDGET_SLICES:]
+        ],
     )
 
 
@@ -306,6 +328,12 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         if start is not None:
             slices.append(BudgetSlice(start, s.requests, s.missed))
     budget = BudgetLedger(tuple(slices), _from_time(status.budget_counted_time))
+    warm_slices: list[WarmSlice] = []
+    for w in status.warm_budget_slices:
+        start = _from_time(w.start_time)
+        if start is not None:
+            warm_slices.append(WarmSlice(start, w.gpu_seconds))
+    warm_spend = WarmLedger(tuple(warm_slices), _from_time(status.warm_budget_counted_time))
     return ScalerMemory(
         last_scale_up_at=_from_time(status.last_scale_up_time),
         last_scale_down_at=_from_time(status.last_scale_down_time),
@@ -316,6 +344,7 @@ def memory_from_status(status: ScalerStatus | None) -> ScalerMemory:
         panic_peak_replicas=status.panic_peak_replicas,
         bursts=tuple(bursts),
         budget=budget,
+        warm_spend=warm_spend,
     )
 
 
