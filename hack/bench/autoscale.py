@@ -288,7 +288,9 @@ def egpu_service(
             },
             "warmPool": {
                 "size": warm_pool,
-                **({"maxSize": learn_ceiling} if learn_ceiling else {}),
+                **(
+                    {"maxSize": learn_ceiling, "burstMemory": burst_memory} if learn_ceiling else {}
+                ),
                 **(
                     {"budget": {"gpuHours": warm_budget_gpu_hours}}
                     if learn_ceiling and warm_budget_gpu_hours

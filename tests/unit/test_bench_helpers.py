@@ -140,3 +140,11 @@ def test_autoscale_start_paths_give_each_service_its_model_and_cached_ready_dela
     marked = {c[2]: c[4] for c in calls}
     assert len(marked) == 18  # three nodes of eight GPUs per service, none shared
     assert sorted(marked.values()).count("egpu.io/cached-artefacts=models/egpu-crowds@1") == 3
+
+
+def test_autoscale_egpu_services_carry_the_burst_memory_they_are_given() -> None:
+    autoscale = load("bench_autoscale", ROOT / "hack" / "bench" / "autoscale.py")
+    body = autoscale.egpu_service(
+        "ns", "egpu-crowds", "http://p", 10.0, learn_ceiling=40, burst_memory="2m"
+    )
+    assert body["spec"]["warmPool"] == {"size": 1, "maxSize": 40, "burstMemory": "2m"}
