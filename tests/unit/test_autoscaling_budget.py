@@ -34,6 +34,7 @@ from egpu.engines.autoscaling.simulate import ServiceModel, SimConfig, run
 from egpu.engines.autoscaling.tide import TidePolicy, TideProfile, empty_profile, observe
 from egpu.sim.bounds import oracle_replica_seconds
 from egpu.sim.traces import tidal_day
+from policies import slo_policy
 
 pytestmark = pytest.mark.unit
 
@@ -154,21 +155,7 @@ def test_the_miss_share_follows_the_queue_and_the_model() -> None:
 
 
 def policy(**overrides: object) -> ScalingPolicy:
-    base: dict[str, object] = {
-        "metric": MetricKind.LATENCY_SLO,
-        "target": 4.0,
-        "latency_target_s": 2.0,
-        "latency_percentile": 0.99,
-        "max_replicas": 40,
-        "stable_window_s": 30.0,
-        "panic_window_s": 6.0,
-        "scale_down_stabilization_s": 0.0,
-        "time_to_ready_s": 10.0,
-        "warm_pool_size": 1,
-        "error_budget": BUDGET,
-    }
-    base.update(overrides)
-    return ScalingPolicy(**base)  # type: ignore[arg-type]
+    return slo_policy(**{"scale_down_stabilization_s": 0.0, "error_budget": BUDGET, **overrides})
 
 
 def steady(rate: float, now: float, ready: int, length: int = 30) -> MetricWindow:

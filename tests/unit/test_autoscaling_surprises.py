@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from egpu.engines.autoscaling import MetricKind, ScalingPolicy, decide
+from egpu.engines.autoscaling import MetricKind, decide
 from egpu.engines.autoscaling.backlog import backlog_plan, drain_demand, projected_backlog
 from egpu.engines.autoscaling.bursts import (
     MAX_BURSTS,
@@ -26,6 +26,7 @@ from egpu.engines.autoscaling.model import (
     ScalerState,
 )
 from egpu.engines.autoscaling.simulate import ServiceModel, SimConfig, run
+from policies import slo_policy
 
 pytestmark = pytest.mark.unit
 
@@ -34,23 +35,6 @@ NOON = datetime.datetime(2026, 3, 2, 12, 0, tzinfo=datetime.UTC).timestamp()
 MODEL = ServiceModel(service_time_s=1.0, slots_per_replica=4, cold_start_s=10.0, warm_start_s=0.5)
 STATS = MODEL.stats()
 CONFIG = SimConfig(tick_s=0.5, decision_interval_s=0.5)
-
-
-def slo_policy(**overrides: object) -> ScalingPolicy:
-    base: dict[str, object] = {
-        "metric": MetricKind.LATENCY_SLO,
-        "target": 4.0,
-        "latency_target_s": 2.0,
-        "latency_percentile": 0.99,
-        "max_replicas": 40,
-        "stable_window_s": 30.0,
-        "panic_window_s": 6.0,
-        "scale_down_stabilization_s": 60.0,
-        "time_to_ready_s": 10.0,
-        "warm_pool_size": 1,
-    }
-    base.update(overrides)
-    return ScalingPolicy(**base)  # type: ignore[arg-type]
 
 
 def crowd_window(arrival: float, queued: float, now: float = NOON) -> MetricWindow:

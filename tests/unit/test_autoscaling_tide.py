@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from egpu.engines.autoscaling import MetricKind, ScalingPolicy, decide
+from egpu.engines.autoscaling import ScalingPolicy, decide
 from egpu.engines.autoscaling.model import (
     Burst,
     MetricSample,
@@ -28,6 +28,7 @@ from egpu.engines.autoscaling.tide import (
 )
 from egpu.sim.bounds import oracle_replica_seconds
 from egpu.sim.traces import tidal_day
+from policies import slo_policy
 
 pytestmark = pytest.mark.unit
 
@@ -133,21 +134,7 @@ def test_the_first_moments_of_a_cycle_are_judged_on_that_cycle_alone() -> None:
 
 
 def tide_policy(**overrides: object) -> ScalingPolicy:
-    base: dict[str, object] = {
-        "metric": MetricKind.LATENCY_SLO,
-        "target": 4.0,
-        "latency_target_s": 2.0,
-        "latency_percentile": 0.99,
-        "max_replicas": 40,
-        "stable_window_s": 30.0,
-        "panic_window_s": 6.0,
-        "scale_down_stabilization_s": 60.0,
-        "time_to_ready_s": 10.0,
-        "warm_pool_size": 1,
-        "tide": TIDE,
-    }
-    base.update(overrides)
-    return ScalingPolicy(**base)  # type: ignore[arg-type]
+    return slo_policy(**{"tide": TIDE, **overrides})
 
 
 def steady(rate: float, now: float, ready: int) -> MetricWindow:

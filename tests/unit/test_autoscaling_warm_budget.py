@@ -9,7 +9,7 @@ import datetime
 import pytest
 
 from egpu.api.inference import GPUInferenceServiceSpec, ScalerStatus, WarmPoolBudget
-from egpu.engines.autoscaling import MetricKind, ScalingPolicy, decide
+from egpu.engines.autoscaling import ScalingPolicy, decide
 from egpu.engines.autoscaling.model import (
     Burst,
     MetricSample,
@@ -28,6 +28,7 @@ from egpu.engines.autoscaling.warm_budget import (
     warm_budget_cut,
 )
 from egpu.engines.inference.policy import memory_from_status, memory_to_status, scaling_policy
+from policies import slo_policy as bench_slo_policy
 
 pytestmark = pytest.mark.unit
 
@@ -118,22 +119,7 @@ def test_a_spent_budget_pays_for_none() -> None:
 
 
 def slo_policy(**overrides: object) -> ScalingPolicy:
-    base: dict[str, object] = {
-        "metric": MetricKind.LATENCY_SLO,
-        "target": 4.0,
-        "latency_target_s": 2.0,
-        "latency_percentile": 0.99,
-        "max_replicas": 40,
-        "stable_window_s": 30.0,
-        "panic_window_s": 6.0,
-        "scale_down_stabilization_s": 60.0,
-        "time_to_ready_s": 10.0,
-        "warm_pool_size": 1,
-        "warm_pool_max": 30,
-        "burst_memory_s": 600.0,
-    }
-    base.update(overrides)
-    return ScalingPolicy(**base)  # type: ignore[arg-type]
+    return bench_slo_policy(**{"warm_pool_max": 30, "burst_memory_s": 600.0, **overrides})
 
 
 def calm(now: float = NOON) -> MetricWindow:
