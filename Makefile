@@ -99,7 +99,7 @@ else
 endif
 
 bench-autoscale: venv binaries ## Autoscaling: egpu vs stock and tuned HPA + prometheus-adapter on surprise traces (crowds, spike, plateau, sawtooth, two-day tide)
-	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py
+	EGPU_RUN_DIR=$(CURDIR)/.run/bench-autoscale $(PY) hack/bench/autoscale.py $(BENCH_ARGS)
 
 bench-repair: venv binaries ## Self-healing: 1,000 nodes, 200 gangs, a compressed fault trace; detection, recovery, ETT
 	EGPU_RUN_DIR=$(CURDIR)/.run/bench-repair $(PY) hack/bench/repair.py $(BENCH_ARGS)

@@ -468,6 +468,23 @@ def metrics_api(adapter_port: int) -> str:
     return "\n---\n".join(json.dumps(d) for d in docs)
 
 
+# One line per status change of a service: what `decisions.log` keeps of a run.
+DECISION_ROW = (
+    '{.metadata.name}{"\\t"}{.status.lastDecision.time}{"\\t"}{.status.desiredReplicas}'
+    '{"\\t"}{.status.warmReplicas}{"\\t"}{.status.scaler.timeToReadySeconds}'
+    '{"\\t"}{.status.lastDecision.reason}'
+    '{"\\t"}{.status.lastDecision.message}{"\\n"}'
+)
+
+
+POD_TIMES_ROW = (
+    '{.metadata.name}{"\\t"}{.metadata.creationTimestamp}{"\\t"}{.spec.nodeName}'
+    '{"\\t"}{.status.startTime}'
+    '{"\\t"}{.status.conditions[?(@.type=="Ready")].status}'
+    '{"\\t"}{.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\\n"}'
+)
+
+
 class Processes:
     """What the bench started, stopped in reverse order (by pid, never by name)."""
 
@@ -940,6 +957,19 @@ def main() -> int:
                 kubeconfig,
             ],
             env={**env, "PYTHONPATH": str(REPO / "operator")},
+        )
+        # Every decision the services' status shows, as it changes: which rule held.
+        procs.start(
+            "decisions",
+            [KUBECTL, "get", "gpuinferenceservices", "-A", "-w", "-o", f"jsonpath={DECISION_ROW}"],
+            env=env,
+        )
+        # Each pod's creation, start and Ready times as they change: the time to ready
+        # the operator measures (creation to Ready), seen from outside.
+        procs.start(
+            "pod-times",
+            [KUBECTL, "get", "pods", "-A", "-w", "-o", f"jsonpath={POD_TIMES_ROW}"],
+            env=env,
         )
         deadline = time.monotonic() + duration + 120
         while procs.alive("traffic") and time.monotonic() < deadline:
