@@ -8,6 +8,7 @@ stops what it started. tests/conftest.py exposes the fixtures.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -124,24 +125,39 @@ FAST_LEASE = {
 }
 
 
+PORT_ATTEMPTS = 3
+
+
+def free_local_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OperatorProcess:
     """The real `egpu-operator` console script, run against the test cluster."""
 
     def __init__(self, cluster: Cluster, log_path: Path, env: dict[str, str] | None = None) -> None:
-        import socket
-
-        def port() -> int:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                return int(s.getsockname()[1])
-
         self.cluster = cluster
-        self.health_port, self.metrics_port = port(), port()
+        self.health_port, self.metrics_port = free_local_port(), free_local_port()
         self.log_path = log_path
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start it and wait for /healthz. A port picked free can be taken by another
+        process's connection before the operator binds it: then again on new ports."""
+        for attempt in range(PORT_ATTEMPTS):
+            self._launch()
+            try:
+                wait_until(self.healthy, 60, "the operator's /healthz")
+                return
+            except AssertionError as exc:
+                if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.health_port, self.metrics_port = free_local_port(), free_local_port()
+
+    def _launch(self) -> None:
         exe = str(Path(sys.executable).parent / "egpu-operator")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -160,7 +176,6 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 env={**self.cluster.env, **FAST_LEASE, **self.extra_env},
             )
-        wait_until(self.healthy, 60, "the operator's /healthz")
 
     def healthy(self) -> bool:
         import urllib.request
