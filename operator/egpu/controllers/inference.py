@@ -20,7 +20,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -63,7 +63,7 @@ from egpu.engines.autoscaling import (
     ScalerState,
     ScalingPolicy,
     build_daily_history,
-    decide,
+    decider,
 )
 from egpu.engines.autoscaling.tide import TidePolicy, TideProfile, empty_profile, observe
 from egpu.engines.autoscaling.warm_pool import warm_target
@@ -540,20 +540,7 @@ class InferenceController:
         if cached is not None:
             cached = max(0, cached - pending_own)  # the binder gives its pending pods those first
 
-        def decide_with(time_to_ready_s: float | None) -> Decision:
-            lead = policy
-            if time_to_ready_s is not None:
-                lead = replace(policy, time_to_ready_s=time_to_ready_s)
-            return decide(
-                lead,
-                scaler.window.window(),
-                state,
-                now,
-                free_pod_slots=free,
-                history=history,
-                tide=tide,
-            )
-
+        decide_with = decider(policy, scaler.window.window(), state, now, free, history, tide)
         plan, decision = start_paths.decide_on_path(
             decide_with, scaler.ready_times, bool(artefacts), cached, len(live)
         )

@@ -3,7 +3,7 @@
 Entry point: `decide(policy, window, state, now, free_pod_slots=..., history=...)`.
 """
 
-from egpu.engines.autoscaling.decide import decide
+from egpu.engines.autoscaling.decide import decide, decider
 from egpu.engines.autoscaling.forecast import build_daily_history
 from egpu.engines.autoscaling.model import (
     Burst,
@@ -47,4 +47,5 @@ __all__ = [
     "ServiceStats",
     "build_daily_history",
     "decide",
+    "decider",
 ]

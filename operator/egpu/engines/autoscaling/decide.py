@@ -33,6 +33,7 @@ to what the budget left pays for while the crowds are remembered; the floor neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from egpu.engines.autoscaling import limits, panic, zero
@@ -683,3 +684,26 @@ def decide(
         memory=new_memory,
         learned_warm=max(0, pool_size - policy.warm_pool_size),
     )
+
+
+def decider(
+    policy: ScalingPolicy,
+    window: MetricWindow,
+    state: ScalerState,
+    now: float,
+    free_pod_slots: int | None = None,
+    history: DailyLoadHistory | None = None,
+    tide: TideProfile | None = None,
+) -> Callable[[float | None], Decision]:
+    """This moment's decision as a function of the time to ready it plans with (None:
+    the policy's own): what a start-path plan tries one path, then another, with."""
+
+    def decide_with(time_to_ready_s: float | None) -> Decision:
+        lead = policy
+        if time_to_ready_s is not None:
+            lead = replace(policy, time_to_ready_s=time_to_ready_s)
+        return decide(
+            lead, window, state, now, free_pod_slots=free_pod_slots, history=history, tide=tide
+        )
+
+    return decide_with

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from egpu.domain.labels import StartPath
-from egpu.engines.autoscaling.decide import decide
+from egpu.engines.autoscaling.decide import decider
 from egpu.engines.autoscaling.model import (
     DailyLoadHistory,
     Decision,
@@ -200,26 +200,6 @@ class SimRun:
         return met / offered
 
 
-def _decider(
-    policy: ScalingPolicy,
-    window: MetricWindow,
-    state: ScalerState,
-    now: float,
-    free: int | None,
-    history: DailyLoadHistory | None,
-    tide: TideProfile | None,
-) -> Callable[[float | None], Decision]:
-    """This moment's decision, planned with a time to ready (None: the policy's)."""
-
-    def decide_with(time_to_ready_s: float | None) -> Decision:
-        lead = policy
-        if time_to_ready_s is not None:
-            lead = replace(policy, time_to_ready_s=time_to_ready_s)
-        return decide(lead, window, state, now, free_pod_slots=free, history=history, tide=tide)
-
-    return decide_with
-
-
 def run(
     policy: ScalingPolicy,
     offered_rps: Sequence[float],
@@ -265,7 +245,7 @@ def run(
         free = None
         if config.max_pods is not None:
             free = max(0, config.max_pods - len(sim.serving) - len(sim.warm))
-        decide_with = _decider(
+        decide_with = decider(
             policy,
             MetricWindow(tuple(samples), model.stats()),
             state,
